@@ -1,0 +1,179 @@
+"""The figures figserve ships. Each is one parameter model plus one pure draw function."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+import numpy as np
+from matplotlib.dates import ConciseDateFormatter, AutoDateLocator
+from matplotlib.figure import Figure
+from pydantic import Field
+
+from .registry import FigureParams, Registry, SeededParams, rng_for, title_field
+
+FIGURES = Registry()
+
+# Bounds keep every figure cheap to draw: no parameter can make one render take seconds.
+_BIG = 1e6
+
+
+class NormalParams(SeededParams):
+    mean: float = Field(5.0, ge=-_BIG, le=_BIG, description="Centre of both coordinates.")
+    var: float = Field(
+        3.0,
+        gt=0,
+        le=_BIG,
+        description="Spread of the points (used as the standard deviation, as in the original).",
+    )
+    n: int = Field(100, ge=1, le=10_000, description="Number of points.")
+
+
+@FIGURES.figure(
+    "normal",
+    title="Random-normal scatter",
+    description="Points drawn from a normal distribution, as red hexagons.",
+    alt="Scatter of {n} random-normal points around mean {mean:g} with spread {var:g}",
+    params=NormalParams,
+)
+def normal(fig: Figure, p: NormalParams) -> None:
+    # The figure of the original Flask app, drawn without pyplot.
+    rng = rng_for(p)
+    xs = rng.normal(p.mean, p.var, p.n)
+    ys = rng.normal(p.mean, p.var, p.n)
+    ax = fig.add_subplot()
+    ax.scatter(xs, ys, s=100, marker="h", color="red", alpha=0.3)
+
+
+class HistogramParams(SeededParams):
+    mean: float = Field(0.0, ge=-_BIG, le=_BIG, description="Mean of the sample.")
+    std: float = Field(1.0, gt=0, le=_BIG, description="Standard deviation of the sample.")
+    n: int = Field(1000, ge=10, le=100_000, description="Sample size.")
+    bins: int = Field(30, ge=1, le=200, description="Number of histogram bins.")
+    title: str = title_field()
+
+
+@FIGURES.figure(
+    "histogram",
+    title="Histogram with fitted density",
+    description="A normal sample as a density histogram, with the normal curve fitted to it.",
+    alt="Histogram of {n} samples (mean {mean:g}, std {std:g}) with a fitted normal curve",
+    params=HistogramParams,
+)
+def histogram(fig: Figure, p: HistogramParams) -> None:
+    sample = rng_for(p).normal(p.mean, p.std, p.n)
+    mu, sigma = float(sample.mean()), float(sample.std())
+    fig.set_layout_engine("constrained")
+    ax = fig.add_subplot()
+    ax.hist(sample, bins=p.bins, density=True, color="#4c72b0", alpha=0.6, label="sample")
+    if sigma > 0:
+        xs = np.linspace(sample.min(), sample.max(), 200)
+        pdf = np.exp(-0.5 * ((xs - mu) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+        ax.plot(xs, pdf, color="#c44e52", lw=2, label=f"fit: μ={mu:.3g}, σ={sigma:.3g}")
+    ax.set_ylabel("density")
+    ax.legend(loc="upper right", fontsize="small")
+    if p.title:
+        ax.set_title(p.title, parse_math=False)
+
+
+class TimeseriesParams(SeededParams):
+    days: int = Field(180, ge=2, le=3650, description="Length of the series in days.")
+    start: dt.date = Field(dt.date(2026, 1, 1), description="First day (YYYY-MM-DD).")
+    drift: float = Field(0.05, ge=-100, le=100, description="Mean daily change.")
+    volatility: float = Field(1.0, ge=0, le=100, description="Standard deviation of daily change.")
+    window: int = Field(7, ge=1, le=365, description="Days in the moving average.")
+    title: str = title_field()
+
+
+@FIGURES.figure(
+    "timeseries",
+    title="Random-walk time series",
+    description="A daily random walk with its moving average, on a date axis.",
+    alt="Daily random walk over {days} days from {start} with a {window}-day moving average",
+    params=TimeseriesParams,
+)
+def timeseries(fig: Figure, p: TimeseriesParams) -> None:
+    steps = rng_for(p).normal(p.drift, p.volatility, p.days)
+    values = np.cumsum(steps)
+    days = np.arange(np.datetime64(p.start, "D"), np.datetime64(p.start, "D") + p.days)
+    window = min(p.window, p.days)
+    smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+    fig.set_layout_engine("constrained")
+    ax = fig.add_subplot()
+    ax.plot(days, values, color="#8c8c8c", lw=1, label="daily")
+    ax.plot(days[window - 1 :], smooth, color="#dd8452", lw=2, label=f"{window}-day mean")
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    ax.legend(loc="upper left", fontsize="small")
+    ax.grid(alpha=0.3)
+    if p.title:
+        ax.set_title(p.title, parse_math=False)
+
+
+class HeatmapParams(SeededParams):
+    rows: int = Field(20, ge=1, le=200, description="Rows of the grid.")
+    cols: int = Field(30, ge=1, le=200, description="Columns of the grid.")
+    smooth: int = Field(2, ge=0, le=10, description="Smoothing passes over the random field.")
+    cmap: Literal["viridis", "magma", "cividis", "coolwarm", "gray"] = Field(
+        "viridis", description="Colour map."
+    )
+    title: str = title_field()
+
+
+@FIGURES.figure(
+    "heatmap",
+    title="Heatmap with colour bar",
+    description="A smoothed random field drawn as a heatmap with a colour bar.",
+    alt="Heatmap of a {rows} by {cols} random field in the {cmap} colour map",
+    params=HeatmapParams,
+)
+def heatmap(fig: Figure, p: HeatmapParams) -> None:
+    field = rng_for(p).normal(size=(p.rows, p.cols))
+    for _ in range(p.smooth):
+        # Average each cell with its four neighbours (edges repeat) to get smooth blobs.
+        padded = np.pad(field, 1, mode="edge")
+        field = (
+            padded[1:-1, 1:-1]
+            + padded[:-2, 1:-1]
+            + padded[2:, 1:-1]
+            + padded[1:-1, :-2]
+            + padded[1:-1, 2:]
+        ) / 5
+    fig.set_layout_engine("constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(field, cmap=p.cmap, aspect="auto", interpolation="nearest")
+    fig.colorbar(image, ax=ax)
+    if p.title:
+        ax.set_title(p.title, parse_math=False)
+
+
+class WavesParams(FigureParams):
+    frequency: float = Field(1.0, ge=0.1, le=20, description="Frequency of the first wave (Hz).")
+    damping: float = Field(0.3, ge=0, le=5, description="Exponential damping per second.")
+    components: int = Field(3, ge=1, le=8, description="Number of harmonics drawn.")
+    title: str = title_field()
+
+
+@FIGURES.figure(
+    "waves",
+    title="Damped waves",
+    description="Damped sine harmonics and their sum; no randomness, so every URL is cacheable.",
+    alt="{components} damped sine harmonics of {frequency:g} Hz and their sum",
+    params=WavesParams,
+)
+def waves(fig: Figure, p: WavesParams) -> None:
+    t = np.linspace(0, 10, 1000)
+    envelope = np.exp(-p.damping * t)
+    fig.set_layout_engine("constrained")
+    ax = fig.add_subplot()
+    total = np.zeros_like(t)
+    for k in range(1, p.components + 1):
+        wave = envelope * np.sin(2 * np.pi * p.frequency * k * t) / k
+        total += wave
+        ax.plot(t, wave, lw=0.8, alpha=0.6, label=f"harmonic {k}" if k <= 3 else None)
+    ax.plot(t, total, color="black", lw=1.5, label="sum")
+    ax.set_xlabel("time (s)")
+    ax.legend(loc="upper right", fontsize="small")
+    if p.title:
+        ax.set_title(p.title, parse_math=False)

@@ -1,0 +1,1 @@
+"""HTTP layer: blueprints per area, request parsing and error responses."""

@@ -1,0 +1,157 @@
+"""JSON API: the figure catalog, rendering from a JSON spec, and plotting uploaded data."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from quart import Blueprint, Response, request, url_for
+from quart_schema import DataSource, document_request, tag
+
+from ..figures.data import DataError, PlotParams, draw_table, parse_table, resolve_columns
+from ..render import MEDIA_TYPES, Format, ImageOptions, RenderJob, canvas_for, job_for
+from .errors import invalid, validation_errors
+from .images import image_response
+from .openapi import image_responses, json_responses, responds
+from .params import spec_or_404
+from .state import app_state, renderer
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+tag_names = ["api"]
+
+
+class RenderSpec(BaseModel):
+    """A figure to render: which one, its parameters, and the output format and size."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    figure: str = Field(max_length=32, description="Name of a figure from GET /api/figures.")
+    params: dict[str, Any] = Field(default_factory=dict, description="The figure's parameters.")
+    format: Format = "png"
+    w: int | None = Field(None, description="Width in CSS pixels (default: the figure's).")
+    h: int | None = Field(None, description="Height in CSS pixels (default: the figure's).")
+    dpr: float | None = Field(None, description="Device pixel ratio, 1-3.")
+    dpi: int | None = Field(None, description="Dots per inch, instead of dpr.")
+
+
+class PlotForm(PlotParams):
+    """Form fields of an upload; the data itself comes in the file field ``file``."""
+
+    format: Format = "png"
+    w: int | None = None
+    h: int | None = None
+    dpr: float | None = None
+    dpi: int | None = None
+
+
+@bp.get("/figures")
+@tag(tag_names)
+@responds(json_responses({"schema": {"type": "object"}}))
+async def catalog() -> dict[str, Any]:
+    """Every figure with its parameter schema and URLs."""
+    state = app_state()
+    return {
+        "formats": MEDIA_TYPES,
+        "image_options": ImageOptions.model_json_schema(),
+        "figures": [
+            {
+                "name": spec.name,
+                "title": spec.title,
+                "description": spec.description,
+                "random": spec.random,
+                "image_url": url_for(f"images.figure_{spec.name}", fmt="png"),
+                "page_url": url_for("pages.figure_page", name=spec.name),
+                "default_size": {"w": spec.width, "h": spec.height},
+                "params": spec.params.model_json_schema(),
+            }
+            for spec in state.registry
+        ],
+    }
+
+
+async def _json_body() -> dict[str, Any]:
+    body = await request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise invalid([{"param": "body", "message": "expected a JSON object"}], "Invalid body")
+    return body
+
+
+def _options(values: dict[str, Any], default_w: int, default_h: int) -> ImageOptions:
+    given = {k: v for k, v in values.items() if k in ImageOptions.model_fields and v is not None}
+    given.setdefault("w", default_w)
+    given.setdefault("h", default_h)
+    return ImageOptions.model_validate(given)
+
+
+@bp.post("/render")
+@tag(tag_names)
+@document_request(RenderSpec)
+@responds(image_responses(list(MEDIA_TYPES.values())) | {"413": {"description": "Body too large."}})
+async def render() -> Response:
+    """Render a figure from a JSON spec; answers with the image."""
+    try:
+        spec_in = RenderSpec.model_validate(await _json_body())
+    except ValidationError as exc:
+        raise invalid(validation_errors(exc)) from None
+    state = app_state()
+    spec = spec_or_404(state.registry, spec_in.figure)
+    errors = []
+    params = opts = None
+    try:
+        params = spec.params.model_validate(spec_in.params)
+    except ValidationError as exc:
+        errors += validation_errors(exc, prefix="params.")
+    try:
+        opts = _options(spec_in.model_dump(exclude_unset=True), spec.width, spec.height)
+    except ValidationError as exc:
+        errors += validation_errors(exc)
+    if errors:
+        raise invalid(errors)
+    job = job_for(spec, params, opts, state.settings.max_pixels)
+    result = await renderer().render(job)
+    return image_response(result, filename=f"{spec.name}.{opts.format}")
+
+
+@bp.post("/plot")
+@tag(tag_names)
+@document_request(PlotForm, source=DataSource.FORM_MULTIPART)
+@responds(image_responses(list(MEDIA_TYPES.values())) | {"413": {"description": "Too large."}})
+async def plot() -> Response:
+    """Plot uploaded data (CSV with a header row, or .npy) as line, scatter, bar or hist."""
+    state = app_state()
+    settings = state.settings
+    form = await request.form
+    files = await request.files
+    upload = files.get("file")
+    if upload is None:
+        raise invalid([{"param": "file", "message": "attach the data as a file field 'file'"}])
+    fields = {k: v for k, v in form.items() if v != ""}
+    try:
+        form_in = PlotForm.model_validate(fields)
+        opts = _options(fields, 640, 400)
+    except ValidationError as exc:
+        raise invalid(validation_errors(exc)) from None
+    params = PlotParams.model_validate(form_in.model_dump(include=set(PlotParams.model_fields)))
+    data = upload.read(settings.max_body_bytes + 1)
+    try:
+        # Parsing a large CSV takes a while: keep it off the event loop.
+        table = await asyncio.to_thread(
+            parse_table,
+            upload.filename or "",
+            data,
+            settings.max_upload_rows,
+            settings.max_upload_columns,
+        )
+        resolve_columns(table, params)
+    except DataError as exc:
+        raise invalid([{"param": exc.param, "message": str(exc)}], "Unusable data") from None
+    job = RenderJob(
+        draw=lambda fig: draw_table(fig, table, params),
+        canvas=canvas_for(opts, settings.max_pixels),
+        format=opts.format,
+        label="upload",
+    )
+    result = await renderer().render(job)
+    return image_response(result, filename=f"plot.{opts.format}")
+

@@ -1,0 +1,132 @@
+"""Image routes: ``/figures/<name>.<fmt>`` for every registered figure, and the seed's ``/fig``.
+
+Each route only turns HTTP into (figure, params, options) and a render result back into HTTP;
+the renderer does the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import create_model
+from quart import Blueprint, Response, request
+from quart_schema import document_querystring, tag
+
+from ..figures import FigureParams, FigureSpec, Registry
+from ..render import MEDIA_TYPES, ImageOptions, Rendered, job_for
+from .errors import SVG_CSP, Problem
+from .openapi import image_responses, responds
+from .params import parse_figure_request, parse_mean_var, single_values
+from .state import app_state, renderer
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+async def serve_figure(
+    spec: FigureSpec, values: dict[str, Any], fixed: dict[str, Any] | None = None
+) -> Response:
+    state = app_state()
+    params, opts = parse_figure_request(spec, values, fixed=fixed)
+    job = job_for(spec, params, opts, state.settings.max_pixels)
+    if job.key is not None and request.if_none_match.contains_weak(job.key[:40]):
+        # The client has exactly these bytes already: no render needed.
+        resp = Response(b"", status=304)
+        _cache_headers(resp, job.etag)
+        return resp
+    result = await renderer().render(job)
+    return image_response(result, filename=f"{spec.name}.{opts.format}")
+
+
+def image_response(result: Rendered, filename: str) -> Response:
+    resp = Response(result.data, mimetype=result.media_type)
+    _cache_headers(resp, result.etag)
+    resp.headers["X-Render-Cache"] = result.cache
+    if result.media_type == "image/svg+xml":
+        resp.headers["Content-Security-Policy"] = SVG_CSP
+    if result.media_type == "application/pdf":
+        resp.headers["Content-Disposition"] = f'inline; filename="{filename}"'
+    return resp
+
+
+def _cache_headers(resp: Response, etag: str | None) -> None:
+    if etag is None:
+        # Every load of an unseeded random figure is a new sample.
+        resp.headers["Cache-Control"] = "no-store"
+    else:
+        resp.headers["ETag"] = etag
+        resp.headers["Cache-Control"] = IMMUTABLE
+
+
+def _query_model(spec: FigureSpec, in_path: frozenset[str]) -> type:
+    """The figure's parameters plus the image options, less those the path carries (OpenAPI)."""
+    fields: dict[str, Any] = {}
+    for model in (spec.params, ImageOptions):
+        for name, info in model.model_fields.items():
+            if name not in in_path:
+                fields[name] = (info.annotation, info)
+    name = "".join(part.title() for part in spec.name.split("_"))
+    return create_model(f"{name}{'Seed' if 'mean' in in_path else ''}Query", __base__=FigureParams, **fields)
+
+
+def _documented(view: Any, query: type, summary: str, media_types: list[str]) -> Any:
+    view.__doc__ = summary
+    view = document_querystring(query)(view)
+    view = responds(image_responses(media_types))(view)
+    return tag(["images"])(view)
+
+
+def create_images_blueprint(registry: Registry) -> Blueprint:
+    bp = Blueprint("images", __name__)
+
+    for spec in registry:
+        bp.add_url_rule(
+            f"/figures/{spec.name}.<fmt>",
+            endpoint=f"figure_{spec.name}",
+            view_func=_documented(
+                _figure_view(spec),
+                _query_model(spec, frozenset({"format"})),
+                f"{spec.title}: {spec.description} Formats: {', '.join(MEDIA_TYPES)}.",
+                list(MEDIA_TYPES.values()),
+            ),
+            methods=["GET"],
+        )
+
+    normal = registry.get("normal")
+    if normal is not None:
+
+        async def seed_figure(mean_var: str) -> Response:
+            mean, var = parse_mean_var(mean_var)
+            return await serve_figure(
+                normal, single_values(request.args), {"mean": mean, "var": var}
+            )
+
+        bp.add_url_rule(
+            "/fig/<mean_var>",
+            endpoint="seed_figure",
+            view_func=_documented(
+                seed_figure,
+                _query_model(normal, frozenset({"mean", "var"})),
+                "The original app's figure: /fig/<mean>_<var>, e.g. /fig/5_3 or /fig/-2.5_0.5. "
+                "Takes the same query parameters as /figures/normal.<fmt>, plus format.",
+                list(MEDIA_TYPES.values()),
+            ),
+            methods=["GET"],
+        )
+    return bp
+
+
+def _figure_view(spec: FigureSpec) -> Any:
+    async def view(fmt: str) -> Response:
+        if fmt not in MEDIA_TYPES:
+            raise Problem(
+                404,
+                "Unknown format",
+                f"{fmt[:20]!r} is not a format figserve renders; use one of: "
+                f"{', '.join(MEDIA_TYPES)}.",
+                [{"param": "format", "message": f"one of {', '.join(MEDIA_TYPES)}"}],
+            )
+        values = single_values(request.args)
+        return await serve_figure(spec, values, {"format": fmt})
+
+    view.__name__ = f"figure_{spec.name}"
+    return view

@@ -1,0 +1,73 @@
+"""OpenAPI document: quart-schema builds it from the routes; this adds real media types.
+
+quart-schema documents responses as JSON models. Image routes answer with image bytes, and every
+route can answer problem+json, so the responses of each operation are declared with ``responds``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from quart_schema import OpenAPIProvider
+
+T = TypeVar("T", bound=Callable[..., Any])
+_ATTR = "_figserve_responses"
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "param": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"param": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_PROBLEM = {"application/problem+json": {"schema": PROBLEM_SCHEMA}}
+_PROBLEM_OR_SVG = {**_PROBLEM, "image/svg+xml": _BINARY}
+
+
+def image_responses(media_types: list[str]) -> dict[str, Any]:
+    return {
+        "200": {"description": "The image.", "content": {m: _BINARY for m in media_types}},
+        "304": {"description": "Not modified: seeded figure, If-None-Match matched."},
+        "400": {"description": "Invalid parameter.", "content": _PROBLEM_OR_SVG},
+        "404": {"description": "Unknown figure or format.", "content": _PROBLEM_OR_SVG},
+        "503": {"description": "Busy or timed out; see Retry-After.", "content": _PROBLEM_OR_SVG},
+    }
+
+
+def json_responses(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"200": {"description": "OK", "content": {"application/json": ok}}}
+    for status in errors:
+        out[str(status)] = {"description": "Error", "content": _PROBLEM}
+    return out
+
+
+def responds(responses: dict[str, Any]) -> Callable[[T], T]:
+    def decorate(func: T) -> T:
+        setattr(func, _ATTR, responses)
+        return func
+
+    return decorate
+
+
+class FigserveOpenAPI(OpenAPIProvider):
+    def build_paths(self, rule: Any) -> tuple[dict, dict]:
+        paths, components = super().build_paths(rule)
+        responses = getattr(self._app.view_functions[rule.endpoint], _ATTR, None)
+        if responses is not None:
+            for operations in paths.values():
+                for operation in operations.values():
+                    operation["responses"] = responses
+        return paths, components

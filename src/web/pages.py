@@ -1,0 +1,227 @@
+"""HTML pages: the gallery, the seed's multi-image page, a figure's result page, the API docs."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from pydantic import BaseModel
+from quart import Blueprint, Response, current_app, render_template, request, url_for
+from quart_schema import hide
+
+from ..figures import FigureParams, FigureSpec
+from ..figures.catalog import NormalParams
+from ..render import MEDIA_TYPES, ImageOptions
+from .errors import Problem, invalid
+from .params import format_number, parse_figure_request, parse_mean_var, single_values, spec_or_404
+from .state import app_state
+
+bp = Blueprint("pages", __name__)
+
+RASTER = {"png", "webp", "jpeg"}
+PREVIEW_W, PREVIEW_H = 320, 240
+
+
+def image_urls(endpoint: str, query: dict[str, Any], **path: Any) -> dict[str, str]:
+    """``src`` for 1x screens and a ``srcset`` that gives 2x screens a sharp image."""
+    base = url_for(endpoint, **path)
+    one = f"{base}?{urlencode(query)}" if query else base
+    two = f"{base}?{urlencode({**query, 'dpr': 2})}"
+    return {"src": one, "srcset": f"{one} 1x, {two} 2x"}
+
+
+def _non_default(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude_defaults=True)
+
+
+@bp.get("/")
+@hide
+async def index() -> str:
+    state = app_state()
+    cards = []
+    for spec in state.registry:
+        query: dict[str, Any] = {"w": PREVIEW_W, "h": PREVIEW_H}
+        if spec.random:
+            query["seed"] = 1  # previews are fixed samples, so browsers cache them
+        params = spec.params.model_validate({"seed": 1} if spec.random else {})
+        cards.append(
+            {
+                "spec": spec,
+                "img": image_urls(f"images.figure_{spec.name}", query, fmt="png"),
+                "alt": spec.alt_text(params),
+                "fields": form_fields(spec.params, {}),
+                "options": form_fields(ImageOptions, {}, skip={"dpi", "dpr"}),
+            }
+        )
+    return await render_template(
+        "pages/index.html", cards=cards, width=PREVIEW_W, height=PREVIEW_H
+    )
+
+
+@bp.get("/normal/<mean_var>")
+@hide
+async def normal_page(mean_var: str) -> str:
+    mean, var = parse_mean_var(mean_var)
+    try:
+        NormalParams(mean=mean, var=var)
+    except Exception as exc:  # pydantic.ValidationError
+        from .errors import validation_errors
+
+        raise invalid(validation_errors(exc)) from None
+    spec = app_state().registry.get("normal")
+    if spec is None:
+        raise Problem(404, "Not Found", "The normal figure is not registered.")
+    images = []
+    for m, v in _variants(mean, var):
+        params = NormalParams(mean=m, var=v)
+        path = f"{format_number(m)}_{format_number(v)}"
+        images.append(
+            {
+                **image_urls("images.seed_figure", {}, mean_var=path),
+                "alt": spec.alt_text(params),
+                "caption": f"mean {format_number(m)}, spread {format_number(v)}",
+                "href": url_for("images.seed_figure", mean_var=path),
+            }
+        )
+    return await render_template(
+        "pages/normal.html",
+        mean=format_number(mean),
+        var=format_number(var),
+        images=images,
+        width=spec.width,
+        height=spec.height,
+    )
+
+
+def _variants(mean: float, var: float, count: int = 6) -> list[tuple[float, float]]:
+    """The requested figure and neighbours around it, all within the figure's limits."""
+    candidates = [
+        (mean, var),
+        (mean, var * 2),
+        (mean, var / 2),
+        (mean + var, var),
+        (mean - var, var),
+        (-mean, var),
+        (mean, var * 4),
+        (mean, var / 4),
+        (mean, var / 8),
+        (mean, var / 16),
+    ]
+    out: list[tuple[float, float]] = []
+    for m, v in candidates:
+        try:
+            NormalParams(mean=m, var=v)
+        except ValueError:
+            continue
+        if (m, v) not in out:
+            out.append((m, v))
+        if len(out) == count:
+            break
+    return out
+
+
+@bp.get("/gallery/<name>")
+@hide
+async def figure_page(name: str) -> tuple[str, int]:
+    state = app_state()
+    spec = spec_or_404(state.registry, name)
+    values = single_values(request.args)
+    errors: dict[str, str] = {}
+    result = None
+    try:
+        params, opts = parse_figure_request(spec, values)
+    except Problem as problem:
+        if problem.status != 400:
+            raise
+        errors = {e["param"]: e["message"] for e in problem.errors}
+    else:
+        result = _result(spec, params, opts, "dpr" in opts.model_fields_set)
+    html = await render_template(
+        "pages/figure.html",
+        spec=spec,
+        result=result,
+        errors=errors,
+        fields=form_fields(spec.params, values, errors),
+        options=form_fields(ImageOptions, values, errors, skip={"dpi"}),
+    )
+    return html, 400 if errors else 200
+
+
+def _result(
+    spec: FigureSpec, params: FigureParams, opts: ImageOptions, fixed_dpr: bool
+) -> dict[str, Any]:
+    query = {**_non_default(params), **_non_default(opts)}
+    query.pop("format", None)
+    query.setdefault("w", opts.w)
+    query.setdefault("h", opts.h)
+    endpoint = f"images.figure_{spec.name}"
+    urls = image_urls(endpoint, query, fmt=opts.format)
+    if fixed_dpr or opts.format not in RASTER:
+        urls["srcset"] = None
+    return {
+        **urls,
+        "permalink": request.host_url.rstrip("/") + urls["src"],
+        "format": opts.format,
+        "media_type": MEDIA_TYPES[opts.format],
+        "width": opts.w,
+        "height": opts.h,
+        "alt": spec.alt_text(params),
+        "seeded": spec.deterministic(params),
+        "random": spec.random,
+    }
+
+
+def form_fields(
+    model: type[BaseModel],
+    values: dict[str, str],
+    errors: dict[str, str] | None = None,
+    skip: set[str] | frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    """Describe each field of ``model`` as an HTML form control, from its JSON schema."""
+    errors = errors or {}
+    out = []
+    for name, prop in model.model_json_schema()["properties"].items():
+        if name in skip:
+            continue
+        optional = "anyOf" in prop
+        base = next((p for p in prop.get("anyOf", [prop]) if p.get("type") != "null"), prop)
+        if "enum" in base:
+            kind = "select"
+        elif base.get("format") == "date":
+            kind = "date"
+        elif base.get("type") in {"integer", "number"}:
+            kind = "number"
+        else:
+            kind = "text"
+        default = prop.get("default")
+        out.append(
+            {
+                "name": name,
+                "kind": kind,
+                "label": name,
+                "description": prop.get("description", ""),
+                "options": base.get("enum", []),
+                "min": base.get("minimum", base.get("exclusiveMinimum")),
+                "max": base.get("maximum", base.get("exclusiveMaximum")),
+                "step": 1 if base.get("type") == "integer" else "any",
+                "maxlength": base.get("maxLength"),
+                "value": values.get(name, "" if default is None else default),
+                "optional": optional,
+                "error": errors.get(name),
+            }
+        )
+    return out
+
+
+@bp.get("/docs")
+@hide
+async def docs() -> str:
+    schema = current_app.extensions["QUART_SCHEMA"].openapi_provider.schema()
+    return await render_template("pages/docs.html", schema=schema)
+
+
+@bp.get("/favicon.ico")
+@hide
+async def favicon() -> Response:
+    # Browsers ask for it on every page; answer cheaply instead of logging a 404 each time.
+    return Response(b"", status=204, headers={"Cache-Control": "public, max-age=86400"})
