@@ -71,7 +71,7 @@ def histogram(fig: Figure, p: HistogramParams) -> None:
         pdf = np.exp(-0.5 * ((xs - mu) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
         ax.plot(xs, pdf, color="#c44e52", lw=2, label=f"fit: μ={mu:.3g}, σ={sigma:.3g}")
     ax.set_ylabel("density")
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="best", fontsize="small")
     if p.title:
         ax.set_title(p.title, parse_math=False)
 

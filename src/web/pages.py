@@ -142,7 +142,7 @@ async def figure_page(name: str) -> tuple[str, int]:
         result=result,
         errors=errors,
         fields=form_fields(spec.params, values, errors),
-        options=form_fields(ImageOptions, values, errors, skip={"dpi"}),
+        options=form_fields(ImageOptions, values, errors, skip={"dpi", "dpr"}),
     )
     return html, 400 if errors else 200
 

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from quart import Quart
+
+from src.app import create_app
+
+from .live import LiveServer, live_server
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+@pytest.fixture
+def app_config() -> dict:
+    """Settings for the in-process app; tests override this fixture to change them."""
+    return {"warm_up": False}
+
+
+@pytest.fixture
+async def app(app_config: dict) -> AsyncIterator[Quart]:
+    application = create_app(app_config)
+    # test_app runs the serving hooks, so the render pool exists as it does in production.
+    async with application.test_app():
+        yield application
+
+
+@pytest.fixture
+def client(app: Quart):
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LiveServer]:
+    with live_server() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image

@@ -1,0 +1,111 @@
+"""Pages in real headless Chromium (Debian's), driven by Playwright (issues 2 and 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+pytestmark = [pytest.mark.live, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ALL_IMAGES_LOADED = (
+    "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+def open_page(browser: Browser, url: str, **context) -> Page:
+    page = browser.new_context(**context).new_page()
+    page.goto(url, wait_until="load")  # "load" waits for every image
+    return page
+
+
+def test_normal_page_shows_every_image(browser, server, artifacts):
+    page = open_page(browser, f"{server.url}/normal/5_3", viewport={"width": 1280, "height": 1000})
+    assert page.title() == "random normal — 5, 3"
+    count = page.eval_on_selector_all("img", "imgs => imgs.length")
+    assert count >= 4
+    assert page.evaluate(ALL_IMAGES_LOADED)
+    widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+    assert widths == [400] * count
+    page.screenshot(path=artifacts / "normal_5_3.png", full_page=True)
+
+
+def test_retina_screen_gets_the_2x_image(browser, server, artifacts):
+    page = open_page(
+        browser, f"{server.url}/normal/5_3", device_scale_factor=2,
+        viewport={"width": 900, "height": 700},
+    )
+    assert page.evaluate(ALL_IMAGES_LOADED)
+    sources = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.currentSrc)")
+    assert all(src.endswith("dpr=2") for src in sources)
+    # naturalWidth is in CSS pixels (800 px at density 2); load the file alone to see its pixels.
+    widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+    assert set(widths) == {400}
+    pixels = page.evaluate(
+        """src => new Promise(done => { const i = new Image(); i.onload = () => done(i.naturalWidth);
+                                        i.src = src; })""",
+        sources[0],
+    )
+    assert pixels == 800
+    page.screenshot(path=artifacts / "normal_5_3_2x.png")
+
+
+def test_gallery_form_draws_the_figure(browser, server, artifacts):
+    page = open_page(browser, f"{server.url}/", viewport={"width": 1280, "height": 900})
+    assert page.evaluate(ALL_IMAGES_LOADED)
+    page.screenshot(path=artifacts / "gallery.png", full_page=True)
+    card = page.locator("#histogram")
+    card.locator("summary").click()
+    card.locator("input[name=bins]").fill("12")
+    card.locator("input[name=seed]").fill("5")
+    card.locator("input[name=title]").fill("Twelve bins")
+    card.locator("select[name=format]").select_option("png")
+    with page.expect_navigation(wait_until="load"):
+        card.locator("button[type=submit]").click()
+    assert "/gallery/histogram?" in page.url and "bins=12" in page.url
+    image = page.locator(".result img")
+    assert image.evaluate("i => i.complete && i.naturalWidth > 0")
+    assert "seed=5" in image.get_attribute("src")
+    permalink = page.locator(".permalink a").get_attribute("href")
+    assert permalink == image.get_attribute("src")
+    page.screenshot(path=artifacts / "gallery_result.png", full_page=True)
+
+
+def test_broken_figure_explains_itself(browser, server, artifacts):
+    page = open_page(browser, f"{server.url}/gallery/normal?w=400")
+    # An <img> pointing at a bad URL shows the error image, which still loads as an image.
+    page.set_content(f'<img id="bad" src="{server.url}/fig/5_0" width="400" height="300">')
+    page.wait_for_function("() => document.getElementById('bad').complete")
+    assert page.evaluate("() => document.getElementById('bad').naturalWidth") == 400
+    page.screenshot(path=artifacts / "error_image.png")
+
+
+def test_phone_width_layout(browser, server, artifacts):
+    page = open_page(
+        browser, f"{server.url}/normal/5_3", viewport={"width": 390, "height": 844},
+        device_scale_factor=2, is_mobile=True,
+    )
+    assert page.evaluate(ALL_IMAGES_LOADED)
+    # Nothing wider than the screen: no horizontal scrolling.
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=artifacts / "normal_phone.png")

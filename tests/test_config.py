@@ -1,0 +1,61 @@
+"""The shipped configuration: hypercorn.toml and figserve's own settings."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from hypercorn.config import Config
+
+from src.app import create_app
+from src.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_hypercorn_toml_key_is_known_to_hypercorn():
+    # Hypercorn silently ignores misspelt keys, so check each one against its Config.
+    with open(ROOT / "hypercorn.toml", "rb") as f:
+        keys = set(tomllib.load(f))
+    defaults = Config()
+    unknown = sorted(k for k in keys if not hasattr(defaults, k))
+    assert unknown == []
+
+
+def test_hypercorn_loads_the_shipped_config():
+    config = Config.from_toml(ROOT / "hypercorn.toml")
+    assert config.bind == ["127.0.0.1:8000"]
+    assert config.workers >= 1
+    assert config.graceful_timeout > 0
+    assert config.accesslog is not None
+
+
+def test_every_hypercorn_toml_key_is_commented():
+    lines = (ROOT / "hypercorn.toml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if "=" in line and not line.lstrip().startswith("#"):
+            assert lines[i - 1].lstrip().startswith("#"), f"no comment above: {line}"
+
+
+def test_settings_come_from_the_environment():
+    settings = Settings.from_env({"FIGSERVE_RENDER_THREADS": "3", "FIGSERVE_WARM_UP": "false"})
+    assert settings.render_threads == 3
+    assert settings.warm_up is False
+    with pytest.raises(ValueError, match="FIGSERVE_RENDER_THREADS"):
+        Settings.from_env({"FIGSERVE_RENDER_THREADS": "many"})
+
+
+def test_create_app_refuses_unknown_settings():
+    with pytest.raises(KeyError, match="render_thread"):
+        create_app({"render_thread": 3})
+
+
+async def test_serving_hooks_own_the_render_pool():
+    app = create_app({"warm_up": True, "render_threads": 1})
+    state = app.extensions["figserve"]
+    assert state.renderer is None
+    async with app.test_app():
+        assert state.renderer is not None and state.renderer.ready
+        assert state.renderer.settings.render_threads == 1
+    assert state.renderer is None

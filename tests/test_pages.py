@@ -1,0 +1,58 @@
+"""The gallery's figure pages: forms in, image and permalink out (issue 3)."""
+
+from __future__ import annotations
+
+from .test_routes import BROWSER_PAGE_ACCEPT, parse
+
+
+async def test_figure_page_shows_the_image_and_its_permalink(client):
+    resp = await client.get("/gallery/histogram?bins=12&seed=3&w=500&h=300&format=png&title=")
+    assert resp.status_code == 200
+    html = await resp.get_data(as_text=True)
+    img = parse(html).images[0]
+    path, _, query = img["src"].partition("?")
+    assert path == "/figures/histogram.png"
+    assert sorted(query.split("&")) == ["bins=12", "h=300", "seed=3", "w=500"]
+    assert img["srcset"].endswith("dpr=2 2x")
+    assert (img["width"], img["height"]) == ("500", "300")
+    assert "http://localhost/figures/histogram.png?" in html
+    assert (await client.get(img["src"])).status_code == 200
+    # srcset picks the density; a dpr field would pin it on the next submit.
+    assert 'name="dpr"' not in html
+
+
+async def test_unseeded_result_says_it_is_not_permanent(client):
+    html = await (await client.get("/gallery/normal")).get_data(as_text=True)
+    assert "No seed given" in html
+
+
+async def test_vector_results_have_no_srcset(client):
+    html = await (await client.get("/gallery/waves?format=svg")).get_data(as_text=True)
+    img = parse(html).images[0]
+    assert img["src"].startswith("/figures/waves.svg") and "srcset" not in img
+
+
+async def test_pdf_result_is_embedded_as_an_object(client):
+    html = await (await client.get("/gallery/waves?format=pdf")).get_data(as_text=True)
+    assert '<object data="/figures/waves.pdf' in html
+
+
+async def test_invalid_form_values_come_back_marked_with_400(client):
+    resp = await client.get("/gallery/heatmap?rows=0&cmap=jet", headers={"Accept": BROWSER_PAGE_ACCEPT})
+    assert resp.status_code == 400
+    html = await resp.get_data(as_text=True)
+    assert html.count('class="field invalid"') == 2
+    assert 'value="0"' in html  # the user's input is kept
+
+
+async def test_user_text_is_escaped_in_pages(client):
+    resp = await client.get("/gallery/histogram", query_string={"title": "<script>alert(1)</script>"})
+    html = await resp.get_data(as_text=True)
+    assert "<script>alert(1)" not in html
+    assert "&lt;script&gt;" in html
+
+
+async def test_unknown_figure_page_is_an_html_404(client):
+    resp = await client.get("/gallery/pie", headers={"Accept": BROWSER_PAGE_ACCEPT})
+    assert resp.status_code == 404
+    assert resp.content_type.startswith("text/html")
