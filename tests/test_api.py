@@ -53,7 +53,9 @@ async def test_render_from_a_json_spec(client):
 )
 async def test_render_errors_name_the_parameter(client, body, param):
     if isinstance(body, str):
-        resp = await client.post("/api/render", data=body, headers={"Content-Type": "application/json"})
+        resp = await client.post(
+            "/api/render", data=body, headers={"Content-Type": "application/json"}
+        )
     else:
         resp = await client.post("/api/render", json=body)
     assert resp.status_code == 400
@@ -69,7 +71,8 @@ async def test_render_unknown_figure_is_404(client):
 
 async def test_oversized_json_body_is_413(client):
     resp = await client.post(
-        "/api/render", data=b"{" + b" " * (3 * 1024 * 1024) + b"}",
+        "/api/render",
+        data=b"{" + b" " * (3 * 1024 * 1024) + b"}",
         headers={"Content-Type": "application/json"},
     )
     assert resp.status_code == 413
@@ -97,7 +100,8 @@ async def test_plot_uploaded_npy_as_svg(client):
     buf = io.BytesIO()
     np.save(buf, np.column_stack([np.arange(50.0), np.sin(np.arange(50.0))]))
     resp = await client.post(
-        "/api/plot", form={"kind": "line", "x": "0", "y": "1", "format": "svg"},
+        "/api/plot",
+        form={"kind": "line", "x": "0", "y": "1", "format": "svg"},
         files=upload(buf.getvalue(), "wave.npy"),
     )
     assert resp.status_code == 200
@@ -115,7 +119,7 @@ async def test_bar_chart_with_text_categories(client):
     [
         (b"a,b\n1,2\n3\n", {}, "file", "line 3"),
         (b"a,b\n1,2\n3,x\n", {"kind": "line", "x": "a", "y": "b"}, "y", "not numeric"),
-        (b"a,b\n1,2\n3,\"4\n", {}, "file", "line"),
+        (b'a,b\n1,2\n3,"4\n', {}, "file", "line"),
         (b"a,b\n", {}, "file", "no data rows"),
         (b"\xff\xfe\x00", {}, "file", "UTF-8"),
         (b"a,a\n1,2\n", {}, "file", "unique"),

@@ -20,9 +20,7 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ALL_IMAGES_LOADED = (
-    "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
-)
+ALL_IMAGES_LOADED = "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +50,9 @@ def test_normal_page_shows_every_image(browser, server, artifacts):
 
 def test_retina_screen_gets_the_2x_image(browser, server, artifacts):
     page = open_page(
-        browser, f"{server.url}/normal/5_3", device_scale_factor=2,
+        browser,
+        f"{server.url}/normal/5_3",
+        device_scale_factor=2,
         viewport={"width": 900, "height": 700},
     )
     assert page.evaluate(ALL_IMAGES_LOADED)
@@ -62,8 +62,9 @@ def test_retina_screen_gets_the_2x_image(browser, server, artifacts):
     widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
     assert set(widths) == {400}
     pixels = page.evaluate(
-        """src => new Promise(done => { const i = new Image(); i.onload = () => done(i.naturalWidth);
-                                        i.src = src; })""",
+        """src => new Promise(done => {
+            const i = new Image(); i.onload = () => done(i.naturalWidth); i.src = src;
+        })""",
         sources[0],
     )
     assert pixels == 800
@@ -102,8 +103,11 @@ def test_broken_figure_explains_itself(browser, server, artifacts):
 
 def test_phone_width_layout(browser, server, artifacts):
     page = open_page(
-        browser, f"{server.url}/normal/5_3", viewport={"width": 390, "height": 844},
-        device_scale_factor=2, is_mobile=True,
+        browser,
+        f"{server.url}/normal/5_3",
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
     )
     assert page.evaluate(ALL_IMAGES_LOADED)
     # Nothing wider than the screen: no horizontal scrolling.

@@ -20,7 +20,9 @@ MAX_PIXELS = 6_000_000
 
 def render(name: str, fmt: str = "png", w: int = 400, h: int = 300, dpr: float = 1, **params):
     spec = FIGURES.get(name)
-    job = job_for(spec, spec.params(**params), ImageOptions(format=fmt, w=w, h=h, dpr=dpr), MAX_PIXELS)
+    job = job_for(
+        spec, spec.params(**params), ImageOptions(format=fmt, w=w, h=h, dpr=dpr), MAX_PIXELS
+    )
     return encode(job)
 
 
@@ -32,7 +34,9 @@ def pixels(data: bytes) -> Image.Image:
 
 @pytest.mark.parametrize("name", [spec.name for spec in FIGURES])
 def test_every_figure_renders_a_png_of_the_requested_size(name):
-    image = pixels(render(name, w=320, h=240, dpr=2, **({"seed": 3} if FIGURES.get(name).random else {})))
+    image = pixels(
+        render(name, w=320, h=240, dpr=2, **({"seed": 3} if FIGURES.get(name).random else {}))
+    )
     assert image.format == "PNG"
     assert image.size == (640, 480)
     # Something was drawn: the image is not one flat colour.

@@ -38,7 +38,9 @@ async def test_pdf_result_is_embedded_as_an_object(client):
 
 
 async def test_invalid_form_values_come_back_marked_with_400(client):
-    resp = await client.get("/gallery/heatmap?rows=0&cmap=jet", headers={"Accept": BROWSER_PAGE_ACCEPT})
+    resp = await client.get(
+        "/gallery/heatmap?rows=0&cmap=jet", headers={"Accept": BROWSER_PAGE_ACCEPT}
+    )
     assert resp.status_code == 400
     html = await resp.get_data(as_text=True)
     assert html.count('class="field invalid"') == 2
@@ -46,7 +48,9 @@ async def test_invalid_form_values_come_back_marked_with_400(client):
 
 
 async def test_user_text_is_escaped_in_pages(client):
-    resp = await client.get("/gallery/histogram", query_string={"title": "<script>alert(1)</script>"})
+    resp = await client.get(
+        "/gallery/histogram", query_string={"title": "<script>alert(1)</script>"}
+    )
     html = await resp.get_data(as_text=True)
     assert "<script>alert(1)" not in html
     assert "&lt;script&gt;" in html

@@ -28,8 +28,11 @@ def spiral(fig: Figure, p: SpiralParams) -> None:
 async def app():
     registry = FIGURES.copy()
     registry.figure(
-        "spiral", title="Spiral", params=SpiralParams,
-        description="A noisy spiral.", alt="Spiral of {turns} turns",
+        "spiral",
+        title="Spiral",
+        params=SpiralParams,
+        description="A noisy spiral.",
+        alt="Spiral of {turns} turns",
     )(spiral)
     application = create_app({"registry": registry, "warm_up": False})
     async with application.test_app():

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Literal
 
 import numpy as np
-from matplotlib.dates import ConciseDateFormatter, AutoDateLocator
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from pydantic import Field
 
@@ -69,7 +69,7 @@ def histogram(fig: Figure, p: HistogramParams) -> None:
     if sigma > 0:
         xs = np.linspace(sample.min(), sample.max(), 200)
         pdf = np.exp(-0.5 * ((xs - mu) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
-        ax.plot(xs, pdf, color="#c44e52", lw=2, label=f"fit: μ={mu:.3g}, σ={sigma:.3g}")
+        ax.plot(xs, pdf, color="#c44e52", lw=2, label=f"fit: μ={mu:.3g}, σ={sigma:.3g}")  # noqa: RUF001
     ax.set_ylabel("density")
     ax.legend(loc="best", fontsize="small")
     if p.title:

@@ -154,4 +154,3 @@ async def plot() -> Response:
     )
     result = await renderer().render(job)
     return image_response(result, filename=f"plot.{opts.format}")
-

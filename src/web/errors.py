@@ -7,6 +7,7 @@ message, so a broken figure explains itself on the page. No stack trace ever rea
 
 from __future__ import annotations
 
+import json
 import logging
 import textwrap
 from dataclasses import dataclass, field
@@ -76,12 +77,11 @@ def error_svg(message: str, status: int, width: int = 400, height: int = 300) ->
     """A self-explaining placeholder image: the status and the message, wrapped to fit."""
     chars = max(20, width // 8)
     lines = textwrap.wrap(message, chars)[: max(1, (height - 60) // 18)]
-    tspans = "".join(
-        f'<tspan x="16" dy="18">{escape(line)}</tspan>' for line in lines
-    )
+    tspans = "".join(f'<tspan x="16" dy="18">{escape(line)}</tspan>' for line in lines)
+    label = escape(message, {'"': "&quot;"})
     svg = (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(message, {chr(34): "&quot;"})}">'
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{label}">'
         f'<rect x="1" y="1" width="{width - 2}" height="{height - 2}" fill="#fff5f5" '
         f'stroke="#c0392b" stroke-width="2"/>'
         f'<text x="16" y="32" font-family="sans-serif" font-size="16" font-weight="bold" '
@@ -128,8 +128,6 @@ async def problem_response(problem: Problem) -> Response:
         )
         resp.headers["Content-Security-Policy"] = SVG_CSP
     else:
-        import json
-
         resp = Response(json.dumps(problem.body()), status=problem.status, mimetype=PROBLEM_JSON)
     # Errors describe this request only: never let a cache keep them.
     resp.headers["Cache-Control"] = "no-store"

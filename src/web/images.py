@@ -65,7 +65,9 @@ def _query_model(spec: FigureSpec, in_path: frozenset[str]) -> type:
             if name not in in_path:
                 fields[name] = (info.annotation, info)
     name = "".join(part.title() for part in spec.name.split("_"))
-    return create_model(f"{name}{'Seed' if 'mean' in in_path else ''}Query", __base__=FigureParams, **fields)
+    return create_model(
+        f"{name}{'Seed' if 'mean' in in_path else ''}Query", __base__=FigureParams, **fields
+    )
 
 
 def _documented(view: Any, query: type, summary: str, media_types: list[str]) -> Any:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from quart import Blueprint, Response, current_app, render_template, request, url_for
 from quart_schema import hide
 
 from ..figures import FigureParams, FigureSpec
 from ..figures.catalog import NormalParams
 from ..render import MEDIA_TYPES, ImageOptions
-from .errors import Problem, invalid
+from .errors import Problem, invalid, validation_errors
 from .params import format_number, parse_figure_request, parse_mean_var, single_values, spec_or_404
 from .state import app_state
 
@@ -53,9 +53,7 @@ async def index() -> str:
                 "options": form_fields(ImageOptions, {}, skip={"dpi", "dpr"}),
             }
         )
-    return await render_template(
-        "pages/index.html", cards=cards, width=PREVIEW_W, height=PREVIEW_H
-    )
+    return await render_template("pages/index.html", cards=cards, width=PREVIEW_W, height=PREVIEW_H)
 
 
 @bp.get("/normal/<mean_var>")
@@ -64,9 +62,7 @@ async def normal_page(mean_var: str) -> str:
     mean, var = parse_mean_var(mean_var)
     try:
         NormalParams(mean=mean, var=var)
-    except Exception as exc:  # pydantic.ValidationError
-        from .errors import validation_errors
-
+    except ValidationError as exc:
         raise invalid(validation_errors(exc)) from None
     spec = app_state().registry.get("normal")
     if spec is None:

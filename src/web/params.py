@@ -105,5 +105,7 @@ def spec_or_404(registry: Any, name: str) -> FigureSpec:
     spec = registry.get(name)
     if spec is None:
         names = ", ".join(s.name for s in registry)
-        raise Problem(404, "Unknown figure", f"There is no figure {name[:40]!r}; try one of: {names}.")
+        raise Problem(
+            404, "Unknown figure", f"There is no figure {name[:40]!r}; try one of: {names}."
+        )
     return spec

@@ -27,5 +27,7 @@ def renderer() -> Renderer:
     r = app_state().renderer
     if r is None:
         # Only possible while the server starts or stops.
-        raise Problem(503, "Not ready", "The renderer is not running.", headers={"Retry-After": "1"})
+        raise Problem(
+            503, "Not ready", "The renderer is not running.", headers={"Retry-After": "1"}
+        )
     return r
