@@ -7,17 +7,23 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from quart import Quart, Response
 from quart_schema import QuartSchema
 
+from . import metrics as metrics_module
 from .config import Settings
 from .figures import FIGURES, Registry
+from .jobs import JobRunner
 from .render import Renderer
-from .web import api, ops, pages
+from .web import api, jobs, ops, pages
 from .web.errors import register_error_handlers
 from .web.images import create_images_blueprint
 from .web.openapi import FigserveOpenAPI
@@ -56,11 +62,17 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     app.register_blueprint(create_images_blueprint(registry))
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(jobs.bp)
     register_error_handlers(app)
+    metrics = metrics_module.install(app)
+    app.asgi_app = ops.health_first(app.asgi_app)  # type: ignore[method-assign]
 
     @app.before_serving
     async def _start_renderer() -> None:
-        renderer = Renderer(settings)
+        # Render threads hold the GIL for long stretches; a 1 ms switch interval (default 5 ms)
+        # lets the event loop in sooner, so pages and probes do not queue behind renders.
+        sys.setswitchinterval(0.001)
+        renderer = Renderer(settings, observer=metrics)
         state.renderer = renderer
         first = next(iter(registry), None)
         if settings.warm_up and first is not None:
@@ -72,6 +84,22 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
         renderer, state.renderer = state.renderer, None
         if renderer is not None:
             await renderer.close()
+        metrics.worker_exit()
+
+    @app.before_serving
+    async def _start_jobs() -> None:
+        # Job items wait while this worker's page renders are queued: pages go first.
+        runner = JobRunner(
+            settings, registry, busy=lambda: state.renderer.pending if state.renderer else 0
+        )
+        await runner.start()
+        state.jobs = runner
+
+    @app.after_serving
+    async def _stop_jobs() -> None:
+        runner, state.jobs = state.jobs, None
+        if runner is not None:
+            await runner.close()
 
     @app.after_request
     async def _security_headers(response: Response) -> Response:
@@ -94,4 +122,32 @@ def _configure_logging(level: str) -> None:
         logger.propagate = False
 
 
+def _sigterm_stops_the_server() -> None:
+    """In a Hypercorn worker, turn a SIGTERM into a graceful stop of the whole server.
+
+    Hypercorn stops gracefully when its master gets SIGTERM, but a worker that gets SIGTERM
+    itself (``kill -- -PGID``, systemd's KillMode=control-group, or the master's own
+    ``terminate()`` of the remaining workers once one has exited) dies at once, dropping every
+    in-flight response. Here a worker passes the signal on to the master, which tells every worker
+    to stop accepting and finish in-flight requests within ``graceful_timeout``.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None or threading.current_thread() is not threading.main_thread():
+        return  # not a spawned worker: Hypercorn (or the caller) handles signals itself
+    master = parent.pid
+
+    def forward(signum: int, frame: object) -> None:
+        if os.getppid() == master:
+            logging.getLogger("figserve").info(
+                "worker %d got SIGTERM: asking master %d to stop gracefully", os.getpid(), master
+            )
+            os.kill(master, signal.SIGTERM)  # repeated SIGTERMs only repeat "stop gracefully"
+        else:  # orphaned: nobody will tell this worker to stop, so stop now
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+
+
+_sigterm_stops_the_server()
 app = create_app()

@@ -21,16 +21,20 @@ class Settings:
     # Images of one page render side by side, but each render thread also holds the GIL for
     # stretches; two per worker keeps the event loop responsive on a small machine.
     render_threads: int = 2
-    # Renders admitted per worker (running + queued) before new ones are shed with 503.
-    render_queue_limit: int = 16
+    # Renders admitted per worker (running + queued) before new ones are shed with 503 and
+    # Retry-After. Default-size figures take 20-90 ms, the largest allowed up to ~1 s, so 8 keeps
+    # the queue under a second of work typically and a few seconds at worst, within the deadline.
+    render_queue_limit: int = 8
     # A render still unfinished after this answers 503; the thread finishes it in the background.
     render_timeout: float = 10 * SECONDS
     # Byte budget of the in-process LRU of deterministic (seeded) renders.
     cache_bytes: int = 64 * MIB
     # Hard cap on output pixels (width x height) of any raster image.
     max_pixels: int = 6_000_000
-    # zlib level for PNG: 1 is much faster than the default 6 for slightly larger files.
-    png_compress_level: int = 6
+    # zlib level for PNG. 3 compresses in half the time of 6 (a 1200x900 figure: ~30 instead of
+    # ~36 ms in all) to about the size matplotlib's own writer reaches at 6; 6 is ~25% smaller.
+    # Measured in bench/results/levers.md.
+    png_compress_level: int = 3
     # Request bodies (JSON specs, uploads) larger than this answer 413.
     max_body_bytes: int = 2 * MIB
     # Limits for uploaded data sets.
@@ -39,6 +43,29 @@ class Settings:
     # Render one tiny figure at start so the first visitor does not pay for font loading.
     warm_up: bool = True
     log_level: str = "INFO"
+    # Background jobs. Every worker of one server must use the same directory (it holds the
+    # shared job database and the results); empty means a per-user folder in the temp directory.
+    jobs_dir: str = ""
+    job_max_items: int = 500
+    # Jobs queued or running at once, over all workers; more answer 503.
+    job_max_active: int = 4
+    job_max_output_bytes: int = 256 * MIB
+    # matplotlib keeps a PDF's raster images in memory until the document ends: a PDF job may
+    # hold at most this many canvas pixels in all (about 4 bytes each at worst).
+    job_max_pdf_pixels: int = 100_000_000
+    # Finished results (and their job records) are removed this long after the job ends.
+    job_result_ttl: float = 3600 * SECONDS
+    # Jobs each worker renders at once, each apart from the interactive render pool: in a
+    # lower-priority process of its own ("process": no shared GIL, the OS runs pages first) or in
+    # a lower-priority thread of the worker ("thread": no extra process; pages slow down more).
+    job_threads: int = 1
+    job_executor: str = "process"
+    # How often a worker checks for queued jobs, beats the heartbeat of its own and cleans up.
+    job_poll_interval: float = 1 * SECONDS
+    # A running job whose worker has not beaten its heartbeat for this long is marked failed.
+    job_stale_after: float = 30 * SECONDS
+    # Before each job item, wait up to this long for the worker's page renders to finish.
+    job_yield_max: float = 0.5 * SECONDS
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

@@ -32,6 +32,7 @@ class LiveServer:
         workers: int | None = None,
         env: dict[str, str] | None = None,
         args: Sequence[str] = (),
+        app: str = "src.app:app",
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -40,7 +41,7 @@ class LiveServer:
         cmd += ["--bind", f"127.0.0.1:{self.port}"]
         if workers is not None:
             cmd += ["--workers", str(workers)]
-        cmd += [*args, "src.app:app"]
+        cmd += [*args, app]
         self.proc = subprocess.Popen(
             cmd,
             cwd=ROOT,

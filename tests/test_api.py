@@ -49,10 +49,11 @@ async def test_render_from_a_json_spec(client):
         ({"params": {}}, "figure"),
         ([1, 2], "body"),
         ("not json", "body"),
+        (b"\xff\xfe{}", "body"),
     ],
 )
 async def test_render_errors_name_the_parameter(client, body, param):
-    if isinstance(body, str):
+    if isinstance(body, str | bytes):
         resp = await client.post(
             "/api/render", data=body, headers={"Content-Type": "application/json"}
         )
@@ -177,6 +178,8 @@ async def test_openapi_documents_every_image_and_json_route(client, app):
         assert "application/problem+json" in op["responses"]["400"]["content"]
     assert {"/fig/{mean_var}", "/api/figures", "/api/render", "/api/plot"} <= set(paths)
     assert "requestBody" in paths["/api/render"]["post"]
+    fmt = paths["/figures/normal.{fmt}"]["get"]["parameters"][0]
+    assert (fmt["name"], fmt["schema"]["enum"]) == ("fmt", ["png", "svg", "pdf", "webp", "jpeg"])
 
 
 async def test_docs_page_lists_the_routes(client):

@@ -21,7 +21,7 @@ RESERVED_NAMES = frozenset({"w", "h", "dpr", "dpi", "format"})
 MAX_SEED = 2**32 - 1
 TEXT_MAX = 80
 # Printable text only: control characters have no business in a title.
-TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
 
 
 class FigureParams(BaseModel):

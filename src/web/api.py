@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -71,7 +72,11 @@ async def catalog() -> dict[str, Any]:
 
 
 async def _json_body() -> dict[str, Any]:
-    body = await request.get_json(force=True, silent=True)
+    raw = await request.get_data()
+    try:
+        body = json.loads(raw)
+    except ValueError:  # also a body that is not UTF-8
+        body = None
     if not isinstance(body, dict):
         raise invalid([{"param": "body", "message": "expected a JSON object"}], "Invalid body")
     return body

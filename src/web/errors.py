@@ -114,7 +114,27 @@ def _image_box() -> tuple[int, int]:
     return (w, h) if 50 <= w <= 3000 and 50 <= h <= 3000 else (400, 300)
 
 
-async def problem_response(problem: Problem) -> Response:
+def log_problem(problem: Problem) -> None:
+    """One line per error response; the level says whose problem it is (client, load, bug)."""
+    if problem.status >= 500:
+        level = logging.WARNING if problem.status in {502, 503, 504} else logging.ERROR
+    else:
+        level = logging.INFO
+    if log.isEnabledFor(level):
+        log.log(
+            level,
+            "error status=%d title=%r method=%s path=%s detail=%r",
+            problem.status,
+            problem.title,
+            request.method,
+            request.path,
+            problem.detail[:200],
+        )
+
+
+async def problem_response(problem: Problem, *, logged: bool = False) -> Response:
+    if not logged:
+        log_problem(problem)
     style = getattr(request, "blueprint", None)
     if style == "pages" or (style not in {"images", "api", "jobs"} and _prefers_html()):
         html = await render_template("error.html", problem=problem)
@@ -180,10 +200,20 @@ def register_error_handlers(app: Quart) -> None:
             resp.headers["Allow"] = ", ".join(exc.valid_methods)
         return resp
 
+    @app.errorhandler(UnicodeDecodeError)
+    async def _undecodable_body(exc: UnicodeDecodeError) -> Response:
+        # Reading a request body as text (JSON, form) fails in the framework on bytes that are
+        # not UTF-8: the client sent them, so it is their error. Anywhere else it is a bug.
+        if request.method in {"POST", "PUT", "PATCH"} and exc.object == await request.get_data():
+            message = f"not valid UTF-8 text (byte {exc.start})"
+            return await problem_response(invalid([{"param": "body", "message": message}]))
+        return await _unexpected(exc)
+
     @app.errorhandler(Exception)
     async def _unexpected(exc: Exception) -> Response:
         # A bug: log it with its traceback for the operator, tell the client nothing more.
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("error status=500 method=%s path=%s", request.method, request.path)
         return await problem_response(
-            Problem(500, "Internal Server Error", "The server failed; this has been logged.")
+            Problem(500, "Internal Server Error", "The server failed; this has been logged."),
+            logged=True,
         )

@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 from quart_schema import OpenAPIProvider
 
+from ..render import MEDIA_TYPES
+
 T = TypeVar("T", bound=Callable[..., Any])
 _ATTR = "_figserve_responses"
 
@@ -62,12 +64,26 @@ def responds(responses: dict[str, Any]) -> Callable[[T], T]:
     return decorate
 
 
+# Path parameters that routes parse themselves, described so clients (and fuzzers) know them.
+PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "fmt": {"type": "string", "enum": list(MEDIA_TYPES)},
+    "mean_var": {
+        "type": "string",
+        "pattern": r"^[+-]?(\d+(\.\d*)?|\.\d+)_[+-]?(\d+(\.\d*)?|\.\d+)$",
+        "description": "<mean>_<var>, e.g. 5_3 or -2.5_0.5",
+    },
+}
+
+
 class FigserveOpenAPI(OpenAPIProvider):
     def build_paths(self, rule: Any) -> tuple[dict, dict]:
         paths, components = super().build_paths(rule)
         responses = getattr(self._app.view_functions[rule.endpoint], _ATTR, None)
-        if responses is not None:
-            for operations in paths.values():
-                for operation in operations.values():
+        for operations in paths.values():
+            for operation in operations.values():
+                if responses is not None:
                     operation["responses"] = responses
+                for param in operation["parameters"]:
+                    if param.get("in") == "path" and param["name"] in PATH_SCHEMAS:
+                        param["schema"] = PATH_SCHEMAS[param["name"]]
         return paths, components

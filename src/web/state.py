@@ -8,6 +8,7 @@ from quart import current_app
 
 from ..config import Settings
 from ..figures import Registry
+from ..jobs import JobRunner
 from ..render import Renderer
 from .errors import Problem
 
@@ -17,6 +18,7 @@ class AppState:
     settings: Settings
     registry: Registry
     renderer: Renderer | None = None  # created when serving starts, closed when it stops
+    jobs: JobRunner | None = None  # likewise: runs background jobs, see src/jobs
 
 
 def app_state() -> AppState:

@@ -1,0 +1,298 @@
+"""Where jobs live: one store that every worker of a server reads and writes.
+
+``JobStore`` is the interface the runner and the routes use; ``SQLiteJobStore`` implements it on
+one SQLite file in WAL mode, so the workers of one machine share jobs without an extra server.
+A store for several machines (Redis, a SQL server) implements the same methods with the same
+guarantees: ``create`` and ``claim`` are atomic, and every update that belongs to a runner is
+conditional on the job still being running and owned by that runner, so a cancel or a reap by
+another worker always wins over a late update.
+
+Times are wall-clock seconds (``time.time()``): they are compared across processes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE = (JobState.QUEUED, JobState.RUNNING)
+
+
+class TooManyJobs(RuntimeError):
+    """The limit of queued plus running jobs is reached."""
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    state: JobState
+    output: str  # "pdf" or "zip"
+    total: int
+    done: int
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    heartbeat: float | None = None
+    owner: str | None = None  # the runner that claimed it
+    error: str | None = None
+    result_bytes: int | None = None
+    expires: float | None = None  # set when the job ends: then it and its result are removed
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+
+class JobStore(Protocol):
+    def create(self, record: JobRecord, items: list[dict[str, Any]], max_active: int) -> None:
+        """Add a queued job, or raise ``TooManyJobs`` if ``max_active`` jobs are active."""
+
+    def get(self, job_id: str) -> JobRecord | None: ...
+
+    def recent(self, limit: int) -> list[JobRecord]:
+        """The newest jobs first."""
+
+    def items(self, job_id: str) -> list[dict[str, Any]]: ...
+
+    def claim(self, owner: str, now: float) -> JobRecord | None:
+        """Mark the oldest queued job running for ``owner`` and return it (None if none)."""
+
+    def progress(self, job_id: str, owner: str, done: int, now: float) -> bool:
+        """Record progress; False if the job is no longer running for ``owner`` (cancelled)."""
+
+    def heartbeat(self, owner: str, now: float) -> None:
+        """Show that ``owner`` is alive for all the jobs it runs."""
+
+    def finish(
+        self,
+        job_id: str,
+        owner: str,
+        state: JobState,
+        now: float,
+        expires: float,
+        error: str | None = None,
+        result_bytes: int | None = None,
+    ) -> bool:
+        """End a job ``owner`` runs; False if it was cancelled or reaped meanwhile."""
+
+    def requeue(self, job_id: str, owner: str) -> bool:
+        """Give a running job back to the queue (its runner is stopping in an orderly way)."""
+
+    def cancel(self, job_id: str, now: float, expires: float) -> JobRecord | None:
+        """Cancel a queued or running job; return the job as it is afterwards."""
+
+    def fail_stale(self, before: float, now: float, expires: float) -> list[str]:
+        """Mark failed every running job whose heartbeat is older than ``before``."""
+
+    def expired(self, now: float) -> list[JobRecord]:
+        """Ended jobs whose ``expires`` has passed."""
+
+    def delete(self, job_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+_COLUMNS = (
+    "id, state, output, total, done, created, started, finished, heartbeat, owner, error, "
+    "result_bytes, expires"
+)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    output TEXT NOT NULL,
+    total INTEGER NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    heartbeat REAL,
+    owner TEXT,
+    error TEXT,
+    result_bytes INTEGER,
+    expires REAL,
+    items TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_state_created ON jobs (state, created);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
+"""
+
+
+def _record(row: tuple[Any, ...]) -> JobRecord:
+    values = list(row)
+    values[1] = JobState(values[1])
+    return JobRecord(*values)
+
+
+class SQLiteJobStore:
+    """All workers open the same file; WAL lets readers go on while one of them writes."""
+
+    def __init__(self, path: Path, busy_timeout: float = 10.0) -> None:
+        self.path = path
+        # One connection per store, used under a lock: calls are short and come from one thread.
+        self._conn = sqlite3.connect(
+            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        self._lock = threading.Lock()
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL loses at most the last commits on power loss, never consistency.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchone()
+
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def _write(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        with self._lock:
+            return self._conn.execute(sql, args).rowcount
+
+    def _write_one(self, sql: str, args: tuple[Any, ...]) -> bool:
+        """Run a conditional update of one job; False if its condition no longer held."""
+        return self._write(sql, args) == 1
+
+    def create(self, record: JobRecord, items: list[dict[str, Any]], max_active: int) -> None:
+        with self._lock:
+            # IMMEDIATE takes the write lock first, so two workers cannot both pass the count.
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                (active,) = self._conn.execute(
+                    "SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)", ACTIVE
+                ).fetchone()
+                if active >= max_active:
+                    raise TooManyJobs(f"{active} jobs are already queued or running")
+                self._conn.execute(
+                    f"INSERT INTO jobs ({_COLUMNS}, items) VALUES ({', '.join('?' * 14)})",
+                    (
+                        record.id,
+                        record.state.value,
+                        record.output,
+                        record.total,
+                        record.done,
+                        record.created,
+                        record.started,
+                        record.finished,
+                        record.heartbeat,
+                        record.owner,
+                        record.error,
+                        record.result_bytes,
+                        record.expires,
+                        json.dumps(items, separators=(",", ":")),
+                    ),
+                )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def get(self, job_id: str) -> JobRecord | None:
+        row = self._one(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return _record(row) if row else None
+
+    def recent(self, limit: int) -> list[JobRecord]:
+        rows = self._all(
+            f"SELECT {_COLUMNS} FROM jobs ORDER BY created DESC, rowid DESC LIMIT ?", (limit,)
+        )
+        return [_record(row) for row in rows]
+
+    def items(self, job_id: str) -> list[dict[str, Any]]:
+        row = self._one("SELECT items FROM jobs WHERE id = ?", (job_id,))
+        return json.loads(row[0]) if row else []
+
+    def claim(self, owner: str, now: float) -> JobRecord | None:
+        row = self._one(
+            "UPDATE jobs SET state = ?, owner = ?, started = ?, heartbeat = ? "
+            "WHERE id = (SELECT id FROM jobs WHERE state = ? ORDER BY created, rowid LIMIT 1) "
+            f"AND state = ? RETURNING {_COLUMNS}",
+            (JobState.RUNNING, owner, now, now, JobState.QUEUED, JobState.QUEUED),
+        )
+        return _record(row) if row else None
+
+    def progress(self, job_id: str, owner: str, done: int, now: float) -> bool:
+        return self._write_one(
+            "UPDATE jobs SET done = ?, heartbeat = ? WHERE id = ? AND owner = ? AND state = ?",
+            (done, now, job_id, owner, JobState.RUNNING),
+        )
+
+    def heartbeat(self, owner: str, now: float) -> None:
+        self._write(
+            "UPDATE jobs SET heartbeat = ? WHERE owner = ? AND state = ?",
+            (now, owner, JobState.RUNNING),
+        )
+
+    def finish(
+        self,
+        job_id: str,
+        owner: str,
+        state: JobState,
+        now: float,
+        expires: float,
+        error: str | None = None,
+        result_bytes: int | None = None,
+    ) -> bool:
+        return self._write_one(
+            "UPDATE jobs SET state = ?, finished = ?, expires = ?, error = ?, result_bytes = ? "
+            "WHERE id = ? AND owner = ? AND state = ?",
+            (state, now, expires, error, result_bytes, job_id, owner, JobState.RUNNING),
+        )
+
+    def requeue(self, job_id: str, owner: str) -> bool:
+        return self._write_one(
+            "UPDATE jobs SET state = ?, owner = NULL, started = NULL, heartbeat = NULL, "
+            "done = 0 WHERE id = ? AND owner = ? AND state = ?",
+            (JobState.QUEUED, job_id, owner, JobState.RUNNING),
+        )
+
+    def cancel(self, job_id: str, now: float, expires: float) -> JobRecord | None:
+        self._write(
+            "UPDATE jobs SET state = ?, finished = ?, expires = ? WHERE id = ? AND state IN (?, ?)",
+            (JobState.CANCELLED, now, expires, job_id, *ACTIVE),
+        )
+        return self.get(job_id)
+
+    def fail_stale(self, before: float, now: float, expires: float) -> list[str]:
+        rows = self._all(
+            "UPDATE jobs SET state = ?, finished = ?, expires = ?, error = ? "
+            "WHERE state = ? AND heartbeat < ? RETURNING id",
+            (
+                JobState.FAILED,
+                now,
+                expires,
+                "the worker running this job stopped responding",
+                JobState.RUNNING,
+                before,
+            ),
+        )
+        return [row[0] for row in rows]
+
+    def expired(self, now: float) -> list[JobRecord]:
+        rows = self._all(
+            f"SELECT {_COLUMNS} FROM jobs WHERE expires IS NOT NULL AND expires <= ?", (now,)
+        )
+        return [_record(row) for row in rows]
+
+    def delete(self, job_id: str) -> None:
+        self._write("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

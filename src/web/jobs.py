@@ -1,0 +1,534 @@
+"""Job routes: start a batch of figures as one PDF or ZIP, watch it, download it, cancel it.
+
+API clients get JSON; browsers (``Accept: text/html``) get pages with a live progress bar. Every
+route reads the shared job store, so any worker answers for any job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from quart import Blueprint, Response, redirect, render_template, request, send_file, url_for
+from quart.wrappers.response import FileBody
+from quart_schema import document_request, tag
+
+from ..config import Settings
+from ..figures import Registry
+from ..jobs import OUTPUTS, JobRecord, JobRunner, JobState, TooManyJobs, is_job_id
+from ..render import MEDIA_TYPES, ImageOptions, LimitExceeded, canvas_for, job_for
+from .api import RenderSpec, _json_body, _options
+from .errors import (
+    PROBLEM_JSON,
+    Problem,
+    invalid,
+    log_problem,
+    problem_response,
+    validation_errors,
+)
+from .openapi import PROBLEM_SCHEMA, responds
+from .state import app_state
+
+bp = Blueprint("jobs", __name__, url_prefix="/jobs")
+tag_names = ["jobs"]
+MAX_LISTED_ERRORS = 50
+RECENT = 50
+DOWNLOAD_CHUNK = 256 * 1024
+
+
+class JobRequest(BaseModel):
+    """A batch of figures rendered in the background into one file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[RenderSpec] = Field(
+        description="The figures, in order: one PDF page or one ZIP entry each. For a PDF, "
+        "leave format out (or give pdf)."
+    )
+    output: Literal["pdf", "zip"] = Field(
+        "pdf", description="One multi-page PDF, or a ZIP of one image per item."
+    )
+
+
+class JobOut(BaseModel):
+    """A job as the API shows it."""
+
+    id: str
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    output: Literal["pdf", "zip"]
+    done: int = Field(description="Items rendered so far.")
+    total: int
+    progress: float = Field(description="done / total, 0 to 1.")
+    created: str
+    started: str | None
+    finished: str | None
+    expires: str | None = Field(description="When the job and its result are removed.")
+    seconds: float | None = Field(description="Running time so far, or in all once ended.")
+    error: str | None
+    worker: str | None = Field(description="host:pid of the worker that runs or ran it.")
+    url: str
+    result_url: str | None = Field(description="Set once state is done.")
+    result_bytes: int | None
+    media_type: str
+
+
+_PROBLEM = {"application/problem+json": {"schema": PROBLEM_SCHEMA}}
+_JOB = {"application/json": {"schema": JobOut.model_json_schema()}}
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": _PROBLEM}
+
+
+# -- validation: /api/render's RenderSpec and option rules, per item ----------------------
+
+
+def validate_render_spec(
+    registry: Registry,
+    raw: Any,
+    max_pixels: int,
+    prefix: str = "",
+    params_prefix: str | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
+    """A ``RenderSpec``-shaped object checked like ``/api/render`` checks its body.
+
+    Returns the item as stored for the runner (figure, validated params, image options) and no
+    errors, or None and every error found, each naming its parameter under ``prefix``.
+    """
+    params_prefix = prefix + "params." if params_prefix is None else params_prefix
+    if not isinstance(raw, dict):
+        return None, [{"param": prefix.rstrip(".") or "body", "message": "expected an object"}]
+    errors: list[dict[str, str]] = []
+    values = {**(defaults or {}), **raw}
+    try:
+        spec_in = RenderSpec.model_validate(values)
+    except ValidationError as exc:
+        errors = validation_errors(exc, prefix)
+        if any(e["type"] != "extra_forbidden" for e in exc.errors()):
+            return None, errors
+        # Only unknown keys: check the rest too, so every error is listed at once.
+        spec_in = RenderSpec.model_validate(
+            {k: values[k] for k in RenderSpec.model_fields & values.keys()}
+        )
+    spec = registry.get(spec_in.figure)
+    if spec is None:
+        names = ", ".join(s.name for s in registry)
+        message = f"no figure {spec_in.figure!r}; one of: {names}"
+        return None, [*errors, {"param": prefix + "figure", "message": message}]
+    params = opts = None
+    try:
+        params = spec.params.model_validate(spec_in.params)
+    except ValidationError as exc:
+        errors += validation_errors(exc, params_prefix)
+    try:
+        opts = _options(spec_in.model_dump(exclude_unset=True), spec.width, spec.height)
+    except ValidationError as exc:
+        errors += validation_errors(exc, prefix)
+    if params is not None and opts is not None:
+        try:
+            job_for(spec, params, opts, max_pixels)
+        except LimitExceeded as exc:
+            errors.append({"param": prefix + exc.param, "message": str(exc)})
+    if errors or params is None or opts is None:
+        return None, errors
+    return {
+        "figure": spec.name,
+        "params": params.model_dump(mode="json"),
+        "options": opts.model_dump(mode="json", exclude_unset=True),
+    }, []
+
+
+def _validate_items(
+    raw_items: list[Any], output: str, registry: Registry, max_pixels: int
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    items: list[dict[str, Any]] = []
+    errors: list[dict[str, str]] = []
+    for index, raw in enumerate(raw_items):
+        prefix = f"items.{index}."
+        if output == "pdf" and isinstance(raw, dict) and raw.get("format", "pdf") != "pdf":
+            errors.append(
+                {
+                    "param": prefix + "format",
+                    "message": "a PDF report draws every item as a page; leave format out",
+                }
+            )
+            continue
+        item, item_errors = validate_render_spec(
+            registry,
+            raw,
+            max_pixels,
+            prefix,
+            defaults={"format": "pdf"} if output == "pdf" else None,
+        )
+        errors += item_errors
+        if item is not None:
+            items.append(item)
+    return items, errors
+
+
+def _check_pdf_pixels(items: list[dict[str, Any]], settings: Settings, param: str) -> list[dict]:
+    total = sum(
+        c.width_px * c.height_px
+        for c in (canvas_for(ImageOptions.model_validate(i["options"]), 10**12) for i in items)
+    )
+    if total <= settings.job_max_pdf_pixels:
+        return []
+    message = (
+        f"a PDF report holds at most {settings.job_max_pdf_pixels:,} pixels in all "
+        f"(these figures have {total:,}); use fewer or smaller figures, or a ZIP"
+    )
+    return [{"param": param, "message": message}]
+
+
+def _raise_invalid(errors: list[dict[str, str]]) -> None:
+    if len(errors) > MAX_LISTED_ERRORS:
+        more = len(errors) - MAX_LISTED_ERRORS
+        errors = [
+            *errors[:MAX_LISTED_ERRORS],
+            {"param": "items", "message": f"and {more} more errors"},
+        ]
+    raise invalid(errors, "Invalid job")
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def job_runner() -> JobRunner:
+    runner = app_state().jobs
+    if runner is None or not runner.ready:
+        raise Problem(503, "Not ready", "Jobs are not running.", headers={"Retry-After": "1"})
+    return runner
+
+
+def _wants_html() -> bool:
+    best = request.accept_mimetypes.best_match(["application/json", PROBLEM_JSON, "text/html"])
+    return best == "text/html"
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def job_json(runner: JobRunner, job: JobRecord) -> dict[str, Any]:
+    end = job.finished if job.finished is not None else runner.clock()
+    return {
+        "id": job.id,
+        "state": job.state.value,
+        "output": job.output,
+        "done": job.done,
+        "total": job.total,
+        "progress": round(job.done / job.total, 4) if job.total else 1.0,
+        "created": _iso(job.created),
+        "started": _iso(job.started),
+        "finished": _iso(job.finished),
+        "expires": _iso(job.expires),
+        "seconds": round(end - job.started, 3) if job.started is not None else None,
+        "error": job.error,
+        "worker": runner.owner_worker(job),
+        "url": url_for("jobs.job", job_id=job.id),
+        "result_url": url_for("jobs.result", job_id=job.id) if job.state is JobState.DONE else None,
+        "result_bytes": job.result_bytes,
+        "media_type": OUTPUTS[job.output],
+    }
+
+
+async def _job_or_404(runner: JobRunner, job_id: str) -> JobRecord:
+    job = await runner.get(job_id) if is_job_id(job_id) else None
+    if job is None:
+        minutes = runner.settings.job_result_ttl / 60
+        raise Problem(
+            404,
+            "Unknown job",
+            f"There is no job {job_id[:40]!r}. Ended jobs and their results are removed "
+            f"{minutes:g} minutes after they end.",
+        )
+    return job
+
+
+def _no_store(resp: Response) -> Response:
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.after_request
+async def _served_by(resp: Response) -> Response:
+    # Which worker answered: jobs work through any of them, and this shows it.
+    runner = app_state().jobs
+    if runner is not None:
+        resp.headers["X-Figserve-Worker"] = runner.worker
+    return resp
+
+
+@bp.errorhandler(Problem)
+async def _problem(problem: Problem) -> Response:
+    # Job pages are for browsers too: errors come as a page when HTML is what the client wants.
+    if _wants_html():
+        log_problem(problem)
+        html = await render_template("error.html", problem=problem)
+        resp = Response(html, status=problem.status, mimetype="text/html")
+        resp.headers.update(problem.headers)
+        return _no_store(resp)
+    return await problem_response(problem)
+
+
+@bp.app_context_processor
+async def _jobs_form_context() -> dict[str, Any]:
+    settings = app_state().settings
+    return {"job_max_items": settings.job_max_items, "job_formats": list(MEDIA_TYPES)}
+
+
+# -- routes ----------------------------------------------------------------------------------
+
+
+@bp.post("")
+@tag(tag_names)
+@document_request(JobRequest)
+@responds(
+    {
+        "202": {"description": "Queued; see Location.", "content": _JOB},
+        "303": {"description": "From the gallery form: to the job's page."},
+        "400": _error("Invalid items, each error naming its item and parameter."),
+        "413": _error("Body too large."),
+        "503": _error("Too many jobs queued or running; see Retry-After."),
+    }
+)
+async def create() -> Response:
+    """Start a job: render every item in the background into one PDF or ZIP."""
+    runner = job_runner()
+    state = app_state()
+    from_form = request.mimetype in {"application/x-www-form-urlencoded", "multipart/form-data"}
+    if from_form:
+        output, items = await _items_from_form(state.registry, state.settings)
+    else:
+        output, items = _items_from_json(await _json_body(), state.registry, state.settings)
+    try:
+        job = await runner.create(output, items)
+    except TooManyJobs as exc:
+        raise Problem(
+            503,
+            "Too many jobs",
+            f"{exc} (the limit is {state.settings.job_max_active}); try again when one ends.",
+            headers={"Retry-After": "10"},
+        ) from None
+    location = url_for("jobs.job", job_id=job.id)
+    if from_form:
+        return redirect(location, 303)
+    resp = Response(_dumps(job_json(runner, job)), status=202, mimetype="application/json")
+    resp.headers["Location"] = location
+    return _no_store(resp)
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data)
+
+
+def _items_from_json(
+    body: dict[str, Any], registry: Registry, settings: Settings
+) -> tuple[str, list[dict[str, Any]]]:
+    errors = [
+        {"param": key, "message": "unknown parameter"}
+        for key in body
+        if key not in {"items", "output"}
+    ]
+    output = body.get("output", "pdf")
+    if not isinstance(output, str) or output not in OUTPUTS:
+        errors.append({"param": "output", "message": f"one of pdf, zip (got {output!r:.40})"})
+    raw_items = body.get("items")
+    items: list[dict[str, Any]] = []
+    if not isinstance(raw_items, list):
+        errors.append({"param": "items", "message": "expected a list of figures"})
+    elif not raw_items:
+        errors.append({"param": "items", "message": "give at least one figure"})
+    elif len(raw_items) > settings.job_max_items:
+        message = f"at most {settings.job_max_items} items per job (got {len(raw_items)})"
+        errors.append({"param": "items", "message": message})
+    else:
+        # With a bad output, items are still checked (as for a ZIP), so all errors come at once.
+        kind = output if isinstance(output, str) and output in OUTPUTS else "zip"
+        items, item_errors = _validate_items(raw_items, kind, registry, settings.max_pixels)
+        errors += item_errors
+        if output == "pdf" and not item_errors:
+            errors += _check_pdf_pixels(items, settings, "items")
+    if errors:
+        _raise_invalid(errors)
+    return output, items
+
+
+async def _items_from_form(
+    registry: Registry, settings: Settings
+) -> tuple[str, list[dict[str, Any]]]:
+    """The gallery's form: figures ticked, copies of each, their parameters, size and output."""
+    form = await request.form
+    output = form.get("output", "pdf")
+    errors: list[dict[str, str]] = []
+    if output not in OUTPUTS:
+        errors.append({"param": "output", "message": "one of pdf, zip"})
+    common: dict[str, Any] = {k: form[k] for k in ("w", "h") if form.get(k)}
+    common["format"] = (form.get("format") or "png") if output == "zip" else "pdf"
+    try:
+        _options(common, 400, 300)
+    except ValidationError as exc:
+        errors += validation_errors(exc)
+        common = {"format": common["format"]} if common["format"] in MEDIA_TYPES else {}
+    names = [n for n in form.getlist("figure") if n in registry]
+    if len(names) < len(form.getlist("figure")):
+        errors.append({"param": "figure", "message": "an unknown figure was ticked"})
+    elif not names:
+        errors.append({"param": "figure", "message": "tick at least one figure"})
+    copies: dict[str, int] = {}
+    for name in names:
+        raw = form.get(f"copies.{name}") or "1"
+        copies[name] = int(raw) if raw.isdigit() else 0
+        if copies[name] < 1:
+            errors.append({"param": f"copies.{name}", "message": "a whole number, 1 or more"})
+    total = sum(copies.values())
+    if total > settings.job_max_items:
+        message = f"at most {settings.job_max_items} figures per report (got {total})"
+        errors.append({"param": "copies", "message": message})
+        copies = dict.fromkeys(copies, 1)  # still check every figure's parameters once
+    items: list[dict[str, Any]] = []
+    for name in names:
+        params = {
+            key[len(name) + 1 :]: value
+            for key, value in form.items()
+            if key.startswith(f"{name}.") and value != ""
+        }
+        seed = params.get("seed")
+        for copy in range(copies[name]):
+            if seed is not None and copy and str(seed).isdigit():
+                # Copies of a seeded random figure take the next seeds: reproducible, not equal.
+                params = {**params, "seed": int(seed) + copy}
+            item, item_errors = validate_render_spec(
+                registry,
+                {"figure": name, "params": params, **common},
+                settings.max_pixels,
+                prefix=f"{name}.",
+                params_prefix=f"{name}.",
+            )
+            if item is None:
+                errors += [e for e in item_errors if e not in errors]
+                break  # the next copies would say the same
+            items.append(item)
+    if output == "pdf" and not errors:
+        errors += _check_pdf_pixels(items, settings, "copies")
+    if errors:
+        _raise_invalid(errors)
+    return output, items
+
+
+@bp.get("")
+@tag(tag_names)
+@responds(
+    {
+        "200": {
+            "description": f"The {RECENT} newest jobs, newest first.",
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "properties": {"jobs": {"type": "array"}}}
+                },
+                **_HTML,
+            },
+        }
+    }
+)
+async def jobs() -> Response:
+    """Recent jobs of every worker."""
+    runner = job_runner()
+    listed = [job_json(runner, job) for job in await runner.recent(RECENT)]
+    if _wants_html():
+        return _no_store(Response(await render_template("jobs/list.html", jobs=listed)))
+    return _no_store(Response(_dumps({"jobs": listed}), mimetype="application/json"))
+
+
+@bp.get("/<job_id>")
+@tag(tag_names)
+@responds(
+    {
+        "200": {"description": "The job.", "content": {**_JOB, **_HTML}},
+        "404": _error("No such job."),
+    }
+)
+async def job(job_id: str) -> Response:
+    """A job's state and progress; browsers get a page with a live progress bar."""
+    runner = job_runner()
+    info = job_json(runner, await _job_or_404(runner, job_id))
+    if _wants_html():
+        minutes = f"{runner.settings.job_result_ttl / 60:g}"
+        html = await render_template("jobs/job.html", job=info, ttl_minutes=minutes)
+        return _no_store(Response(html))
+    return _no_store(Response(_dumps(info), mimetype="application/json"))
+
+
+@bp.delete("/<job_id>")
+@tag(tag_names)
+@responds(
+    {
+        "200": {"description": "Cancelled: no more items render.", "content": _JOB},
+        "204": {"description": "An ended job: it and its result are removed."},
+        "404": _error("No such job."),
+    }
+)
+async def cancel(job_id: str) -> Response:
+    """Cancel a queued or running job; delete an ended one with its result."""
+    runner = job_runner()
+    job = await _job_or_404(runner, job_id)
+    if job.active:
+        # If it ended meanwhile, the answer shows how; its result is kept.
+        job = await runner.cancel(job.id) or job
+        return _no_store(Response(_dumps(job_json(runner, job)), mimetype="application/json"))
+    await runner.remove(job.id)
+    return Response(b"", status=204)
+
+
+@bp.get("/<job_id>/result")
+@tag(tag_names)
+@responds(
+    {
+        "200": {
+            "description": "The PDF or ZIP, as a download.",
+            "content": {
+                m: {"schema": {"type": "string", "format": "binary"}} for m in OUTPUTS.values()
+            },
+        },
+        "404": _error("No such job, or its result expired."),
+        "409": _error("The job has not finished, failed or was cancelled."),
+    }
+)
+async def result(job_id: str) -> Response:
+    """Download a finished job's result."""
+    runner = job_runner()
+    job = await _job_or_404(runner, job_id)
+    if job.state is not JobState.DONE:
+        detail = {
+            JobState.QUEUED: "is queued",
+            JobState.RUNNING: f"is running ({job.done} of {job.total} done)",
+            JobState.FAILED: f"failed: {job.error}",
+            JobState.CANCELLED: "was cancelled",
+        }[job.state]
+        headers = {"Retry-After": "2"} if job.active else {}
+        raise Problem(409, "No result", f"The job {detail}; there is no result.", headers=headers)
+    path = runner.result_path(job)
+    remaining = max(0, int((job.expires or runner.clock()) - runner.clock()))
+    try:
+        resp = await send_file(
+            path,
+            mimetype=OUTPUTS[job.output],
+            as_attachment=True,
+            attachment_filename=f"figserve-{job.id[:8]}.{job.output}",
+            conditional=True,
+            cache_timeout=remaining,
+        )
+    except FileNotFoundError:
+        raise Problem(404, "Result expired", "The result has been removed.") from None
+    if isinstance(resp.response, FileBody):
+        resp.response.buffer_size = DOWNLOAD_CHUNK
+    # Only the one who has the job URL should have it; it is gone once the job expires.
+    resp.headers["Cache-Control"] = f"private, max-age={remaining}"
+    return resp

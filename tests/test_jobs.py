@@ -1,0 +1,655 @@
+"""Background jobs through the API, in process (issue 5): life cycle, validation, cancel, expiry.
+
+Items of a "gate" figure block until the test lets them through, so progress and cancellation are
+observed at exact points instead of by timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import threading
+import time
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlencode
+from xml.etree import ElementTree
+
+import pypdf
+import pytest
+from matplotlib.figure import Figure
+from pydantic import Field
+from quart import Quart
+
+from src.app import create_app
+from src.figures import FIGURES, FigureParams, Registry
+from src.jobs import JobRecord, JobRunner, JobState, SQLiteJobStore, new_job_id
+
+from .conftest import decode
+
+WAIT = 60  # seconds: a deadline for conditions, never a pause
+FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html"}
+
+
+class Gate:
+    """Each item of the gate figure signals that it started, then waits to be let through."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Semaphore(0)
+        self._through = threading.Semaphore(0)
+
+    def draw(self, fig: Figure, params: GateParams) -> None:
+        self.entered.release()
+        if not self._through.acquire(timeout=WAIT):
+            raise TimeoutError("the test never let this item through")
+        fig.add_subplot().plot([0, 1], [0, params.k])
+
+    def let_through(self, count: int = 1) -> None:
+        self._through.release(count)
+
+    async def wait_entered(self, count: int = 1) -> None:
+        for _ in range(count):
+            assert await asyncio.to_thread(self.entered.acquire, timeout=WAIT), "item never began"
+
+    def entered_now(self) -> bool:
+        return self.entered.acquire(blocking=False)
+
+
+class GateParams(FigureParams):
+    k: int = Field(1, ge=0, le=10)
+
+
+def _broken(fig: Figure, params: GateParams) -> None:
+    raise RuntimeError("secret internals")
+
+
+@pytest.fixture
+def gate() -> Gate:
+    return Gate()
+
+
+@pytest.fixture
+def jobs_dir(tmp_path: Path) -> Path:
+    return tmp_path / "jobs"
+
+
+@pytest.fixture
+def app_config(jobs_dir: Path, gate: Gate) -> dict:
+    registry = Registry(list(FIGURES))
+    registry.figure("gate", title="Gate", description="Waits for the test.", params=GateParams)(
+        gate.draw
+    )
+    registry.figure("broken", title="Broken", description="Always fails.", params=GateParams)(
+        _broken
+    )
+    # The gate's semaphores live in this process: its items must render in a thread here.
+    return {
+        "warm_up": False,
+        "jobs_dir": str(jobs_dir),
+        "registry": registry,
+        "job_executor": "thread",
+    }
+
+
+@pytest.fixture
+async def app(app_config: dict, gate: Gate) -> AsyncIterator[Quart]:
+    application = create_app(app_config)
+    try:
+        async with application.test_app():
+            yield application
+    finally:
+        gate.let_through(1000)  # never leave a job thread blocked when a test fails
+
+
+def runner_of(app: Quart) -> JobRunner:
+    runner = app.extensions["figserve"].jobs
+    assert runner is not None
+    return runner
+
+
+async def start(client, items: list[dict], output: str = "pdf") -> dict:
+    resp = await client.post("/jobs", json={"items": items, "output": output})
+    assert resp.status_code == 202, await resp.get_data(as_text=True)
+    body = await resp.get_json()
+    assert resp.headers["Location"] == f"/jobs/{body['id']}"
+    return body
+
+
+async def get_job(client, job_id: str) -> dict:
+    resp = await client.get(f"/jobs/{job_id}")
+    assert resp.status_code == 200
+    assert resp.headers["Cache-Control"] == "no-store"
+    return await resp.get_json()
+
+
+def files_in(jobs_dir: Path) -> list[str]:
+    return sorted(p.name for p in (jobs_dir / "results").iterdir())
+
+
+async def test_pdf_job_from_queued_to_downloaded(app, client, jobs_dir):
+    items = [
+        {"figure": "waves", "params": {"components": 2}},
+        {"figure": "normal", "params": {"seed": 3}, "w": 500, "h": 250},
+        {"figure": "histogram", "params": {"seed": 1, "bins": 10}},
+    ]
+    created = await start(client, items)
+    assert created["state"] in {"queued", "running"}
+    assert (created["done"], created["total"], created["output"]) == (0, 3, "pdf")
+    assert created["result_url"] is None
+
+    ended = await runner_of(app).wait(created["id"], WAIT)
+    assert ended is not None and ended.state is JobState.DONE
+    job = await get_job(client, created["id"])
+    assert (job["state"], job["done"], job["total"], job["progress"]) == ("done", 3, 3, 1.0)
+    assert job["error"] is None
+    assert job["created"] <= job["started"] <= job["finished"] < job["expires"]
+    assert job["seconds"] >= 0
+    assert job["result_url"] == f"/jobs/{job['id']}/result"
+
+    resp = await client.get(job["result_url"])
+    assert resp.status_code == 200
+    assert resp.mimetype == "application/pdf"
+    assert resp.headers["Content-Disposition"].startswith("attachment")
+    data = await resp.get_data()
+    assert len(data) == job["result_bytes"] == int(resp.headers["Content-Length"])
+    pdf = pypdf.PdfReader(io.BytesIO(data))
+    assert len(pdf.pages) == len(items)
+    # One page per figure at the figure's size: 100 CSS pixels are 72 points.
+    sizes = [(round(float(p.mediabox.width)), round(float(p.mediabox.height))) for p in pdf.pages]
+    assert sizes == [(288, 216), (360, 180), (288, 216)]
+    assert files_in(jobs_dir) == [f"{job['id']}.pdf"]
+
+
+async def test_seeded_pdf_report_is_byte_identical(app, client):
+    items = [{"figure": "histogram", "params": {"seed": 5}}, {"figure": "waves"}]
+    results = []
+    for _ in range(2):
+        job = await start(client, items)
+        await runner_of(app).wait(job["id"], WAIT)
+        results.append(await (await client.get(f"/jobs/{job['id']}/result")).get_data())
+    assert results[0] == results[1]
+
+
+async def test_a_job_process_renders_the_same_bytes_as_a_job_thread(app, client, jobs_dir):
+    items = [
+        {"figure": "histogram", "params": {"seed": 5}},
+        {"figure": "heatmap", "params": {"seed": 6}, "format": "png"},
+        {"figure": "waves", "format": "svg"},
+    ]
+    threaded = {}
+    for output in ("pdf", "zip"):
+        job = await start(client, items if output == "zip" else items[:1], output)
+        await runner_of(app).wait(job["id"], WAIT)
+        threaded[output] = await (await client.get(f"/jobs/{job['id']}/result")).get_data()
+
+    # The default: items render in a separate process with the shipped figures.
+    application = create_app({"warm_up": False, "jobs_dir": str(jobs_dir)})
+    assert application.extensions["figserve"].settings.job_executor == "process"
+    async with application.test_app():
+        other = application.test_client()
+        for output in ("pdf", "zip"):
+            job = await start(other, items if output == "zip" else items[:1], output)
+            ended = await runner_of(application).wait(job["id"], WAIT)
+            assert ended is not None and ended.state is JobState.DONE, ended
+            data = await (await other.get(f"/jobs/{job['id']}/result")).get_data()
+            if output == "pdf":
+                assert data == threaded["pdf"]
+            else:  # entry dates differ (job creation time); the images may not
+                ours, theirs = (
+                    zipfile.ZipFile(io.BytesIO(data)),
+                    zipfile.ZipFile(io.BytesIO(threaded["zip"])),
+                )
+                assert ours.namelist() == theirs.namelist()
+                for name in ours.namelist():
+                    assert ours.read(name) == theirs.read(name), name
+
+
+async def test_a_job_process_that_dies_fails_its_job_and_the_next_job_gets_a_new_one(jobs_dir):
+    application = create_app({"warm_up": False, "jobs_dir": str(jobs_dir)})
+    async with application.test_app():
+        client = application.test_client()
+        runner = runner_of(application)
+        job = await start(
+            client, [{"figure": "heatmap", "params": {"seed": s}} for s in range(300)]
+        )
+        deadline = time.monotonic() + WAIT
+        while (await get_job(client, job["id"]))["done"] < 1:
+            assert time.monotonic() < deadline, "the job never progressed"
+            await asyncio.sleep(0.02)
+        process = runner._slots[0]
+        os.kill(process.pid, signal.SIGKILL)
+        ended = await runner.wait(job["id"], WAIT)
+        assert ended is not None and ended.state is JobState.FAILED
+        assert ended.error == "the process rendering this job stopped unexpectedly"
+        assert files_in(jobs_dir) == []
+
+        again = await start(client, [{"figure": "waves"}])
+        ended = await runner.wait(again["id"], WAIT)
+        assert ended is not None and ended.state is JobState.DONE
+        assert runner._slots[0].pid != process.pid
+
+
+async def test_zip_job_entries_decode(app, client):
+    items = [
+        {"figure": "waves", "format": "png", "w": 300, "h": 200},
+        {"figure": "heatmap", "params": {"seed": 2}, "format": "webp", "dpr": 2},
+        {"figure": "normal", "params": {"seed": 4}, "format": "jpeg"},
+        {"figure": "timeseries", "params": {"seed": 1}, "format": "svg"},
+        {"figure": "waves", "format": "pdf"},
+    ]
+    job = await start(client, items, output="zip")
+    assert (await runner_of(app).wait(job["id"], WAIT)).state is JobState.DONE
+    resp = await client.get(f"/jobs/{job['id']}/result")
+    assert resp.mimetype == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(await resp.get_data()))
+    assert archive.testzip() is None
+    names = archive.namelist()
+    assert names == [
+        "1-waves.png",
+        "2-heatmap.webp",
+        "3-normal.jpeg",
+        "4-timeseries.svg",
+        "5-waves.pdf",
+    ]
+    sizes = [decode(archive.read(name)).size for name in names[:3]]
+    assert sizes == [(300, 200), (800, 600), (400, 300)]
+    assert [decode(archive.read(n)).format for n in names[:3]] == ["PNG", "WEBP", "JPEG"]
+    svg = ElementTree.fromstring(archive.read(names[3]))
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg"
+    assert len(pypdf.PdfReader(io.BytesIO(archive.read(names[4]))).pages) == 1
+
+
+async def test_progress_is_visible_item_by_item(app, client, gate):
+    job = await start(client, [{"figure": "gate", "params": {"k": k}} for k in range(3)])
+    await gate.wait_entered()
+    seen = await get_job(client, job["id"])
+    assert (seen["state"], seen["done"]) == ("running", 0)
+    assert seen["worker"] == runner_of(app).worker
+    assert seen["result_url"] is None
+    resp = await client.get(f"/jobs/{job['id']}/result")
+    assert resp.status_code == 409
+    assert resp.headers["Retry-After"]
+    # An item's progress is stored before the next item begins.
+    gate.let_through()
+    await gate.wait_entered()
+    assert (await get_job(client, job["id"]))["done"] == 1
+    gate.let_through()
+    await gate.wait_entered()
+    assert (await get_job(client, job["id"]))["done"] == 2
+    gate.let_through()
+    assert (await runner_of(app).wait(job["id"], WAIT)).state is JobState.DONE
+    assert (await get_job(client, job["id"]))["done"] == 3
+
+
+async def test_cancel_mid_way_stops_rendering_and_removes_the_partial_file(
+    app, client, gate, jobs_dir
+):
+    job = await start(client, [{"figure": "gate"}] * 6)
+    gate.let_through(2)
+    await gate.wait_entered(3)  # items 1 and 2 are done, item 3 is drawing
+    assert files_in(jobs_dir) == [f"{job['id']}.pdf.part"]
+
+    resp = await client.delete(f"/jobs/{job['id']}")
+    assert resp.status_code == 200
+    assert (await resp.get_json())["state"] == "cancelled"
+    gate.let_through()  # item 3 may finish; no item after it may begin
+    ended = await runner_of(app).wait(job["id"], WAIT)
+    assert ended is not None and ended.state is JobState.CANCELLED
+    assert ended.done == 2
+    assert not gate.entered_now()
+    assert files_in(jobs_dir) == []
+    resp = await client.get(f"/jobs/{job['id']}/result")
+    assert resp.status_code == 409
+    assert "cancelled" in (await resp.get_json())["detail"]
+
+    # Deleting an ended job removes it.
+    assert (await client.delete(f"/jobs/{job['id']}")).status_code == 204
+    assert (await client.get(f"/jobs/{job['id']}")).status_code == 404
+
+
+async def test_cancel_a_queued_job(app, client, gate):
+    first = await start(client, [{"figure": "gate"}])
+    await gate.wait_entered()  # the only job thread is busy: the next job stays queued
+    second = await start(client, [{"figure": "waves"}])
+    assert (await get_job(client, second["id"]))["state"] == "queued"
+    resp = await client.delete(f"/jobs/{second['id']}")
+    assert (await resp.get_json())["state"] == "cancelled"
+    gate.let_through()
+    assert (await runner_of(app).wait(first["id"], WAIT)).state is JobState.DONE
+    # Once the thread is free the cancelled job is not picked up.
+    await runner_of(app).tick()
+    job = await get_job(client, second["id"])
+    assert (job["state"], job["done"], job["started"]) == ("cancelled", 0, None)
+
+
+async def test_an_item_that_fails_to_draw_fails_the_job(app, client, jobs_dir):
+    job = await start(client, [{"figure": "waves"}, {"figure": "broken"}, {"figure": "waves"}])
+    ended = await runner_of(app).wait(job["id"], WAIT)
+    assert ended is not None
+    assert (ended.state, ended.done) == (JobState.FAILED, 1)
+    shown = await get_job(client, job["id"])
+    assert shown["error"] == "item 2 could not be rendered; the error has been logged"
+    assert files_in(jobs_dir) == []
+
+
+async def test_every_bad_item_is_listed_and_nothing_is_queued(app, client, jobs_dir):
+    resp = await client.post(
+        "/jobs",
+        json={
+            "items": [
+                {"figure": "waves"},
+                {"figure": "no_such_figure"},
+                {"figure": "normal", "params": {"n": 0}},
+                {"figure": "waves", "w": 10, "colour": "red"},
+                {"figure": "heatmap", "format": "png"},
+                "waves",
+                {"figure": "waves", "w": 3000, "h": 3000, "dpr": 3},
+            ],
+            "output": "pdf",
+        },
+    )
+    assert resp.status_code == 400
+    assert resp.mimetype == "application/problem+json"
+    problem = await resp.get_json()
+    params = [e["param"] for e in problem["errors"]]
+    assert params == [
+        "items.1.figure",
+        "items.2.params.n",
+        "items.3.colour",
+        "items.3.w",
+        "items.4.format",
+        "items.5",
+        "items.6.w",
+    ]
+    assert problem["param"] == "items.1.figure"
+    assert "no_such_figure" in problem["errors"][0]["message"]
+    assert "pixels" in problem["errors"][-1]["message"]
+    assert (await (await client.get("/jobs")).get_json())["jobs"] == []
+    assert files_in(jobs_dir) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"items": []}, "items"),
+        ({"items": {"figure": "waves"}}, "items"),
+        ({"output": "pdf"}, "items"),
+        ({"items": [{"figure": "waves"}], "output": "tar"}, "output"),
+        ({"items": [], "output": {}}, "output"),
+        ({"items": [{"figure": ["waves"]}], "output": ["pdf"]}, "output"),
+        ({"items": [{"figure": "waves"}], "priority": 1}, "priority"),
+        ([{"figure": "waves"}], "body"),
+    ],
+)
+async def test_bad_job_bodies_name_the_parameter(client, body, param):
+    resp = await client.post("/jobs", json=body)
+    assert resp.status_code == 400
+    assert (await resp.get_json())["param"] == param
+
+
+async def test_item_and_active_job_limits(app_config, gate):
+    application = create_app({**app_config, "job_max_items": 3, "job_max_active": 1})
+    try:
+        async with application.test_app():
+            client = application.test_client()
+            resp = await client.post("/jobs", json={"items": [{"figure": "waves"}] * 4})
+            assert resp.status_code == 400
+            problem = await resp.get_json()
+            assert problem["param"] == "items"
+            assert "at most 3" in problem["detail"]
+
+            job = await start(client, [{"figure": "gate"}])
+            resp = await client.post("/jobs", json={"items": [{"figure": "waves"}]})
+            assert resp.status_code == 503
+            assert resp.headers["Retry-After"]
+            assert "limit is 1" in (await resp.get_json())["detail"]
+            gate.let_through()
+            await runner_of(application).wait(job["id"], WAIT)
+            # The limit counts active jobs only: with that one done, a new one is accepted.
+            await start(client, [{"figure": "waves"}])
+    finally:
+        gate.let_through(100)
+
+
+async def test_output_byte_limit_fails_the_job(app_config, jobs_dir):
+    application = create_app({**app_config, "job_max_output_bytes": 20_000})
+    async with application.test_app():
+        client = application.test_client()
+        runner = runner_of(application)
+        heatmaps = [{"figure": "heatmap", "params": {"seed": s}} for s in range(8)]
+        # A ZIP grows item by item: it stops as soon as it passes the limit.
+        job = await start(client, heatmaps, output="zip")
+        ended = await runner.wait(job["id"], WAIT)
+        assert ended is not None and ended.state is JobState.FAILED
+        assert "20,000 bytes" in ended.error
+        assert 1 <= ended.done < 8
+        shown = await get_job(client, job["id"])
+        assert (shown["state"], shown["error"]) == ("failed", ended.error)
+        # A PDF writes its images at the end: it is checked then.
+        job = await start(client, heatmaps)
+        ended = await runner.wait(job["id"], WAIT)
+        assert ended is not None and ended.state is JobState.FAILED
+        assert "over the limit of 20,000" in ended.error
+        assert files_in(jobs_dir) == []
+
+
+async def test_pdf_pixel_budget(app_config):
+    application = create_app({**app_config, "job_max_pdf_pixels": 1_000_000})
+    async with application.test_app():
+        client = application.test_client()
+        items = [{"figure": "waves", "w": 500, "h": 500}] * 5  # 1,250,000 pixels
+        resp = await client.post("/jobs", json={"items": items})
+        assert resp.status_code == 400
+        problem = await resp.get_json()
+        assert problem["param"] == "items"
+        assert "1,250,000" in problem["detail"]
+        # The same figures as separate images do not stay in memory.
+        await start(client, items, output="zip")
+
+
+@pytest.mark.parametrize("path", ["/jobs/{id}", "/jobs/{id}/result", "/jobs/nope", "/jobs/a.b"])
+async def test_unknown_and_malformed_ids_are_404(client, path):
+    resp = await client.get(path.format(id=new_job_id()))
+    assert resp.status_code == 404
+    assert resp.mimetype == "application/problem+json"
+    assert (await client.delete(path.format(id=new_job_id()))).status_code in {404, 405}
+
+
+async def test_results_expire_and_are_removed(app, client, jobs_dir):
+    runner = runner_of(app)
+    now = [time.time()]
+    runner.clock = lambda: now[0]
+    job = await start(client, [{"figure": "waves"}])
+    await runner.wait(job["id"], WAIT)
+    assert files_in(jobs_dir) == [f"{job['id']}.pdf"]
+    ttl = runner.settings.job_result_ttl
+
+    now[0] += ttl - 1
+    await runner.tick()
+    assert (await client.get(f"/jobs/{job['id']}/result")).status_code == 200
+
+    now[0] += 2
+    await runner.tick()
+    assert files_in(jobs_dir) == []
+    resp = await client.get(f"/jobs/{job['id']}")
+    assert resp.status_code == 404
+    assert "removed" in (await resp.get_json())["detail"]
+
+
+def _record(job_id: str, state: JobState, **kw) -> JobRecord:
+    return JobRecord(
+        id=job_id, state=state, output="pdf", total=2, done=0, created=time.time(), **kw
+    )
+
+
+async def test_leftovers_are_removed_at_start(app_config, jobs_dir):
+    results = jobs_dir / "results"
+    results.mkdir(parents=True)
+    store = SQLiteJobStore(jobs_dir / "jobs.sqlite3")
+    kept, expired, failed = new_job_id(), new_job_id(), new_job_id()
+    store.create(_record(kept, JobState.DONE, expires=time.time() + 3600), [], 10)
+    store.create(_record(expired, JobState.DONE, expires=time.time() - 1), [], 10)
+    store.create(_record(failed, JobState.FAILED, expires=time.time() + 3600), [], 10)
+    store.close()
+    for name in [
+        f"{kept}.pdf",
+        f"{expired}.pdf",
+        f"{failed}.pdf.part",
+        f"{new_job_id()}.zip.part",  # a job that no longer exists
+        "stray.txt",
+    ]:
+        (results / name).write_bytes(b"x")
+
+    application = create_app(app_config)
+    async with application.test_app():
+        client = application.test_client()
+        assert files_in(jobs_dir) == [f"{kept}.pdf"]
+        assert (await client.get(f"/jobs/{expired}")).status_code == 404
+        assert (await get_job(client, failed))["state"] == "failed"
+
+
+async def test_job_of_a_dead_worker_is_marked_failed(app, client):
+    runner = runner_of(app)
+    store = runner.store
+    assert store is not None
+    dead, alive = new_job_id(), new_job_id()
+    # Running on workers that are not this one; only one of them still beats its heartbeat.
+    now = time.time()
+    for job_id, owner, beat in [
+        (dead, "elsewhere:1:gone", now - runner.settings.job_stale_after - 5),
+        (alive, "elsewhere:2:alive", now),
+    ]:
+        record = _record(job_id, JobState.RUNNING, owner=owner, started=beat, heartbeat=beat)
+        store.create(record, [{"figure": "waves"}], 10)
+    await runner.tick()
+    job = await get_job(client, dead)
+    assert job["state"] == "failed"
+    assert "stopped responding" in job["error"]
+    assert job["worker"] == "elsewhere:1"
+    assert (await get_job(client, alive))["state"] == "running"
+
+
+async def test_stopping_gives_a_running_job_back_and_the_next_start_finishes_it(
+    app_config, gate, jobs_dir
+):
+    application = create_app(app_config)
+    async with application.test_app():
+        client = application.test_client()
+        job = await start(client, [{"figure": "gate"}, {"figure": "gate"}])
+        await gate.wait_entered()
+        task = runner_of(application)._running[job["id"]].task
+        # Stopping waits for the item in hand: let it through once the stop has begun.
+        helper = asyncio.create_task(_let_through_when_cancelled(task, gate))
+    await helper
+    store = SQLiteJobStore(jobs_dir / "jobs.sqlite3")
+    try:
+        record = store.get(job["id"])
+        assert record is not None
+        assert (record.state, record.done, record.owner) == (JobState.QUEUED, 0, None)
+    finally:
+        store.close()
+    assert files_in(jobs_dir) == []
+
+    gate.let_through(2)
+    application = create_app(app_config)
+    async with application.test_app():
+        ended = await runner_of(application).wait(job["id"], WAIT)
+        assert ended is not None
+        assert (ended.state, ended.done) == (JobState.DONE, 2)
+
+
+async def _let_through_when_cancelled(task: asyncio.Task, gate: Gate) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while not task.cancelling() and loop.time() < deadline:
+        await asyncio.sleep(0.005)
+    gate.let_through()
+
+
+async def test_gallery_form_starts_a_report(app, client):
+    resp = await client.get("/")
+    html = await resp.get_data(as_text=True)
+    assert 'action="/jobs"' in html
+    assert 'name="copies.histogram"' in html
+    assert 'name="histogram.bins"' in html
+
+    form = [
+        ("figure", "histogram"),
+        ("figure", "waves"),
+        ("copies.histogram", "3"),
+        ("copies.waves", "2"),
+        ("histogram.seed", "7"),
+        ("histogram.bins", "12"),
+        ("histogram.title", ""),
+        ("copies.heatmap", "5"),  # not ticked: ignored
+        ("output", "pdf"),
+        ("format", "png"),
+        ("w", "500"),
+        ("h", ""),
+    ]
+    resp = await client.post("/jobs", data=urlencode(form), headers=FORM)
+    assert resp.status_code == 303
+    job_id = resp.headers["Location"].rsplit("/", 1)[1]
+    runner = runner_of(app)
+    items = await runner._call(runner._db.items, job_id)
+    assert [i["figure"] for i in items] == ["histogram"] * 3 + ["waves"] * 2
+    assert [i["params"]["seed"] for i in items[:3]] == [7, 8, 9]
+    assert {i["params"]["bins"] for i in items[:3]} == {12}
+    assert {(i["options"]["w"], i["options"]["h"]) for i in items} == {(500, 300)}
+    ended = await runner.wait(job_id, WAIT)
+    assert ended is not None and ended.state is JobState.DONE
+    data = await (await client.get(f"/jobs/{job_id}/result")).get_data()
+    assert len(pypdf.PdfReader(io.BytesIO(data)).pages) == 5
+
+
+async def test_gallery_form_errors_come_as_a_page_naming_each_field(client):
+    form = [
+        ("figure", "histogram"),
+        ("copies.histogram", "2"),
+        ("histogram.bins", "0"),
+        ("histogram.n", "many"),
+        ("output", "zip"),
+        ("format", "gif"),
+    ]
+    resp = await client.post("/jobs", data=urlencode(form), headers=FORM)
+    assert resp.status_code == 400
+    assert resp.mimetype == "text/html"
+    html = await resp.get_data(as_text=True)
+    for name in ("format", "histogram.bins", "histogram.n"):
+        assert f"<code>{name}</code>" in html
+    assert (await (await client.get("/jobs")).get_json())["jobs"] == []
+
+
+async def test_job_pages_for_browsers(app, client):
+    job = await start(client, [{"figure": "waves"}])
+    await runner_of(app).wait(job["id"], WAIT)
+    resp = await client.get(f"/jobs/{job['id']}", headers={"Accept": "text/html"})
+    assert resp.status_code == 200
+    assert resp.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    html = await resp.get_data(as_text=True)
+    assert '<progress id="job-progress" max="1" value="1"' in html
+    assert f'href="/jobs/{job["id"]}/result"' in html
+    assert "/static/jobs.js" in html
+    assert " style=" not in html and "<script>" not in html  # the CSP forbids inline code
+
+    listing = await client.get("/jobs", headers={"Accept": "text/html"})
+    assert job["id"][:8] in await listing.get_data(as_text=True)
+    listed = (await (await client.get("/jobs")).get_json())["jobs"]
+    assert [j["id"] for j in listed] == [job["id"]]
+
+    missing = await client.get(f"/jobs/{new_job_id()}", headers={"Accept": "text/html"})
+    assert missing.status_code == 404
+    assert missing.mimetype == "text/html"
+
+
+async def test_jobs_are_in_the_openapi_document(client):
+    doc = await (await client.get("/openapi.json")).get_json()
+    assert set(doc["paths"]["/jobs"]) == {"get", "post"}
+    assert set(doc["paths"]["/jobs/{job_id}"]) == {"get", "delete"}
+    post = doc["paths"]["/jobs"]["post"]
+    assert post["tags"] == ["jobs"]
+    assert "202" in post["responses"]
+    assert "application/json" in post["requestBody"]["content"]

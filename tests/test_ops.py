@@ -1,0 +1,433 @@
+"""Production behaviour, in process: admission limit, deadline, cancellation, health, metrics,
+logs, security headers. Renders that must stay busy block on a gate the test opens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import pytest
+from matplotlib.figure import Figure
+from pydantic import Field
+from quart import Quart
+
+from src.app import create_app
+from src.config import Settings
+from src.figures import FIGURES, FigureParams, Registry
+from src.render import ImageOptions, Overloaded, Renderer, job_for
+
+from .ops_helpers import metric, until
+
+
+class GatedParams(FigureParams):
+    tag: str = Field("", max_length=40)
+
+
+class Gate:
+    """A figure whose renders block until ``open()``; counts the renders that really ran."""
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+        self.lock = threading.Lock()
+        self.ran: list[str] = []
+
+    def draw(self, fig: Figure, p: GatedParams) -> None:
+        with self.lock:
+            self.ran.append(p.tag)
+        if not self.opened.wait(30):
+            raise TimeoutError("the test never opened the gate")
+        fig.add_subplot().plot([0, 1], [0, 1])
+
+    def open(self) -> None:
+        self.opened.set()
+
+
+def gated_registry(gate: Gate) -> Registry:
+    reg = FIGURES.copy()
+    reg.figure("gated", title="Gated", description="Blocks (tests).", params=GatedParams)(gate.draw)
+    return reg
+
+
+@pytest.fixture
+def gate() -> Gate:
+    return Gate()
+
+
+@asynccontextmanager
+async def serving(gate: Gate, **settings: object) -> AsyncIterator[Quart]:
+    """The app with the gated figure, one render thread, serving hooks run."""
+    config = {
+        "warm_up": False,
+        "registry": gated_registry(gate),
+        "render_threads": 1,
+        "render_queue_limit": 3,
+        "render_timeout": 30.0,
+        **settings,
+    }
+    application = create_app(config)
+    async with application.test_app():
+        try:
+            yield application
+        finally:
+            gate.open()  # before the pool closes, which waits for running renders
+
+
+@pytest.fixture
+async def app(gate: Gate) -> AsyncIterator[Quart]:
+    async with serving(gate) as application:
+        yield application
+
+
+def renderer(app: Quart) -> Renderer:
+    return app.extensions["figserve"].renderer
+
+
+async def scrape(client) -> str:
+    resp = await client.get("/metrics")
+    assert resp.status_code == 200
+    assert resp.content_type.startswith("text/plain")
+    return await resp.get_data(as_text=True)
+
+
+def problem(body: bytes) -> dict:
+    return json.loads(body)
+
+
+# --- health ----------------------------------------------------------------------------------
+
+
+async def test_readyz_answers_503_until_serving_starts() -> None:
+    app = create_app({"warm_up": False})
+    client = app.test_client()  # serving hooks not run: no render pool yet
+    assert (await client.get("/healthz")).status_code == 200
+    resp = await client.get("/readyz")
+    assert resp.status_code == 503
+    assert resp.headers["Retry-After"] == "1"
+
+
+async def test_ready_only_after_warm_up_rendered_a_tiny_figure() -> None:
+    seen: list[tuple[float, float]] = []
+
+    def spy(fig: Figure, p: FigureParams) -> None:
+        seen.append(tuple(fig.get_size_inches() * fig.dpi))
+        fig.add_subplot().set_title("warm")  # text: loads the fonts
+
+    reg = Registry()
+    reg.figure("spy", title="Spy", description="Records.", params=FigureParams)(spy)
+    for spec in FIGURES:
+        reg.add(spec)
+    app = create_app({"warm_up": True, "registry": reg})
+    async with app.test_app():
+        assert len(seen) == 1
+        w, h = seen[0]
+        assert w * h <= 100 * 76  # tiny: 100x75 CSS pixels
+        client = app.test_client()
+        resp = await client.get("/readyz")
+        assert resp.status_code == 200
+        assert await resp.get_data(as_text=True) == "ready\n"
+    resp = await app.test_client().get("/readyz")
+    assert resp.status_code == 503  # stopped
+
+
+async def test_liveness_is_answered_before_routing_and_not_counted(app: Quart) -> None:
+    client = app.test_client()
+    resp = await client.get("/healthz")
+    assert resp.status_code == 200 and await resp.get_data() == b"ok\n"
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    head = await client.head("/healthz")
+    assert head.status_code == 200 and await head.get_data() == b""
+    assert (await client.post("/healthz")).status_code == 405
+    text = await scrape(client)
+    assert metric(text, "figserve_http_requests_total", route="/healthz", method="GET") == 0
+    assert metric(text, "figserve_http_requests_total", route="unmatched", status="405") == 1
+
+
+# --- backpressure ----------------------------------------------------------------------------
+
+
+async def test_past_the_admission_limit_renders_are_shed_with_503(app: Quart, gate: Gate) -> None:
+    client = app.test_client()
+    r = renderer(app)
+    cached = await client.get("/figures/normal.png?seed=7")  # fills the cache before the flood
+    assert cached.status_code == 200
+    busy = [asyncio.create_task(client.get(f"/figures/gated.png?tag=t{i}")) for i in range(3)]
+    await until(lambda: r.pending == 3 and len(gate.ran) == 1, "3 admitted renders")
+
+    as_image = await client.get(
+        "/figures/gated.png?tag=x&w=200&h=100", headers={"Accept": "image/*"}
+    )
+    assert as_image.status_code == 503
+    assert as_image.headers["Retry-After"] == "1"
+    assert as_image.mimetype == "image/svg+xml"
+    svg = await as_image.get_data(as_text=True)
+    assert "busy" in svg and 'width="200"' in svg
+
+    as_api = await client.get("/figures/gated.png?tag=y", headers={"Accept": "application/json"})
+    assert as_api.status_code == 503
+    assert as_api.headers["Retry-After"] == "1"
+    assert as_api.mimetype == "application/problem+json"
+    assert problem(await as_api.get_data())["title"] == "Too many renders"
+
+    posted = await client.post("/api/render", json={"figure": "gated", "params": {"tag": "z"}})
+    assert posted.status_code == 503 and posted.headers["Retry-After"] == "1"
+
+    # Cached images, pages, health and metrics do not wait behind renders.
+    hit = await client.get("/figures/normal.png?seed=7")
+    assert hit.status_code == 200 and hit.headers["X-Render-Cache"] == "hit"
+    for path in ("/healthz", "/readyz", "/"):
+        assert (await client.get(path)).status_code == 200, path
+    text = await scrape(client)
+    assert metric(text, "figserve_render_queue_depth") == 2
+    assert metric(text, "figserve_renders_in_flight") == 1
+    assert metric(text, "figserve_renders_rejected_total") == 3
+    assert r.stats.rejected == 3
+
+    gate.open()
+    for resp in await asyncio.gather(*busy):
+        assert resp.status_code == 200
+    assert r.pending == 0 and r.in_flight == 0 and r.queued == 0
+    text = await scrape(client)
+    assert metric(text, "figserve_render_queue_depth") == 0
+    assert metric(text, "figserve_renders_in_flight") == 0
+
+
+# --- deadline --------------------------------------------------------------------------------
+
+
+async def test_a_render_past_its_deadline_answers_503_and_is_cached_late(gate: Gate) -> None:
+    # Warmed up, so the healthy render below does not pay for font loading within the deadline.
+    async with serving(gate, render_timeout=1.0, render_threads=2, warm_up=True) as app:
+        client = app.test_client()
+        r = renderer(app)
+        try:
+            resp = await client.get("/figures/gated.png?tag=slow")
+            assert resp.status_code == 503
+            assert resp.headers["Retry-After"] == "2"
+            body = problem(await resp.get_data())
+            assert body["title"] == "Render timed out"
+            assert "longer than 1 s" in body["detail"]
+            assert r.stats.timeouts == 1
+            # The worker stays healthy while the late render is still running.
+            assert (await client.get("/healthz")).status_code == 200
+            assert (await client.get("/figures/normal.png?w=60&h=60")).status_code == 200
+        finally:
+            gate.open()
+        await until(lambda: r.stats.finished == 2, "the late render to finish")
+        again = await client.get("/figures/gated.png?tag=slow")
+        assert again.status_code == 200
+        assert again.headers["X-Render-Cache"] == "hit"  # deterministic: the late result is kept
+        assert gate.ran == ["slow"]
+        assert metric(await scrape(client), "figserve_render_timeouts_total") == 1
+
+
+# --- cancellation ----------------------------------------------------------------------------
+
+
+async def test_renders_of_clients_that_left_before_their_turn_never_run(gate: Gate) -> None:
+    async with serving(gate, render_queue_limit=10) as app:
+        await _leave_before_their_turn(app, gate)
+
+
+async def _leave_before_their_turn(app: Quart, gate: Gate) -> None:
+    client = app.test_client()
+    r = renderer(app)
+    first = asyncio.create_task(client.get("/figures/gated.png?tag=first"))
+    await until(lambda: gate.ran == ["first"], "the first render to start")
+    async with AsyncExitStack() as stack:
+        connections = []
+        for i in range(4):
+            conn = await stack.enter_async_context(client.request(f"/figures/gated.png?tag=q{i}"))
+            await conn.send_complete()
+            connections.append(conn)
+        await until(lambda: r.pending == 5, "4 queued renders")
+        for conn in connections:
+            await conn.disconnect()  # what Hypercorn sends when the browser goes away
+    await until(lambda: r.stats.cancelled == 4, "4 cancellations")
+    assert r.pending == 1
+    gate.open()
+    assert (await first).status_code == 200
+    assert gate.ran == ["first"]  # the 4 queued renders were never executed
+    assert r.stats.started == 1
+    text = await scrape(client)
+    assert metric(text, "figserve_renders_cancelled_total") == 4
+    assert metric(text, "figserve_renders_started_total", figure="gated") == 1
+    assert metric(text, "figserve_render_queue_depth") == 0
+
+
+async def test_a_shared_render_keeps_running_while_one_of_its_waiters_stays(
+    app: Quart, gate: Gate
+) -> None:
+    client = app.test_client()
+    r = renderer(app)
+    first = asyncio.create_task(client.get("/figures/gated.png?tag=first"))
+    await until(lambda: gate.ran == ["first"], "the first render to start")
+    async with client.request("/figures/gated.png?tag=shared") as leaving:
+        await leaving.send_complete()
+        await until(lambda: r.pending == 2, "the shared render to be queued")
+        staying = asyncio.create_task(client.get("/figures/gated.png?tag=shared"))
+        # Counted in the same step that joins the flight: 3 misses = both waiters joined.
+        await until(lambda: r.stats.cache_misses == 3, "the second waiter to join")
+        await leaving.disconnect()
+    assert r.stats.cancelled == 0
+    gate.open()
+    assert (await first).status_code == 200
+    resp = await staying
+    assert resp.status_code == 200 and resp.headers["X-Render-Cache"] == "shared"
+    assert gate.ran == ["first", "shared"]
+
+
+async def test_closing_the_pool_answers_queued_waiters_instead_of_hanging(gate: Gate) -> None:
+    settings = Settings(render_threads=1, render_queue_limit=5, render_timeout=30)
+    spec = gated_registry(gate).get("gated")
+    r = Renderer(settings)
+
+    def job(tag: str):
+        return job_for(spec, spec.params(tag=tag), ImageOptions(), 10**6)
+
+    running = asyncio.create_task(r.render(job("a")))
+    await until(lambda: gate.ran == ["a"], "the first render to start")
+    queued = asyncio.create_task(r.render(job("b")))
+    await until(lambda: r.pending == 2, "a queued render")
+    closing = asyncio.create_task(r.close())
+    with pytest.raises(Overloaded, match="stopping"):
+        await queued
+    gate.open()
+    await closing
+    assert (await running).data.startswith(b"\x89PNG")
+    assert r.stats.cancelled == 1 and gate.ran == ["a"]
+
+
+async def test_a_result_larger_than_the_cache_is_served_not_cached() -> None:
+    app = create_app({"warm_up": False, "cache_bytes": 100})
+    async with app.test_app():
+        client = app.test_client()
+        for _ in range(2):
+            resp = await client.get("/figures/normal.png?seed=3")
+            assert resp.status_code == 200
+            assert resp.headers["X-Render-Cache"] == "miss"
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+async def test_metrics_move_as_requests_are_made(app: Quart) -> None:
+    client = app.test_client()
+    before = await scrape(client)
+    assert metric(before, "figserve_renders_started_total") == 0
+    for _ in range(2):
+        assert (await client.get("/figures/normal.svg?seed=11")).status_code == 200
+    assert (await client.get("/figures/waves.png?w=200&h=150")).status_code == 200
+    assert (await client.get("/no/such/page")).status_code == 404
+    assert (await client.get("/figures/normal.png?w=1")).status_code == 400
+    text = await scrape(client)
+    req = "figserve_http_requests_total"
+    assert metric(text, req, route="/figures/normal.<fmt>", status="200") == 2
+    assert metric(text, req, route="/figures/normal.<fmt>", status="400") == 1
+    assert metric(text, req, route="/figures/waves.<fmt>", status="200") == 1
+    assert metric(text, req, route="unmatched", status="404") == 1
+    assert metric(text, req, route="/metrics", status="200") == 1  # the first scrape
+    assert metric(text, "figserve_render_cache_misses_total", figure="normal") == 1
+    assert metric(text, "figserve_render_cache_hits_total", figure="normal") == 1
+    assert metric(text, "figserve_renders_started_total") == 2
+    assert metric(text, "figserve_renders_finished_total") == 2
+    count = "figserve_render_duration_seconds_count"
+    assert metric(text, count, figure="normal", format="svg") == 1
+    assert metric(text, count, figure="waves", format="png") == 1
+    assert metric(text, "figserve_render_duration_seconds_sum") > 0
+
+
+# --- logs ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def figserve_logs(caplog: pytest.LogCaptureFixture):
+    logger = logging.getLogger("figserve")  # has its own handler and does not propagate
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="figserve")
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
+
+
+def broken_registry() -> Registry:
+    reg = FIGURES.copy()
+
+    def draw(fig: Figure, p: FigureParams) -> None:
+        raise RuntimeError("secret internals at /srv/figserve/draw.py")
+
+    reg.figure("broken", title="Broken", description="Raises.", params=FigureParams)(draw)
+    return reg
+
+
+async def test_one_log_line_per_render_and_per_error_at_filterable_levels(figserve_logs) -> None:
+    app = create_app({"warm_up": False, "registry": broken_registry()})
+    async with app.test_app():
+        client = app.test_client()
+        await client.get("/figures/normal.webp?seed=2&w=120&h=90")
+        await client.get("/figures/normal.webp?seed=2&w=120&h=90")
+        await client.get("/figures/normal.png?n=0")
+        await client.get("/figures/broken.png")
+    renders = [r for r in figserve_logs.records if r.name == "figserve.render"]
+    lines = [r.getMessage() for r in renders if r.getMessage().startswith("render figure=")]
+    assert len(lines) == 2
+    assert lines[0].startswith("render figure=normal format=webp px=120x90 cache=miss bytes=")
+    assert " cache=hit " in lines[1] and " ms=" in lines[1]
+    assert all(r.levelno == logging.INFO for r in renders if r.getMessage() in lines)
+    web = {
+        r.getMessage().split(" path=")[0]: r.levelno
+        for r in figserve_logs.records
+        if r.name == "figserve.web"
+    }
+    assert web["error status=400 title='Invalid parameters' method=GET"] == logging.INFO
+    assert web["error status=500 method=GET"] == logging.ERROR
+
+
+async def test_shed_renders_log_as_warnings(app: Quart, gate: Gate, figserve_logs) -> None:
+    client = app.test_client()
+    r = renderer(app)
+    busy = [asyncio.create_task(client.get(f"/figures/gated.png?tag=t{i}")) for i in range(3)]
+    await until(lambda: r.pending == 3, "a full queue")
+    assert (await client.get("/figures/gated.png?tag=x")).status_code == 503
+    gate.open()
+    await asyncio.gather(*busy)
+    shed = [r for r in figserve_logs.records if "status=503" in r.getMessage()]
+    assert len(shed) == 1 and shed[0].levelno == logging.WARNING
+
+
+# --- security --------------------------------------------------------------------------------
+
+
+async def test_html_gets_security_headers(app: Quart) -> None:
+    resp = await app.test_client().get("/")
+    assert resp.status_code == 200 and resp.mimetype == "text/html"
+    assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Referrer-Policy"]
+    image = await app.test_client().get("/figures/normal.png?w=60&h=60")
+    assert image.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_request_bodies_over_the_limit_answer_413() -> None:
+    app = create_app({"warm_up": False, "max_body_bytes": 1024})
+    async with app.test_app():
+        body = {"figure": "normal", "params": {}, "pad": "x" * 4096}
+        resp = await app.test_client().post("/api/render", json=body)
+        assert resp.status_code == 413
+        assert resp.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize("accept", ["application/json", "text/html", "image/*", "*/*"])
+async def test_no_stack_trace_reaches_a_client(accept: str) -> None:
+    app = create_app({"warm_up": False, "registry": broken_registry()})
+    async with app.test_app():
+        resp = await app.test_client().get("/figures/broken.png", headers={"Accept": accept})
+        body = await resp.get_data(as_text=True)
+    assert resp.status_code == 500
+    for leak in ("Traceback", "secret internals", "RuntimeError", "/srv/"):
+        assert leak not in body

@@ -1,0 +1,250 @@
+"""Production behaviour against real Hypercorn servers on 127.0.0.1: overload, cancellation on
+disconnect, metrics summed over two workers, and graceful stop by SIGTERM to the master alone or
+to the whole process group, with renders in flight.
+
+Renders that must stay in flight use the test-only figure ``gated`` of ``tests/ops_app.py``: they
+block until the test creates a gate file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from .conftest import decode
+from .live import LiveServer
+from .ops_app import marker_pid, started_markers
+from .ops_helpers import metric, until_sync
+
+pytestmark = pytest.mark.live
+
+GATED = "/figures/gated.png"
+
+
+@contextlib.contextmanager
+def gated_server(
+    gate_dir: Path, workers: int, env: dict[str, str], args: tuple[str, ...] = ()
+) -> Iterator[LiveServer]:
+    server = LiveServer(
+        workers=workers,
+        app="tests.ops_app:app",
+        env={"OPS_TEST_GATE_DIR": str(gate_dir), "FIGSERVE_RENDER_TIMEOUT": "60", **env},
+        args=args,
+    )
+    try:
+        yield server.start()
+    except BaseException:
+        print(f"server output (last lines):\n{server.output[-6000:]}")  # shown on failure
+        raise
+    finally:
+        (gate_dir / "open").touch()  # never leave a render blocked behind a failed test
+        if server.proc.poll() is None:
+            server.stop()
+
+
+class Reply:
+    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+def fetch(server: LiveServer, path: str, headers: dict[str, str] | None = None) -> Reply:
+    """One request on a connection of its own; a dropped connection is status 0."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=90)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        return Reply(resp.status, resp.headers, resp.read())
+    except (ConnectionError, http.client.HTTPException) as exc:
+        return Reply(0, http.client.HTTPMessage(), repr(exc).encode())
+    finally:
+        conn.close()
+
+
+def scrape(server: LiveServer) -> str:
+    reply = fetch(server, "/metrics")
+    assert reply.status == 200
+    return reply.body.decode()
+
+
+def pid_exists(pid: int) -> bool:
+    """Whether ``pid`` still runs. An exited worker stays a zombie until the master reaps it,
+    which it may do only after joining the other worker."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_overload_sheds_503_with_retry_after_while_health_answers(tmp_path: Path) -> None:
+    env = {"FIGSERVE_RENDER_THREADS": "2", "FIGSERVE_RENDER_QUEUE_LIMIT": "2"}
+    with gated_server(tmp_path, 2, env) as server, ThreadPoolExecutor(24) as pool:
+        accepts = ["image/avif,image/webp,image/*,*/*;q=0.8", "application/json"]
+        flood = [
+            pool.submit(fetch, server, f"{GATED}?tag=f{i}", {"Accept": accepts[i % 2]})
+            for i in range(24)
+        ]
+        # Admitted renders all run (limit = threads), so each is either shed or started.
+        until_sync(
+            lambda: sum(f.done() for f in flood) + len(started_markers(tmp_path)) == len(flood),
+            "every request to be shed or started",
+        )
+        shed = [(i, f.result()) for i, f in enumerate(flood) if f.done()]
+        assert len(shed) >= len(flood) - 4  # at most 2 workers x 2 admitted
+        for i, reply in shed:
+            assert reply.status == 503
+            assert reply.headers["Retry-After"] == "1"
+            expected = "image/svg+xml" if i % 2 == 0 else "application/problem+json"
+            assert reply.headers["Content-Type"].startswith(expected)
+
+        # During the flood: health, readiness, pages and metrics answer.
+        for path in ("/healthz", "/readyz", "/"):
+            assert fetch(server, path).status == 200, path
+        text = scrape(server)
+        assert metric(text, "figserve_renders_rejected_total") == len(shed)
+        assert metric(text, "figserve_renders_in_flight") == len(started_markers(tmp_path))
+
+        (tmp_path / "open").touch()
+        shed_ids = {i for i, _ in shed}
+        admitted = [f.result(timeout=60) for i, f in enumerate(flood) if i not in shed_ids]
+        assert [r.status for r in admitted] == [200] * len(admitted)  # no other 5xx
+        assert all(r.body.startswith(b"\x89PNG") for r in admitted)
+
+
+def test_renders_of_clients_that_disconnect_before_their_turn_never_run(tmp_path: Path) -> None:
+    env = {"FIGSERVE_RENDER_THREADS": "1", "FIGSERVE_RENDER_QUEUE_LIMIT": "10"}
+    with gated_server(tmp_path, 1, env) as server, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(fetch, server, f"{GATED}?tag=first")
+        until_sync(lambda: len(started_markers(tmp_path)) == 1, "the first render to start")
+        leaving = []
+        for i in range(4):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(f"GET {GATED}?tag=q{i} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            leaving.append(sock)
+        until_sync(
+            lambda: metric(scrape(server), "figserve_render_queue_depth") == 4, "4 queued renders"
+        )
+        for sock in leaving:
+            sock.close()  # the browser navigated away
+        until_sync(
+            lambda: metric(scrape(server), "figserve_renders_cancelled_total") == 4,
+            "4 cancelled renders",
+        )
+        (tmp_path / "open").touch()
+        assert first.result(timeout=60).status == 200
+        text = scrape(server)
+        assert metric(text, "figserve_renders_started_total", figure="gated") == 1
+        assert metric(text, "figserve_render_queue_depth") == 0
+        assert len(started_markers(tmp_path)) == 1  # the 4 abandoned renders never ran
+
+
+def test_metrics_are_summed_over_both_workers(tmp_path: Path) -> None:
+    with gated_server(tmp_path, 2, {}) as server:
+        served: Counter[str] = Counter()
+        for _ in range(200):  # connections land on either worker; stop once both served some
+            reply = fetch(server, "/figures/normal.png?w=60&h=60")
+            assert reply.status == 200
+            served[reply.headers["X-Test-Worker"]] += 1
+            if len(served) == 2 and min(served.values()) >= 3:
+                break
+        assert len(served) == 2, f"one worker served everything: {served}"
+        total = sum(served.values())
+
+        scraped_by: set[str] = set()
+        for scrapes in range(50):
+            reply = fetch(server, "/metrics")
+            text = reply.body.decode()
+            route = "/figures/normal.<fmt>"
+            assert metric(text, "figserve_http_requests_total", route=route, status="200") == total
+            assert metric(text, "figserve_http_requests_total", route="/metrics") == scrapes
+            assert metric(text, "figserve_renders_started_total", figure="normal") == total
+            count = "figserve_render_duration_seconds_count"
+            assert metric(text, count, figure="normal", format="png") == total
+            assert metric(text, "figserve_render_queue_depth") == 0
+            assert metric(text, "figserve_renders_in_flight") == 0
+            scraped_by.add(reply.headers["X-Test-Worker"])
+            if scraped_by == set(served):
+                break
+        assert scraped_by == set(served)  # each worker's answer holds the other's counts too
+
+
+@pytest.mark.parametrize("target", ["master", "process-group"])
+def test_sigterm_stops_gracefully_and_every_started_response_completes(
+    tmp_path: Path, target: str
+) -> None:
+    env = {"FIGSERVE_RENDER_THREADS": "16", "FIGSERVE_RENDER_QUEUE_LIMIT": "32"}
+    # A long keep-alive, so an idle connection closes only because its worker is stopping.
+    with (
+        gated_server(tmp_path, 2, env, args=("--keep-alive", "300")) as server,
+        ThreadPoolExecutor(24) as pool,
+        contextlib.ExitStack() as connections,
+    ):
+        idle: dict[int, http.client.HTTPConnection] = {}
+        for _ in range(100):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            connections.callback(conn.close)
+            conn.request("GET", "/readyz")  # routed, so it names its worker
+            resp = conn.getresponse()
+            resp.read()
+            pid = int(resp.headers["X-Test-Worker"])
+            if pid in idle:
+                conn.close()
+            else:
+                idle[pid] = conn
+            if len(idle) == 2:
+                break
+        assert len(idle) == 2
+        first, second = sorted(idle)
+
+        in_flight: list[Future[Reply]] = []
+        for batch in range(6):  # until both workers have renders in flight
+            in_flight += [pool.submit(fetch, server, f"{GATED}?tag=b{batch}-{i}") for i in range(4)]
+            n = len(in_flight)
+            until_sync(lambda n=n: len(started_markers(tmp_path)) == n, "renders to start")
+            if {marker_pid(m) for m in started_markers(tmp_path)} == {first, second}:
+                break
+        assert {marker_pid(m) for m in started_markers(tmp_path)} == {first, second}
+
+        if target == "master":
+            server.proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(server.proc.pid, signal.SIGTERM)
+
+        # Each worker has begun stopping: it closes its idle keep-alive connection.
+        for conn in idle.values():
+            assert conn.sock is not None
+            conn.sock.settimeout(30)
+            assert conn.sock.recv(1) == b""
+            conn.close()
+
+        # One worker finishes; Hypercorn's master then sends SIGTERM to the other, which must
+        # go on finishing its own in-flight responses.
+        (tmp_path / f"open-{first}").touch()
+        until_sync(lambda: not pid_exists(first), "the first worker to exit", timeout=30)
+        sigterms = 2 if target == "process-group" else 1
+        until_sync(
+            lambda: (
+                server.output.count(f"worker {second} got SIGTERM") >= sigterms
+                or not pid_exists(second)
+            ),  # how a worker without the fix takes it
+            "the master's SIGTERM to the second worker",
+        )
+        (tmp_path / f"open-{second}").touch()
+
+        replies = [f.result(timeout=60) for f in in_flight]
+        lost = [r.body for r in replies if r.status != 200]
+        assert not lost, f"{len(lost)} of {len(replies)} in-flight responses lost: {lost[:2]}"
+        for reply in replies:
+            assert decode(reply.body).format == "PNG"
+        assert server.proc.wait(timeout=60) == 0
+        assert not pid_exists(second)
+        assert server.output.count("render pool closed") == 2
