@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from playwright.sync_api import Browser, sync_playwright
 from quart import Quart
 
 from src.app import create_app
@@ -13,6 +14,18 @@ from src.app import create_app
 from .live import LiveServer, live_server
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+# Debian's Chromium; Playwright's own browser download is never used.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
@@ -38,6 +51,14 @@ def client(app: Quart):
 def server() -> Iterator[LiveServer]:
     with live_server() as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

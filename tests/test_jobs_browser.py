@@ -9,10 +9,9 @@ from pathlib import Path
 import httpx
 import pypdf
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from .live import LiveServer, live_server
-from .test_browser import CHROMIUM, FLAGS
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 
@@ -40,14 +39,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     env = {"FIGSERVE_JOBS_DIR": str(tmp_path_factory.mktemp("jobs"))}
     with live_server(workers=2, env=env) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 def new_page(browser: Browser) -> tuple[Page, list[str]]:
