@@ -18,13 +18,17 @@ SECONDS = 1.0
 
 @dataclass(frozen=True)
 class Settings:
-    # Images of one page render side by side, but each render thread also holds the GIL for
-    # stretches; two per worker keeps the event loop responsive on a small machine.
-    render_threads: int = 2
+    # Drawing holds the GIL, so a second thread in the same worker adds no CPU, only contention
+    # with the event loop; parallelism comes from worker processes (hypercorn.toml). With 4
+    # workers x 1 thread, 12 clients reached 0.89 of the raw limit against 0.32 for 2 x 2, and
+    # page p99 under load 29 ms against 45 (bench/results/layouts.md).
+    render_threads: int = 1
     # Renders admitted per worker (running + queued) before new ones are shed with 503 and
-    # Retry-After. Default-size figures take 20-90 ms, the largest allowed up to ~1 s, so 8 keeps
-    # the queue under a second of work typically and a few seconds at worst, within the deadline.
-    render_queue_limit: int = 8
+    # Retry-After. Connections are not spread evenly over workers, so one worker must hold a
+    # dozen clients: 16 gave 0 errors at 12 clients where 8 shed thousands
+    # (bench/results/queue.md). At 20-90 ms per default-size figure that is about a second of
+    # queued work; 200 simultaneous requests to 4 workers are still mostly shed.
+    render_queue_limit: int = 16
     # A render still unfinished after this answers 503; the thread finishes it in the background.
     render_timeout: float = 10 * SECONDS
     # Byte budget of the in-process LRU of deterministic (seeded) renders.

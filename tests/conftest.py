@@ -53,7 +53,9 @@ def server() -> Iterator[LiveServer]:
         yield srv
 
 
-@pytest.fixture(scope="session")
+# Per module: sync Playwright runs an event loop of its own, which must be gone before the
+# async tests of the next module start theirs.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)

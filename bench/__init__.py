@@ -1,0 +1,1 @@
+"""figserve's benchmark harness; see ``bench/__main__.py`` and the README."""
