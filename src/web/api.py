@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import Blueprint, Response, request, url_for
 from quart_schema import DataSource, document_request, tag
 
+from ..figures import FigureParams, FigureSpec, Registry
 from ..figures.data import DataError, PlotParams, draw_table, parse_table, resolve_columns
-from ..render import MEDIA_TYPES, Format, ImageOptions, RenderJob, canvas_for, job_for
+from ..render import (
+    MEDIA_TYPES,
+    Format,
+    ImageOptions,
+    LimitExceeded,
+    RenderJob,
+    canvas_for,
+    job_for,
+)
 from .errors import invalid, validation_errors
 from .images import image_response
 from .openapi import image_responses, json_responses, responds
@@ -71,6 +81,76 @@ async def catalog() -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class CheckedSpec:
+    """A render spec that passed every check, with the job that renders it."""
+
+    spec: FigureSpec
+    params: FigureParams
+    opts: ImageOptions
+    job: RenderJob
+
+    def stored(self) -> dict[str, Any]:
+        """The form kept in the job store: plain JSON, validated again when it is rendered."""
+        return {
+            "figure": self.spec.name,
+            "params": self.params.model_dump(mode="json"),
+            "options": self.opts.model_dump(mode="json", exclude_unset=True),
+        }
+
+
+def check_render_spec(
+    registry: Registry,
+    raw: Any,
+    max_pixels: int,
+    prefix: str = "",
+    params_prefix: str | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> tuple[CheckedSpec | None, list[dict[str, str]]]:
+    """Check a ``RenderSpec``-shaped object: ``/api/render``'s body, or one item of a job.
+
+    Returns the validated render and no errors, or None and every error found, each naming its
+    parameter under ``prefix``.
+    """
+    params_prefix = prefix + "params." if params_prefix is None else params_prefix
+    if not isinstance(raw, dict):
+        return None, [{"param": prefix.rstrip(".") or "body", "message": "expected an object"}]
+    errors: list[dict[str, str]] = []
+    values = {**(defaults or {}), **raw}
+    try:
+        spec_in = RenderSpec.model_validate(values)
+    except ValidationError as exc:
+        errors = validation_errors(exc, prefix)
+        if any(e["type"] != "extra_forbidden" for e in exc.errors()):
+            return None, errors
+        # Only unknown keys: check the rest too, so every error is listed at once.
+        spec_in = RenderSpec.model_validate(
+            {k: values[k] for k in RenderSpec.model_fields & values.keys()}
+        )
+    spec = registry.get(spec_in.figure)
+    if spec is None:
+        names = ", ".join(s.name for s in registry)
+        message = f"no figure {spec_in.figure!r}; one of: {names}"
+        return None, [*errors, {"param": prefix + "figure", "message": message}]
+    params = opts = job = None
+    try:
+        params = spec.params.model_validate(spec_in.params)
+    except ValidationError as exc:
+        errors += validation_errors(exc, params_prefix)
+    try:
+        opts = _options(spec_in.model_dump(exclude_unset=True), spec.width, spec.height)
+    except ValidationError as exc:
+        errors += validation_errors(exc, prefix)
+    if params is not None and opts is not None:
+        try:
+            job = job_for(spec, params, opts, max_pixels)
+        except LimitExceeded as exc:
+            errors.append({"param": prefix + exc.param, "message": str(exc)})
+    if errors or params is None or opts is None or job is None:
+        return None, errors
+    return CheckedSpec(spec, params, opts, job), []
+
+
 async def _json_body() -> dict[str, Any]:
     raw = await request.get_data()
     try:
@@ -95,27 +175,16 @@ def _options(values: dict[str, Any], default_w: int, default_h: int) -> ImageOpt
 @responds(image_responses(list(MEDIA_TYPES.values())) | {"413": {"description": "Body too large."}})
 async def render() -> Response:
     """Render a figure from a JSON spec; answers with the image."""
-    try:
-        spec_in = RenderSpec.model_validate(await _json_body())
-    except ValidationError as exc:
-        raise invalid(validation_errors(exc)) from None
+    body = await _json_body()
     state = app_state()
-    spec = spec_or_404(state.registry, spec_in.figure)
-    errors = []
-    params = opts = None
-    try:
-        params = spec.params.model_validate(spec_in.params)
-    except ValidationError as exc:
-        errors += validation_errors(exc, prefix="params.")
-    try:
-        opts = _options(spec_in.model_dump(exclude_unset=True), spec.width, spec.height)
-    except ValidationError as exc:
-        errors += validation_errors(exc)
-    if errors:
+    figure = body.get("figure")
+    if isinstance(figure, str) and len(figure) <= 32:
+        spec_or_404(state.registry, figure)  # a well-formed name of no figure: 404
+    checked, errors = check_render_spec(state.registry, body, state.settings.max_pixels)
+    if checked is None:
         raise invalid(errors)
-    job = job_for(spec, params, opts, state.settings.max_pixels)
-    result = await renderer().render(job)
-    return image_response(result, filename=f"{spec.name}.{opts.format}")
+    result = await renderer().render(checked.job)
+    return image_response(result, filename=f"{checked.spec.name}.{checked.opts.format}")
 
 
 @bp.post("/plot")

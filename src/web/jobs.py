@@ -18,8 +18,8 @@ from quart_schema import document_request, tag
 from ..config import Settings
 from ..figures import Registry
 from ..jobs import OUTPUTS, JobRecord, JobRunner, JobState, TooManyJobs, is_job_id
-from ..render import MEDIA_TYPES, ImageOptions, LimitExceeded, canvas_for, job_for
-from .api import RenderSpec, _json_body, _options
+from ..render import MEDIA_TYPES, ImageOptions, canvas_for
+from .api import RenderSpec, _json_body, _options, check_render_spec
 from .errors import (
     PROBLEM_JSON,
     Problem,
@@ -87,62 +87,6 @@ def _error(description: str) -> dict[str, Any]:
 # -- validation: /api/render's RenderSpec and option rules, per item ----------------------
 
 
-def validate_render_spec(
-    registry: Registry,
-    raw: Any,
-    max_pixels: int,
-    prefix: str = "",
-    params_prefix: str | None = None,
-    defaults: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
-    """A ``RenderSpec``-shaped object checked like ``/api/render`` checks its body.
-
-    Returns the item as stored for the runner (figure, validated params, image options) and no
-    errors, or None and every error found, each naming its parameter under ``prefix``.
-    """
-    params_prefix = prefix + "params." if params_prefix is None else params_prefix
-    if not isinstance(raw, dict):
-        return None, [{"param": prefix.rstrip(".") or "body", "message": "expected an object"}]
-    errors: list[dict[str, str]] = []
-    values = {**(defaults or {}), **raw}
-    try:
-        spec_in = RenderSpec.model_validate(values)
-    except ValidationError as exc:
-        errors = validation_errors(exc, prefix)
-        if any(e["type"] != "extra_forbidden" for e in exc.errors()):
-            return None, errors
-        # Only unknown keys: check the rest too, so every error is listed at once.
-        spec_in = RenderSpec.model_validate(
-            {k: values[k] for k in RenderSpec.model_fields & values.keys()}
-        )
-    spec = registry.get(spec_in.figure)
-    if spec is None:
-        names = ", ".join(s.name for s in registry)
-        message = f"no figure {spec_in.figure!r}; one of: {names}"
-        return None, [*errors, {"param": prefix + "figure", "message": message}]
-    params = opts = None
-    try:
-        params = spec.params.model_validate(spec_in.params)
-    except ValidationError as exc:
-        errors += validation_errors(exc, params_prefix)
-    try:
-        opts = _options(spec_in.model_dump(exclude_unset=True), spec.width, spec.height)
-    except ValidationError as exc:
-        errors += validation_errors(exc, prefix)
-    if params is not None and opts is not None:
-        try:
-            job_for(spec, params, opts, max_pixels)
-        except LimitExceeded as exc:
-            errors.append({"param": prefix + exc.param, "message": str(exc)})
-    if errors or params is None or opts is None:
-        return None, errors
-    return {
-        "figure": spec.name,
-        "params": params.model_dump(mode="json"),
-        "options": opts.model_dump(mode="json", exclude_unset=True),
-    }, []
-
-
 def _validate_items(
     raw_items: list[Any], output: str, registry: Registry, max_pixels: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
@@ -158,7 +102,7 @@ def _validate_items(
                 }
             )
             continue
-        item, item_errors = validate_render_spec(
+        checked, item_errors = check_render_spec(
             registry,
             raw,
             max_pixels,
@@ -166,8 +110,8 @@ def _validate_items(
             defaults={"format": "pdf"} if output == "pdf" else None,
         )
         errors += item_errors
-        if item is not None:
-            items.append(item)
+        if checked is not None:
+            items.append(checked.stored())
     return items, errors
 
 
@@ -405,17 +349,17 @@ async def _items_from_form(
             if seed is not None and copy and str(seed).isdigit():
                 # Copies of a seeded random figure take the next seeds: reproducible, not equal.
                 params = {**params, "seed": int(seed) + copy}
-            item, item_errors = validate_render_spec(
+            checked, item_errors = check_render_spec(
                 registry,
                 {"figure": name, "params": params, **common},
                 settings.max_pixels,
                 prefix=f"{name}.",
                 params_prefix=f"{name}.",
             )
-            if item is None:
+            if checked is None:
                 errors += [e for e in item_errors if e not in errors]
                 break  # the next copies would say the same
-            items.append(item)
+            items.append(checked.stored())
     if output == "pdf" and not errors:
         errors += _check_pdf_pixels(items, settings, "copies")
     if errors:
