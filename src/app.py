@@ -123,30 +123,34 @@ def _configure_logging(level: str) -> None:
 
 
 def _sigterm_stops_the_server() -> None:
-    """In a Hypercorn worker, turn a SIGTERM into a graceful stop of the whole server.
+    """In a Hypercorn worker, leave a SIGTERM to the master, which stops every worker gracefully.
 
     Hypercorn stops gracefully when its master gets SIGTERM, but a worker that gets SIGTERM
     itself (``kill -- -PGID``, systemd's KillMode=control-group, or the master's own
     ``terminate()`` of the remaining workers once one has exited) dies at once, dropping every
-    in-flight response. Here a worker passes the signal on to the master, which tells every worker
-    to stop accepting and finish in-flight requests within ``graceful_timeout``.
+    in-flight response. So while its master runs, a worker ignores its own SIGTERM: the master got
+    one too (process group) or is already stopping the workers, and it tells every worker to stop
+    accepting and finish in-flight requests within ``graceful_timeout``. The worker must not
+    signal the master itself: a second SIGTERM arriving inside the master's handler deadlocks it
+    on the lock of the shared shutdown event.
     """
     parent = multiprocessing.parent_process()
     if parent is None or threading.current_thread() is not threading.main_thread():
         return  # not a spawned worker: Hypercorn (or the caller) handles signals itself
     master = parent.pid
 
-    def forward(signum: int, frame: object) -> None:
+    def on_sigterm(signum: int, frame: object) -> None:
         if os.getppid() == master:
             logging.getLogger("figserve").info(
-                "worker %d got SIGTERM: asking master %d to stop gracefully", os.getpid(), master
+                "worker %d got SIGTERM: the master %d stops the workers gracefully",
+                os.getpid(),
+                master,
             )
-            os.kill(master, signal.SIGTERM)  # repeated SIGTERMs only repeat "stop gracefully"
         else:  # orphaned: nobody will tell this worker to stop, so stop now
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 _sigterm_stops_the_server()

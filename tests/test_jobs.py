@@ -10,6 +10,7 @@ import asyncio
 import io
 import os
 import signal
+import sqlite3
 import threading
 import time
 import zipfile
@@ -653,3 +654,25 @@ async def test_jobs_are_in_the_openapi_document(client):
     assert post["tags"] == ["jobs"]
     assert "202" in post["responses"]
     assert "application/json" in post["requestBody"]["content"]
+
+
+def test_workers_starting_together_all_open_a_fresh_store(tmp_path: Path) -> None:
+    # Every Hypercorn worker opens the shared database at start; none may fail with "locked".
+    failures: list[str] = []
+    for round_ in range(20):
+        path = tmp_path / f"jobs-{round_}.sqlite3"
+        barrier = threading.Barrier(8)
+
+        def open_store(path: Path = path, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                SQLiteJobStore(path).close()
+            except sqlite3.OperationalError as exc:
+                failures.append(repr(exc))
+
+        threads = [threading.Thread(target=open_store) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []

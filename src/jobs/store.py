@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -148,11 +149,23 @@ class SQLiteJobStore:
             path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
         self._lock = threading.Lock()
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # In WAL mode NORMAL loses at most the last commits on power loss, never consistency.
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
+        # Workers start together and all open the file; switching a new database to WAL fails
+        # at once with "locked" (no busy wait) while another worker does it, so retry briefly.
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                with self._lock:
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                    # In WAL mode NORMAL loses at most the last commits on power loss, never
+                    # consistency.
+                    self._conn.execute("PRAGMA synchronous=NORMAL")
+                    self._conn.executescript(_SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    self._conn.close()
+                    raise
+                time.sleep(0.02)
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         with self._lock:
