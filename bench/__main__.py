@@ -58,9 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         from .run import run_all
 
         results = run_all(quick=args.quick)
-        (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-        write_report(results, args.out)
-    print(f"done in {time.monotonic() - t0:.0f} s; results in {args.out}", file=sys.stderr)
+        # A smoke run must not replace the published results.
+        out = args.out / "quick" if args.quick else args.out
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+        write_report(results, out)
+    print(f"done in {time.monotonic() - t0:.0f} s", file=sys.stderr)
     return 0
 
 

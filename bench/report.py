@@ -133,6 +133,8 @@ def met(g: dict[str, Any]) -> bool:
 def rss_growth(fs: dict[str, Any]) -> float:
     """Largest per-worker RSS growth per 1,000 renders (renders split evenly over workers)."""
     per_worker = (fs["renders"] - fs["renders_at_warm"]) / max(1, fs["workers"])
+    if per_worker <= 0:
+        return float("nan")  # no renders after warm-up (a --quick run): nothing to measure
     growths = [
         (fs["rss_end"][pid] - fs["rss_warm"][pid]) / (per_worker / 1000)
         for pid in fs["rss_warm"]
