@@ -22,7 +22,7 @@ from . import metrics as metrics_module
 from .config import Settings
 from .figures import FIGURES, Registry
 from .jobs import JobRunner
-from .render import Renderer
+from .render import ImageOptions, Renderer, RenderJob, job_for
 from .web import api, jobs, ops, pages
 from .web.errors import register_error_handlers
 from .web.images import create_images_blueprint
@@ -65,41 +65,33 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     app.register_blueprint(jobs.bp)
     register_error_handlers(app)
     metrics = metrics_module.install(app)
-    app.asgi_app = ops.health_first(app.asgi_app)  # type: ignore[method-assign]
+    app.asgi_app = ops.health_first(ops.answer_when_cut(app.asgi_app))  # type: ignore[method-assign]
 
     @app.before_serving
-    async def _start_renderer() -> None:
-        # Render threads hold the GIL for long stretches; a 1 ms switch interval (default 5 ms)
-        # lets the event loop in sooner, so pages and probes do not queue behind renders.
-        sys.setswitchinterval(0.001)
-        renderer = Renderer(settings, observer=metrics)
-        state.renderer = renderer
-        first = next(iter(registry), None)
-        if settings.warm_up and first is not None:
-            await renderer.warm_up(first)
-        renderer.ready = True
-
-    @app.after_serving
-    async def _stop_renderer() -> None:
-        renderer, state.renderer = state.renderer, None
-        if renderer is not None:
-            await renderer.close()
-        metrics.worker_exit()
-
-    @app.before_serving
-    async def _start_jobs() -> None:
-        # Job items wait while this worker's page renders are queued: pages go first.
-        runner = JobRunner(
-            settings, registry, busy=lambda: state.renderer.pending if state.renderer else 0
+    async def _start() -> None:
+        renderer = Renderer(
+            settings,
+            observer=metrics,
+            preload=_figure_modules(registry),
+            warm_up=_warm_up_job(registry, settings) if settings.warm_up else None,
         )
+        await renderer.start()
+        state.renderer = renderer
+        runner = JobRunner(settings, registry, renderer)
         await runner.start()
         state.jobs = runner
 
     @app.after_serving
-    async def _stop_jobs() -> None:
+    async def _stop() -> None:
+        # Jobs first: they go back to the queue with their progress before the render
+        # processes that run their items are killed.
         runner, state.jobs = state.jobs, None
         if runner is not None:
             await runner.close()
+        renderer, state.renderer = state.renderer, None
+        if renderer is not None:
+            await renderer.close()
+        metrics.worker_exit()
 
     @app.after_request
     async def _security_headers(response: Response) -> Response:
@@ -110,6 +102,24 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
         return response
 
     return app
+
+
+def _figure_modules(registry: Registry) -> list[str]:
+    """Modules a render process needs: loaded once in the fork server, shared by every fork."""
+    modules = ["src.figures", "src.figures.data", "src.jobs.assemble"]
+    for spec in registry:
+        for module in (spec.draw.__module__, spec.params.__module__):
+            if module not in modules:
+                modules.append(module)
+    return modules
+
+
+def _warm_up_job(registry: Registry, settings: Settings) -> RenderJob | None:
+    """One tiny figure with text, so fonts and caches are loaded before the first visitor."""
+    spec = next(iter(registry), None)
+    if spec is None:
+        return None
+    return job_for(spec, spec.params(), ImageOptions(w=100, h=75), settings.max_pixels)
 
 
 def _configure_logging(level: str) -> None:

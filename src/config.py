@@ -2,13 +2,14 @@
 
 Defaults live here; any of them can be overridden by an environment variable named
 ``FIGSERVE_<KEY>`` (so operators configure the shipped server without touching code) or by the
-mapping passed to ``create_app`` (so tests build the app they need).
+mapping passed to ``create_app`` (so tests build the app they need). Values out of range are
+refused at start, naming the variable.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 KIB = 1024
@@ -16,60 +17,81 @@ MIB = 1024 * KIB
 SECONDS = 1.0
 
 
+def _at_least(default: Any, minimum: float) -> Any:
+    return field(default=default, metadata={"min": minimum})
+
+
 @dataclass(frozen=True)
 class Settings:
-    # Drawing holds the GIL, so a second thread in the same worker adds no CPU, only contention
-    # with the event loop; parallelism comes from worker processes (hypercorn.toml). With 4
-    # workers x 1 thread, 12 clients reached 0.89 of the raw limit against 0.32 for 2 x 2, and
-    # page p99 under load 29 ms against 45 (bench/results/layouts.md).
-    render_threads: int = 1
+    # Render processes per worker for pages, images and the API (0: one per usable core). Every
+    # render runs in one of them, so a worker's renders use every core whichever connection
+    # brought them.
+    render_processes: int = _at_least(0, 0)
+    # Threads per worker that hand renders to the processes and wait on them with the GIL
+    # released (0: one per render process, interactive and background).
+    render_threads: int = _at_least(0, 0)
     # Renders admitted per worker (running + queued) before new ones are shed with 503 and
-    # Retry-After. Connections are not spread evenly over workers, so one worker must hold a
-    # dozen clients: 16 gave 0 errors at 12 clients where 8 shed thousands
-    # (bench/results/queue.md). At 20-90 ms per default-size figure that is about a second of
-    # queued work; 200 simultaneous requests to 4 workers are still mostly shed.
-    render_queue_limit: int = 16
-    # A render still unfinished after this answers 503; the thread finishes it in the background.
-    render_timeout: float = 10 * SECONDS
+    # Retry-After.
+    render_queue_limit: int = _at_least(16, 1)
+    # Seconds a request waits for its render, and a render may run in its process: past it the
+    # process is killed and replaced.
+    render_timeout: float = _at_least(10 * SECONDS, 0.1)
+    # Address space a render process may add to what it starts with; a render that needs more
+    # fails with 422 (too complex) instead of taking the machine's memory. 0: no cap.
+    render_memory_mb: int = _at_least(1024, 0)
+    # A render process is replaced after this many renders, or once its resident size passes
+    # render_recycle_rss_mb, so slow leaks and fragmentation never build up.
+    render_recycle_after: int = _at_least(500, 1)
+    render_recycle_rss_mb: int = _at_least(400, 1)
     # Byte budget of the in-process LRU of deterministic (seeded) renders.
-    cache_bytes: int = 64 * MIB
+    cache_bytes: int = _at_least(64 * MIB, 0)
     # Hard cap on output pixels (width x height) of any raster image.
-    max_pixels: int = 6_000_000
-    # zlib level for PNG. 3 compresses in half the time of 6 (a 1200x900 figure: ~30 instead of
-    # ~36 ms in all) to about the size matplotlib's own writer reaches at 6; 6 is ~25% smaller.
-    # Measured in bench/results/levers.md.
-    png_compress_level: int = 3
+    max_pixels: int = _at_least(6_000_000, 2500)
+    # zlib level for PNG: 3 is about as small as matplotlib's own writer at 6, in half the time.
+    png_compress_level: int = _at_least(3, 0)
     # Request bodies (JSON specs, uploads) larger than this answer 413.
-    max_body_bytes: int = 2 * MIB
+    max_body_bytes: int = _at_least(2 * MIB, 1024)
     # Limits for uploaded data sets.
-    max_upload_rows: int = 100_000
-    max_upload_columns: int = 50
+    max_upload_rows: int = _at_least(100_000, 1)
+    max_upload_columns: int = _at_least(50, 1)
     # Render one tiny figure at start so the first visitor does not pay for font loading.
     warm_up: bool = True
     log_level: str = "INFO"
     # Background jobs. Every worker of one server must use the same directory (it holds the
     # shared job database and the results); empty means a per-user folder in the temp directory.
     jobs_dir: str = ""
-    job_max_items: int = 500
+    job_max_items: int = _at_least(500, 1)
     # Jobs queued or running at once, over all workers; more answer 503.
-    job_max_active: int = 4
-    job_max_output_bytes: int = 256 * MIB
-    # matplotlib keeps a PDF's raster images in memory until the document ends: a PDF job may
-    # hold at most this many canvas pixels in all (about 4 bytes each at worst).
-    job_max_pdf_pixels: int = 100_000_000
+    job_max_active: int = _at_least(4, 1)
+    job_max_output_bytes: int = _at_least(256 * MIB, 1)
+    # A PDF report is assembled in memory: it may hold at most this many canvas pixels in all.
+    job_max_pdf_pixels: int = _at_least(100_000_000, 1)
     # Finished results (and their job records) are removed this long after the job ends.
-    job_result_ttl: float = 3600 * SECONDS
-    # Jobs each worker renders at once, each apart from the interactive render pool: in a
-    # lower-priority process of its own ("process": no shared GIL, the OS runs pages first) or in
-    # a lower-priority thread of the worker ("thread": no extra process; pages slow down more).
-    job_threads: int = 1
-    job_executor: str = "process"
+    job_result_ttl: float = _at_least(3600 * SECONDS, 1)
+    # Jobs each worker renders at once; each has a render process of its own that runs at a
+    # lower priority than page renders.
+    job_threads: int = _at_least(1, 1)
+    # A job whose worker died while running it goes back to the queue; after this many
+    # interruptions it fails instead.
+    job_max_attempts: int = _at_least(3, 1)
     # How often a worker checks for queued jobs, beats the heartbeat of its own and cleans up.
-    job_poll_interval: float = 1 * SECONDS
-    # A running job whose worker has not beaten its heartbeat for this long is marked failed.
-    job_stale_after: float = 30 * SECONDS
-    # Before each job item, wait up to this long for the worker's page renders to finish.
-    job_yield_max: float = 0.5 * SECONDS
+    job_poll_interval: float = _at_least(1 * SECONDS, 0.01)
+    # A running job whose worker has not beaten its heartbeat for this long is taken back.
+    job_stale_after: float = _at_least(30 * SECONDS, 0.1)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            minimum = f.metadata.get("min")
+            if minimum is not None and getattr(self, f.name) < minimum:
+                raise ValueError(
+                    f"FIGSERVE_{f.name.upper()}={getattr(self, f.name)!r} is below its "
+                    f"minimum of {minimum:g}"
+                )
+
+    @property
+    def processes(self) -> int:
+        """Interactive render processes per worker, with 0 resolved to the usable cores."""
+        return self.render_processes or usable_cores()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -93,6 +115,14 @@ class Settings:
         return replace(self, **overrides)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (a container or taskset may allow fewer than exist)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def _convert(name: str, type_name: Any, raw: str) -> Any:
     type_name = str(type_name)
     try:
@@ -105,7 +135,10 @@ def _convert(name: str, type_name: Any, raw: str) -> Any:
         if type_name == "int":
             return int(raw)
         if type_name == "float":
-            return float(raw)
+            value = float(raw)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError(raw)
+            return value
     except ValueError as exc:
         raise ValueError(f"FIGSERVE_{name.upper()}={raw!r} is not a valid {type_name}") from exc
     return raw

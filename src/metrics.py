@@ -109,7 +109,7 @@ from prometheus_client import (  # noqa: E402  (after the directory is chosen, s
 RENDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # RenderStats field -> (metric name, help)
 _RENDER_COUNTERS = {
-    "started": ("figserve_renders_started", "Renders a thread began executing."),
+    "started": ("figserve_renders_started", "Renders handed to a render process."),
     "finished": ("figserve_renders_finished", "Renders that produced an image."),
     "failed": ("figserve_renders_failed", "Renders that raised an error."),
     "cache_hits": ("figserve_render_cache_hits", "Deterministic renders served from the cache."),
@@ -119,6 +119,14 @@ _RENDER_COUNTERS = {
     "cancelled": (
         "figserve_renders_cancelled",
         "Queued renders dropped before they ran because every requester left.",
+    ),
+    "killed": (
+        "figserve_render_processes_killed",
+        "Render processes killed because a render passed its deadline.",
+    ),
+    "crashed": (
+        "figserve_render_processes_crashed",
+        "Render processes that died during a render (crash, out of memory).",
     ),
 }
 
@@ -140,7 +148,7 @@ class Metrics(RenderObserver):
         )
         self.render_seconds = Histogram(
             "figserve_render_duration_seconds",
-            "Time a render thread spent drawing and encoding one image.",
+            "CPU time a render process spent drawing and encoding one image.",
             ["figure", "format"],
             buckets=RENDER_BUCKETS,
             registry=reg,
@@ -151,13 +159,13 @@ class Metrics(RenderObserver):
         }
         self.queue_depth = Gauge(
             "figserve_render_queue_depth",
-            "Admitted renders waiting for a render thread.",
+            "Admitted renders waiting for a render process.",
             multiprocess_mode="livesum",
             registry=reg,
         )
         self.in_flight = Gauge(
             "figserve_renders_in_flight",
-            "Renders executing on a render thread now.",
+            "Renders executing in a render process now.",
             multiprocess_mode="livesum",
             registry=reg,
         )

@@ -1,75 +1,54 @@
-"""Background jobs through the API, in process (issue 5): life cycle, validation, cancel, expiry.
+"""Background jobs through the API, in process: life cycle, validation, cancel, expiry, and
+nothing lost when a worker stops or a render process dies.
 
-Items of a "gate" figure block until the test lets them through, so progress and cancellation are
-observed at exact points instead of by timing.
+Items of the ``gated`` test figure render in render processes and wait there until the test lets
+their tag through, so progress and cancellation are observed at exact points, not by timing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 from xml.etree import ElementTree
 
 import pypdf
 import pytest
-from matplotlib.figure import Figure
-from pydantic import Field
 from quart import Quart
 
 from src.app import create_app
-from src.figures import FIGURES, FigureParams, Registry
 from src.jobs import JobRecord, JobRunner, JobState, SQLiteJobStore, new_job_id
 
 from .conftest import decode
+from .gates import Gate, registry_with_test_figures
+from .ops_helpers import until
 
 WAIT = 60  # seconds: a deadline for conditions, never a pause
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html"}
 
 
-class Gate:
-    """Each item of the gate figure signals that it started, then waits to be let through."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Semaphore(0)
-        self._through = threading.Semaphore(0)
-
-    def draw(self, fig: Figure, params: GateParams) -> None:
-        self.entered.release()
-        if not self._through.acquire(timeout=WAIT):
-            raise TimeoutError("the test never let this item through")
-        fig.add_subplot().plot([0, 1], [0, params.k])
-
-    def let_through(self, count: int = 1) -> None:
-        self._through.release(count)
-
-    async def wait_entered(self, count: int = 1) -> None:
-        for _ in range(count):
-            assert await asyncio.to_thread(self.entered.acquire, timeout=WAIT), "item never began"
-
-    def entered_now(self) -> bool:
-        return self.entered.acquire(blocking=False)
-
-
-class GateParams(FigureParams):
-    k: int = Field(1, ge=0, le=10)
-
-
-def _broken(fig: Figure, params: GateParams) -> None:
-    raise RuntimeError("secret internals")
-
-
 @pytest.fixture
-def gate() -> Gate:
-    return Gate()
+def gate(tmp_path: Path) -> Iterator[Gate]:
+    g = Gate(tmp_path / "gate")
+    yield g
+    g.open()  # never leave a render blocked when a test fails
+
+
+def gated(gate: Gate, tag: str) -> dict:
+    return {"figure": "gated", "params": gate.params(tag)}
+
+
+async def entered(gate: Gate, count: int) -> None:
+    await until(lambda: len(gate.started()) >= count, f"{count} items to begin", WAIT)
 
 
 @pytest.fixture
@@ -78,20 +57,12 @@ def jobs_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def app_config(jobs_dir: Path, gate: Gate) -> dict:
-    registry = Registry(list(FIGURES))
-    registry.figure("gate", title="Gate", description="Waits for the test.", params=GateParams)(
-        gate.draw
-    )
-    registry.figure("broken", title="Broken", description="Always fails.", params=GateParams)(
-        _broken
-    )
-    # The gate's semaphores live in this process: its items must render in a thread here.
+def app_config(jobs_dir: Path) -> dict:
     return {
         "warm_up": False,
         "jobs_dir": str(jobs_dir),
-        "registry": registry,
-        "job_executor": "thread",
+        "registry": registry_with_test_figures(),
+        "render_processes": 1,
     }
 
 
@@ -102,7 +73,7 @@ async def app(app_config: dict, gate: Gate) -> AsyncIterator[Quart]:
         async with application.test_app():
             yield application
     finally:
-        gate.let_through(1000)  # never leave a job thread blocked when a test fails
+        gate.open()
 
 
 def runner_of(app: Quart) -> JobRunner:
@@ -161,7 +132,7 @@ async def test_pdf_job_from_queued_to_downloaded(app, client, jobs_dir):
     # One page per figure at the figure's size: 100 CSS pixels are 72 points.
     sizes = [(round(float(p.mediabox.width)), round(float(p.mediabox.height))) for p in pdf.pages]
     assert sizes == [(288, 216), (360, 180), (288, 216)]
-    assert files_in(jobs_dir) == [f"{job['id']}.pdf"]
+    assert files_in(jobs_dir) == [f"{job['id']}.pdf"]  # its item files are gone
 
 
 async def test_seeded_pdf_report_is_byte_identical(app, client):
@@ -174,63 +145,46 @@ async def test_seeded_pdf_report_is_byte_identical(app, client):
     assert results[0] == results[1]
 
 
-async def test_a_job_process_renders_the_same_bytes_as_a_job_thread(app, client, jobs_dir):
+async def test_zip_entries_are_the_bytes_the_image_urls_give(app, client):
     items = [
-        {"figure": "histogram", "params": {"seed": 5}},
-        {"figure": "heatmap", "params": {"seed": 6}, "format": "png"},
+        {"figure": "histogram", "params": {"seed": 5}, "format": "png"},
+        {"figure": "heatmap", "params": {"seed": 6}, "format": "webp", "dpr": 2},
         {"figure": "waves", "format": "svg"},
     ]
-    threaded = {}
-    for output in ("pdf", "zip"):
-        job = await start(client, items if output == "zip" else items[:1], output)
-        await runner_of(app).wait(job["id"], WAIT)
-        threaded[output] = await (await client.get(f"/jobs/{job['id']}/result")).get_data()
-
-    # The default: items render in a separate process with the shipped figures.
-    application = create_app({"warm_up": False, "jobs_dir": str(jobs_dir)})
-    assert application.extensions["figserve"].settings.job_executor == "process"
-    async with application.test_app():
-        other = application.test_client()
-        for output in ("pdf", "zip"):
-            job = await start(other, items if output == "zip" else items[:1], output)
-            ended = await runner_of(application).wait(job["id"], WAIT)
-            assert ended is not None and ended.state is JobState.DONE, ended
-            data = await (await other.get(f"/jobs/{job['id']}/result")).get_data()
-            if output == "pdf":
-                assert data == threaded["pdf"]
-            else:  # entry dates differ (job creation time); the images may not
-                ours, theirs = (
-                    zipfile.ZipFile(io.BytesIO(data)),
-                    zipfile.ZipFile(io.BytesIO(threaded["zip"])),
-                )
-                assert ours.namelist() == theirs.namelist()
-                for name in ours.namelist():
-                    assert ours.read(name) == theirs.read(name), name
+    job = await start(client, items, "zip")
+    assert (await runner_of(app).wait(job["id"], WAIT)).state is JobState.DONE
+    archive = zipfile.ZipFile(
+        io.BytesIO(await (await client.get(f"/jobs/{job['id']}/result")).get_data())
+    )
+    urls = [
+        "/figures/histogram.png?seed=5",
+        "/figures/heatmap.webp?seed=6&dpr=2",
+        "/figures/waves.svg",
+    ]
+    for name, url in zip(archive.namelist(), urls, strict=True):
+        assert archive.read(name) == await (await client.get(url)).get_data(), name
 
 
-async def test_a_job_process_that_dies_fails_its_job_and_the_next_job_gets_a_new_one(jobs_dir):
-    application = create_app({"warm_up": False, "jobs_dir": str(jobs_dir)})
-    async with application.test_app():
-        client = application.test_client()
-        runner = runner_of(application)
-        job = await start(
-            client, [{"figure": "heatmap", "params": {"seed": s}} for s in range(300)]
-        )
-        deadline = time.monotonic() + WAIT
-        while (await get_job(client, job["id"]))["done"] < 1:
-            assert time.monotonic() < deadline, "the job never progressed"
-            await asyncio.sleep(0.02)
-        process = runner._slots[0]
-        os.kill(process.pid, signal.SIGKILL)
-        ended = await runner.wait(job["id"], WAIT)
-        assert ended is not None and ended.state is JobState.FAILED
-        assert ended.error == "the process rendering this job stopped unexpectedly"
-        assert files_in(jobs_dir) == []
+async def test_an_item_whose_render_process_dies_is_rendered_again(app, client, gate, jobs_dir):
+    job = await start(client, [gated(gate, "a"), gated(gate, "b")])
+    await entered(gate, 1)
+    (victim,) = gate.pids()
+    os.kill(victim, signal.SIGKILL)  # as the OOM killer would
+    await until(lambda: len(gate.started()) == 2, "item 1 to begin again", WAIT)
+    assert gate.started() == ["a", "a"]
+    gate.let_through("a")
+    gate.let_through("b")
+    ended = await runner_of(app).wait(job["id"], WAIT)
+    assert ended is not None and (ended.state, ended.done) == (JobState.DONE, 2)
+    data = await (await client.get(f"/jobs/{job['id']}/result")).get_data()
+    assert len(pypdf.PdfReader(io.BytesIO(data)).pages) == 2
 
-        again = await start(client, [{"figure": "waves"}])
-        ended = await runner.wait(again["id"], WAIT)
-        assert ended is not None and ended.state is JobState.DONE
-        assert runner._slots[0].pid != process.pid
+
+async def test_an_item_that_keeps_killing_its_process_fails_the_job_with_a_reason(app, client):
+    job = await start(client, [{"figure": "waves"}, {"figure": "crash"}])
+    ended = await runner_of(app).wait(job["id"], WAIT)
+    assert ended is not None and (ended.state, ended.done) == (JobState.FAILED, 1)
+    assert ended.error == "item 2: the render process died during the render"
 
 
 async def test_zip_job_entries_decode(app, client):
@@ -264,43 +218,44 @@ async def test_zip_job_entries_decode(app, client):
 
 
 async def test_progress_is_visible_item_by_item(app, client, gate):
-    job = await start(client, [{"figure": "gate", "params": {"k": k}} for k in range(3)])
-    await gate.wait_entered()
+    job = await start(client, [gated(gate, t) for t in "abc"])
+    await entered(gate, 1)
     seen = await get_job(client, job["id"])
     assert (seen["state"], seen["done"]) == ("running", 0)
-    assert seen["worker"] == runner_of(app).worker
+    assert "worker" not in seen
     assert seen["result_url"] is None
     resp = await client.get(f"/jobs/{job['id']}/result")
     assert resp.status_code == 409
     assert resp.headers["Retry-After"]
     # An item's progress is stored before the next item begins.
-    gate.let_through()
-    await gate.wait_entered()
+    gate.let_through("a")
+    await entered(gate, 2)
     assert (await get_job(client, job["id"]))["done"] == 1
-    gate.let_through()
-    await gate.wait_entered()
+    gate.let_through("b")
+    await entered(gate, 3)
     assert (await get_job(client, job["id"]))["done"] == 2
-    gate.let_through()
+    gate.let_through("c")
     assert (await runner_of(app).wait(job["id"], WAIT)).state is JobState.DONE
     assert (await get_job(client, job["id"]))["done"] == 3
 
 
-async def test_cancel_mid_way_stops_rendering_and_removes_the_partial_file(
+async def test_cancel_mid_way_stops_rendering_and_removes_the_item_files(
     app, client, gate, jobs_dir
 ):
-    job = await start(client, [{"figure": "gate"}] * 6)
-    gate.let_through(2)
-    await gate.wait_entered(3)  # items 1 and 2 are done, item 3 is drawing
-    assert files_in(jobs_dir) == [f"{job['id']}.pdf.part"]
+    job = await start(client, [gated(gate, t) for t in "abcdef"])
+    gate.let_through("a")
+    gate.let_through("b")
+    await entered(gate, 3)  # items 1 and 2 are done, item 3 is drawing
+    assert files_in(jobs_dir) == [f"{job['id']}.parts"]
 
     resp = await client.delete(f"/jobs/{job['id']}")
     assert resp.status_code == 200
     assert (await resp.get_json())["state"] == "cancelled"
-    gate.let_through()  # item 3 may finish; no item after it may begin
+    gate.let_through("c")  # item 3 may finish; no item after it may begin
     ended = await runner_of(app).wait(job["id"], WAIT)
     assert ended is not None and ended.state is JobState.CANCELLED
     assert ended.done == 2
-    assert not gate.entered_now()
+    assert sorted(gate.started()) == ["a", "b", "c"]
     assert files_in(jobs_dir) == []
     resp = await client.get(f"/jobs/{job['id']}/result")
     assert resp.status_code == 409
@@ -312,15 +267,15 @@ async def test_cancel_mid_way_stops_rendering_and_removes_the_partial_file(
 
 
 async def test_cancel_a_queued_job(app, client, gate):
-    first = await start(client, [{"figure": "gate"}])
-    await gate.wait_entered()  # the only job thread is busy: the next job stays queued
+    first = await start(client, [gated(gate, "a")])
+    await entered(gate, 1)  # the only job slot is busy: the next job stays queued
     second = await start(client, [{"figure": "waves"}])
     assert (await get_job(client, second["id"]))["state"] == "queued"
     resp = await client.delete(f"/jobs/{second['id']}")
     assert (await resp.get_json())["state"] == "cancelled"
-    gate.let_through()
+    gate.let_through("a")
     assert (await runner_of(app).wait(first["id"], WAIT)).state is JobState.DONE
-    # Once the thread is free the cancelled job is not picked up.
+    # Once the slot is free the cancelled job is not picked up.
     await runner_of(app).tick()
     job = await get_job(client, second["id"])
     assert (job["state"], job["done"], job["started"]) == ("cancelled", 0, None)
@@ -402,17 +357,17 @@ async def test_item_and_active_job_limits(app_config, gate):
             assert problem["param"] == "items"
             assert "at most 3" in problem["detail"]
 
-            job = await start(client, [{"figure": "gate"}])
+            job = await start(client, [gated(gate, "a")])
             resp = await client.post("/jobs", json={"items": [{"figure": "waves"}]})
             assert resp.status_code == 503
             assert resp.headers["Retry-After"]
             assert "limit is 1" in (await resp.get_json())["detail"]
-            gate.let_through()
+            gate.let_through("a")
             await runner_of(application).wait(job["id"], WAIT)
             # The limit counts active jobs only: with that one done, a new one is accepted.
             await start(client, [{"figure": "waves"}])
     finally:
-        gate.let_through(100)
+        gate.open()
 
 
 async def test_output_byte_limit_fails_the_job(app_config, jobs_dir):
@@ -421,19 +376,15 @@ async def test_output_byte_limit_fails_the_job(app_config, jobs_dir):
         client = application.test_client()
         runner = runner_of(application)
         heatmaps = [{"figure": "heatmap", "params": {"seed": s}} for s in range(8)]
-        # A ZIP grows item by item: it stops as soon as it passes the limit.
-        job = await start(client, heatmaps, output="zip")
-        ended = await runner.wait(job["id"], WAIT)
-        assert ended is not None and ended.state is JobState.FAILED
-        assert "20,000 bytes" in ended.error
-        assert 1 <= ended.done < 8
-        shown = await get_job(client, job["id"])
-        assert (shown["state"], shown["error"]) == ("failed", ended.error)
-        # A PDF writes its images at the end: it is checked then.
-        job = await start(client, heatmaps)
-        ended = await runner.wait(job["id"], WAIT)
-        assert ended is not None and ended.state is JobState.FAILED
-        assert "over the limit of 20,000" in ended.error
+        # The output grows item by item: it stops as soon as it passes the limit.
+        for output in ("zip", "pdf"):
+            job = await start(client, heatmaps, output=output)
+            ended = await runner.wait(job["id"], WAIT)
+            assert ended is not None and ended.state is JobState.FAILED
+            assert "20,000 bytes" in ended.error
+            assert 1 <= ended.done < 8
+            shown = await get_job(client, job["id"])
+            assert (shown["state"], shown["error"]) == ("failed", ended.error)
         assert files_in(jobs_dir) == []
 
 
@@ -482,7 +433,8 @@ async def test_results_expire_and_are_removed(app, client, jobs_dir):
 
 def _record(job_id: str, state: JobState, **kw) -> JobRecord:
     return JobRecord(
-        id=job_id, state=state, output="pdf", total=2, done=0, created=time.time(), **kw
+        **{"id": job_id, "state": state, "output": "pdf", "total": 2, "done": 0, **kw},
+        created=time.time(),
     )
 
 
@@ -498,11 +450,13 @@ async def test_leftovers_are_removed_at_start(app_config, jobs_dir):
     for name in [
         f"{kept}.pdf",
         f"{expired}.pdf",
-        f"{failed}.pdf.part",
-        f"{new_job_id()}.zip.part",  # a job that no longer exists
+        f"{failed}.pdf.building",
+        f"{new_job_id()}.zip.building",  # a job that no longer exists
         "stray.txt",
     ]:
         (results / name).write_bytes(b"x")
+    (results / f"{failed}.parts").mkdir()
+    (results / f"{failed}.parts" / "0").write_bytes(b"x")
 
     application = create_app(app_config)
     async with application.test_app():
@@ -512,62 +466,87 @@ async def test_leftovers_are_removed_at_start(app_config, jobs_dir):
         assert (await get_job(client, failed))["state"] == "failed"
 
 
-async def test_job_of_a_dead_worker_is_marked_failed(app, client):
-    runner = runner_of(app)
-    store = runner.store
-    assert store is not None
-    dead, alive = new_job_id(), new_job_id()
-    # Running on workers that are not this one; only one of them still beats its heartbeat.
-    now = time.time()
-    for job_id, owner, beat in [
-        (dead, "elsewhere:1:gone", now - runner.settings.job_stale_after - 5),
-        (alive, "elsewhere:2:alive", now),
-    ]:
-        record = _record(job_id, JobState.RUNNING, owner=owner, started=beat, heartbeat=beat)
-        store.create(record, [{"figure": "waves"}], 10)
-    await runner.tick()
-    job = await get_job(client, dead)
-    assert job["state"] == "failed"
-    assert "stopped responding" in job["error"]
-    assert job["worker"] == "elsewhere:1"
-    assert (await get_job(client, alive))["state"] == "running"
+async def test_jobs_of_dead_workers_go_back_to_the_queue_until_their_attempts_run_out(
+    app_config,
+):
+    # A long poll interval: only the explicit ticks below take jobs back.
+    application = create_app({**app_config, "job_poll_interval": 3600, "job_threads": 1})
+    async with application.test_app():
+        client = application.test_client()
+        runner = runner_of(application)
+        store = runner.store
+        assert store is not None
+        quiet = time.time() - runner.settings.job_stale_after - 5
+        gone = _dead_pid()
+        ids = {name: new_job_id() for name in ("stale", "exhausted", "dead_here", "alive")}
+        for name, owner, beat, attempts in [
+            ("stale", "elsewhere:1:aa", quiet, 1),
+            ("exhausted", "elsewhere:2:bb", quiet, runner.settings.job_max_attempts),
+            ("dead_here", f"{runner.host}:{gone}:cc", time.time(), 1),
+            ("alive", "elsewhere:3:dd", time.time(), 1),
+        ]:
+            record = _record(
+                ids[name],
+                JobState.RUNNING,
+                owner=owner,
+                started=beat,
+                heartbeat=beat,
+                attempts=attempts,
+                done=1,
+            )
+            store.create(record, [{"figure": "waves"}, {"figure": "waves"}], 10)
+        runner._free_slots.clear()  # look only: claim nothing in this round
+        await runner.tick()
+        states = {n: (await get_job(client, i))["state"] for n, i in ids.items()}
+        assert states == {
+            "stale": "queued",
+            "exhausted": "failed",
+            "dead_here": "queued",  # a dead process of this machine: no need to wait
+            "alive": "running",
+        }
+        failed = await get_job(client, ids["exhausted"])
+        assert "interrupted 3 times" in failed["error"]
+        requeued = store.get(ids["stale"])
+        assert requeued is not None and (requeued.done, requeued.owner) == (1, None)
 
 
-async def test_stopping_gives_a_running_job_back_and_the_next_start_finishes_it(
+def _dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    with subprocess.Popen([sys.executable, "-c", "pass"]) as proc:
+        proc.wait()
+    return proc.pid
+
+
+async def test_stopping_gives_a_running_job_back_and_the_next_start_resumes_it(
     app_config, gate, jobs_dir
 ):
     application = create_app(app_config)
     async with application.test_app():
         client = application.test_client()
-        job = await start(client, [{"figure": "gate"}, {"figure": "gate"}])
-        await gate.wait_entered()
-        task = runner_of(application)._running[job["id"]].task
-        # Stopping waits for the item in hand: let it through once the stop has begun.
-        helper = asyncio.create_task(_let_through_when_cancelled(task, gate))
-    await helper
+        job = await start(client, [gated(gate, "a"), gated(gate, "b")])
+        gate.let_through("a")
+        await entered(gate, 2)  # item 1 is done, item 2 is drawing
+    # The stop did not wait for item 2: its process was killed, the job went back.
     store = SQLiteJobStore(jobs_dir / "jobs.sqlite3")
     try:
         record = store.get(job["id"])
         assert record is not None
-        assert (record.state, record.done, record.owner) == (JobState.QUEUED, 0, None)
+        assert (record.state, record.done, record.owner) == (JobState.QUEUED, 1, None)
+        assert record.attempts == 0  # an orderly stop does not count as an attempt
     finally:
         store.close()
-    assert files_in(jobs_dir) == []
+    assert files_in(jobs_dir) == [f"{job['id']}.parts"]
 
-    gate.let_through(2)
+    gate.let_through("b")
     application = create_app(app_config)
     async with application.test_app():
         ended = await runner_of(application).wait(job["id"], WAIT)
         assert ended is not None
         assert (ended.state, ended.done) == (JobState.DONE, 2)
-
-
-async def _let_through_when_cancelled(task: asyncio.Task, gate: Gate) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while not task.cancelling() and loop.time() < deadline:
-        await asyncio.sleep(0.005)
-    gate.let_through()
+        client = application.test_client()
+        data = await (await client.get(f"/jobs/{job['id']}/result")).get_data()
+        assert len(pypdf.PdfReader(io.BytesIO(data)).pages) == 2
+    assert sorted(gate.started()) == ["a", "b", "b"]  # item 1 was not drawn again
 
 
 async def test_gallery_form_starts_a_report(app, client):

@@ -4,66 +4,39 @@ logs, security headers. Renders that must stay busy block on a gate the test ope
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
-import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 import pytest
-from matplotlib.figure import Figure
-from pydantic import Field
 from quart import Quart
 
 from src.app import create_app
 from src.config import Settings
-from src.figures import FIGURES, FigureParams, Registry
-from src.render import ImageOptions, Overloaded, Renderer, job_for
+from src.render import ImageOptions, Renderer, RenderUnavailable, job_for
 
+from .gates import Gate, registry_with_test_figures
 from .ops_helpers import metric, until
-
-
-class GatedParams(FigureParams):
-    tag: str = Field("", max_length=40)
-
-
-class Gate:
-    """A figure whose renders block until ``open()``; counts the renders that really ran."""
-
-    def __init__(self) -> None:
-        self.opened = threading.Event()
-        self.lock = threading.Lock()
-        self.ran: list[str] = []
-
-    def draw(self, fig: Figure, p: GatedParams) -> None:
-        with self.lock:
-            self.ran.append(p.tag)
-        if not self.opened.wait(30):
-            raise TimeoutError("the test never opened the gate")
-        fig.add_subplot().plot([0, 1], [0, 1])
-
-    def open(self) -> None:
-        self.opened.set()
-
-
-def gated_registry(gate: Gate) -> Registry:
-    reg = FIGURES.copy()
-    reg.figure("gated", title="Gated", description="Blocks (tests).", params=GatedParams)(gate.draw)
-    return reg
+from .render.test_pool import alive
 
 
 @pytest.fixture
-def gate() -> Gate:
-    return Gate()
+def gate(tmp_path: Path) -> Iterator[Gate]:
+    g = Gate(tmp_path / "gate")
+    yield g
+    g.open()  # never leave a render blocked behind a failed test
 
 
 @asynccontextmanager
 async def serving(gate: Gate, **settings: object) -> AsyncIterator[Quart]:
-    """The app with the gated figure, one render thread, serving hooks run."""
+    """The app with the test figures, one interactive render process, serving hooks run."""
     config = {
         "warm_up": False,
-        "registry": gated_registry(gate),
-        "render_threads": 1,
+        "registry": registry_with_test_figures(),
+        "render_processes": 1,
         "render_queue_limit": 3,
         "render_timeout": 30.0,
         **settings,
@@ -73,7 +46,7 @@ async def serving(gate: Gate, **settings: object) -> AsyncIterator[Quart]:
         try:
             yield application
         finally:
-            gate.open()  # before the pool closes, which waits for running renders
+            gate.open()
 
 
 @pytest.fixture
@@ -109,24 +82,12 @@ async def test_readyz_answers_503_until_serving_starts() -> None:
     assert resp.headers["Retry-After"] == "1"
 
 
-async def test_ready_only_after_warm_up_rendered_a_tiny_figure() -> None:
-    seen: list[tuple[float, float]] = []
-
-    def spy(fig: Figure, p: FigureParams) -> None:
-        seen.append(tuple(fig.get_size_inches() * fig.dpi))
-        fig.add_subplot().set_title("warm")  # text: loads the fonts
-
-    reg = Registry()
-    reg.figure("spy", title="Spy", description="Records.", params=FigureParams)(spy)
-    for spec in FIGURES:
-        reg.add(spec)
-    app = create_app({"warm_up": True, "registry": reg})
+async def test_ready_once_the_render_processes_run_and_not_after_stopping() -> None:
+    app = create_app({"warm_up": True})
     async with app.test_app():
-        assert len(seen) == 1
-        w, h = seen[0]
-        assert w * h <= 100 * 76  # tiny: 100x75 CSS pixels
-        client = app.test_client()
-        resp = await client.get("/readyz")
+        renderer = app.extensions["figserve"].renderer
+        assert renderer.pool.pids()  # started, warm, before the first request
+        resp = await app.test_client().get("/readyz")
         assert resp.status_code == 200
         assert await resp.get_data(as_text=True) == "ready\n"
     resp = await app.test_client().get("/readyz")
@@ -155,11 +116,14 @@ async def test_past_the_admission_limit_renders_are_shed_with_503(app: Quart, ga
     r = renderer(app)
     cached = await client.get("/figures/normal.png?seed=7")  # fills the cache before the flood
     assert cached.status_code == 200
-    busy = [asyncio.create_task(client.get(f"/figures/gated.png?tag=t{i}")) for i in range(3)]
-    await until(lambda: r.pending == 3 and len(gate.ran) == 1, "3 admitted renders")
+    busy = [
+        asyncio.create_task(client.get(f"/figures/gated.png?{gate.query(f't{i}')}"))
+        for i in range(3)
+    ]
+    await until(lambda: r.pending == 3 and len(gate.started()) == 1, "3 admitted renders")
 
     as_image = await client.get(
-        "/figures/gated.png?tag=x&w=200&h=100", headers={"Accept": "image/*"}
+        f"/figures/gated.png?{gate.query('x')}&w=200&h=100", headers={"Accept": "image/*"}
     )
     assert as_image.status_code == 503
     assert as_image.headers["Retry-After"] == "1"
@@ -167,13 +131,15 @@ async def test_past_the_admission_limit_renders_are_shed_with_503(app: Quart, ga
     svg = await as_image.get_data(as_text=True)
     assert "busy" in svg and 'width="200"' in svg
 
-    as_api = await client.get("/figures/gated.png?tag=y", headers={"Accept": "application/json"})
+    as_api = await client.get(
+        f"/figures/gated.png?{gate.query('y')}", headers={"Accept": "application/json"}
+    )
     assert as_api.status_code == 503
     assert as_api.headers["Retry-After"] == "1"
     assert as_api.mimetype == "application/problem+json"
     assert problem(await as_api.get_data())["title"] == "Too many renders"
 
-    posted = await client.post("/api/render", json={"figure": "gated", "params": {"tag": "z"}})
+    posted = await client.post("/api/render", json={"figure": "gated", "params": gate.params("z")})
     assert posted.status_code == 503 and posted.headers["Retry-After"] == "1"
 
     # Cached images, pages, health and metrics do not wait behind renders.
@@ -199,18 +165,21 @@ async def test_past_the_admission_limit_renders_are_shed_with_503(app: Quart, ga
 # --- deadline --------------------------------------------------------------------------------
 
 
-async def test_a_render_past_its_deadline_answers_503_and_is_cached_late(gate: Gate) -> None:
-    # Warmed up, so the healthy render below does not pay for font loading within the deadline.
-    async with serving(gate, render_timeout=1.0, render_threads=2, warm_up=True) as app:
+async def test_a_request_past_its_deadline_answers_503_and_the_result_is_cached_late(
+    gate: Gate,
+) -> None:
+    # The request stops waiting at 1 s; the render process may go on until its own deadline.
+    async with serving(gate, render_timeout=1.0, render_processes=2) as app:
         client = app.test_client()
         r = renderer(app)
+        r.pool.settings = dataclasses.replace(r.pool.settings, deadline=30.0)
         try:
-            resp = await client.get("/figures/gated.png?tag=slow")
+            resp = await client.get(f"/figures/gated.png?{gate.query('slow')}")
             assert resp.status_code == 503
             assert resp.headers["Retry-After"] == "2"
             body = problem(await resp.get_data())
             assert body["title"] == "Render timed out"
-            assert "longer than 1 s" in body["detail"]
+            assert "longer than 1 s" in body["detail"]  # the configured deadline
             assert r.stats.timeouts == 1
             # The worker stays healthy while the late render is still running.
             assert (await client.get("/healthz")).status_code == 200
@@ -218,11 +187,45 @@ async def test_a_render_past_its_deadline_answers_503_and_is_cached_late(gate: G
         finally:
             gate.open()
         await until(lambda: r.stats.finished == 2, "the late render to finish")
-        again = await client.get("/figures/gated.png?tag=slow")
+        again = await client.get(f"/figures/gated.png?{gate.query('slow')}")
         assert again.status_code == 200
         assert again.headers["X-Render-Cache"] == "hit"  # deterministic: the late result is kept
-        assert gate.ran == ["slow"]
+        assert gate.started() == ["slow"]
         assert metric(await scrape(client), "figserve_render_timeouts_total") == 1
+
+
+@pytest.mark.parametrize(
+    ("figure", "status", "title", "retry"),
+    [
+        ("spin", 422, "Figure too complex", None),
+        ("stall", 503, "Render timed out", "2"),
+        ("crash", 503, "Render process failed", "1"),
+        ("hog", 422, "Figure too complex", None),
+    ],
+)
+async def test_a_render_that_runs_away_or_dies_costs_one_response(
+    gate: Gate, figure: str, status: int, title: str, retry: str | None
+) -> None:
+    timeout = 3.0 if figure == "spin" else 1.0  # a drawing render is told by its CPU time
+    async with serving(gate, render_timeout=timeout, render_memory_mb=256) as app:
+        client = app.test_client()
+        r = renderer(app)
+        before = r.pool.pids()
+        resp = await client.get(f"/figures/{figure}.png", headers={"Accept": "application/json"})
+        assert resp.status_code == status
+        body = problem(await resp.get_data())
+        assert body["title"] == title
+        assert resp.headers.get("Retry-After") == retry
+        # The rest of the site does not notice; a fresh process serves the next render.
+        assert (await client.get("/readyz")).status_code == 200
+        ok = await client.get("/figures/normal.png?w=60&h=60")
+        assert ok.status_code == 200
+        assert r.pool.pids() != before
+        text = await scrape(client)
+        if figure in {"spin", "stall"}:
+            assert metric(text, "figserve_render_processes_killed_total", figure=figure) == 1
+        if figure == "crash":
+            assert metric(text, "figserve_render_processes_crashed_total", figure=figure) == 1
 
 
 # --- cancellation ----------------------------------------------------------------------------
@@ -236,12 +239,13 @@ async def test_renders_of_clients_that_left_before_their_turn_never_run(gate: Ga
 async def _leave_before_their_turn(app: Quart, gate: Gate) -> None:
     client = app.test_client()
     r = renderer(app)
-    first = asyncio.create_task(client.get("/figures/gated.png?tag=first"))
-    await until(lambda: gate.ran == ["first"], "the first render to start")
+    first = asyncio.create_task(client.get(f"/figures/gated.png?{gate.query('first')}"))
+    await until(lambda: gate.started() == ["first"], "the first render to start")
     async with AsyncExitStack() as stack:
         connections = []
         for i in range(4):
-            conn = await stack.enter_async_context(client.request(f"/figures/gated.png?tag=q{i}"))
+            path = f"/figures/gated.png?{gate.query(f'q{i}')}"
+            conn = await stack.enter_async_context(client.request(path))
             await conn.send_complete()
             connections.append(conn)
         await until(lambda: r.pending == 5, "4 queued renders")
@@ -251,7 +255,7 @@ async def _leave_before_their_turn(app: Quart, gate: Gate) -> None:
     assert r.pending == 1
     gate.open()
     assert (await first).status_code == 200
-    assert gate.ran == ["first"]  # the 4 queued renders were never executed
+    assert gate.started() == ["first"]  # the 4 queued renders were never executed
     assert r.stats.started == 1
     text = await scrape(client)
     assert metric(text, "figserve_renders_cancelled_total") == 4
@@ -264,12 +268,12 @@ async def test_a_shared_render_keeps_running_while_one_of_its_waiters_stays(
 ) -> None:
     client = app.test_client()
     r = renderer(app)
-    first = asyncio.create_task(client.get("/figures/gated.png?tag=first"))
-    await until(lambda: gate.ran == ["first"], "the first render to start")
-    async with client.request("/figures/gated.png?tag=shared") as leaving:
+    first = asyncio.create_task(client.get(f"/figures/gated.png?{gate.query('first')}"))
+    await until(lambda: gate.started() == ["first"], "the first render to start")
+    async with client.request(f"/figures/gated.png?{gate.query('shared')}") as leaving:
         await leaving.send_complete()
         await until(lambda: r.pending == 2, "the shared render to be queued")
-        staying = asyncio.create_task(client.get("/figures/gated.png?tag=shared"))
+        staying = asyncio.create_task(client.get(f"/figures/gated.png?{gate.query('shared')}"))
         # Counted in the same step that joins the flight: 3 misses = both waiters joined.
         await until(lambda: r.stats.cache_misses == 3, "the second waiter to join")
         await leaving.disconnect()
@@ -278,28 +282,28 @@ async def test_a_shared_render_keeps_running_while_one_of_its_waiters_stays(
     assert (await first).status_code == 200
     resp = await staying
     assert resp.status_code == 200 and resp.headers["X-Render-Cache"] == "shared"
-    assert gate.ran == ["first", "shared"]
+    assert sorted(gate.started()) == ["first", "shared"]
 
 
-async def test_closing_the_pool_answers_queued_waiters_instead_of_hanging(gate: Gate) -> None:
-    settings = Settings(render_threads=1, render_queue_limit=5, render_timeout=30)
-    spec = gated_registry(gate).get("gated")
-    r = Renderer(settings)
+async def test_closing_answers_running_and_queued_waiters_at_once(gate: Gate) -> None:
+    settings = Settings(render_processes=1, render_queue_limit=5, render_timeout=30)
+    spec = registry_with_test_figures().get("gated")
+    r = Renderer(settings, preload=["tests.gates"])
+    await r.start()
 
     def job(tag: str):
-        return job_for(spec, spec.params(tag=tag), ImageOptions(), 10**6)
+        return job_for(spec, spec.params(**gate.params(tag)), ImageOptions(), 10**6)
 
     running = asyncio.create_task(r.render(job("a")))
-    await until(lambda: gate.ran == ["a"], "the first render to start")
+    await until(lambda: gate.started() == ["a"], "the first render to start")
     queued = asyncio.create_task(r.render(job("b")))
     await until(lambda: r.pending == 2, "a queued render")
-    closing = asyncio.create_task(r.close())
-    with pytest.raises(Overloaded, match="stopping"):
-        await queued
-    gate.open()
-    await closing
-    assert (await running).data.startswith(b"\x89PNG")
-    assert r.stats.cancelled == 1 and gate.ran == ["a"]
+    await r.close()  # does not wait for the gate: the render process is killed
+    for task in (running, queued):
+        with pytest.raises(RenderUnavailable, match="stopping"):
+            await task
+    assert gate.started() == ["a"]
+    assert not any(alive(pid) for pid in r.pool.pids())
 
 
 async def test_a_result_larger_than_the_cache_is_served_not_cached() -> None:
@@ -355,18 +359,8 @@ def figserve_logs(caplog: pytest.LogCaptureFixture):
         logger.removeHandler(caplog.handler)
 
 
-def broken_registry() -> Registry:
-    reg = FIGURES.copy()
-
-    def draw(fig: Figure, p: FigureParams) -> None:
-        raise RuntimeError("secret internals at /srv/figserve/draw.py")
-
-    reg.figure("broken", title="Broken", description="Raises.", params=FigureParams)(draw)
-    return reg
-
-
 async def test_one_log_line_per_render_and_per_error_at_filterable_levels(figserve_logs) -> None:
-    app = create_app({"warm_up": False, "registry": broken_registry()})
+    app = create_app({"warm_up": False, "registry": registry_with_test_figures()})
     async with app.test_app():
         client = app.test_client()
         await client.get("/figures/normal.webp?seed=2&w=120&h=90")
@@ -385,15 +379,18 @@ async def test_one_log_line_per_render_and_per_error_at_filterable_levels(figser
         if r.name == "figserve.web"
     }
     assert web["error status=400 title='Invalid parameters' method=GET"] == logging.INFO
-    assert web["error status=500 method=GET"] == logging.ERROR
+    assert web["error status=500 title='Internal Server Error' method=GET"] == logging.ERROR
 
 
 async def test_shed_renders_log_as_warnings(app: Quart, gate: Gate, figserve_logs) -> None:
     client = app.test_client()
     r = renderer(app)
-    busy = [asyncio.create_task(client.get(f"/figures/gated.png?tag=t{i}")) for i in range(3)]
+    busy = [
+        asyncio.create_task(client.get(f"/figures/gated.png?{gate.query(f't{i}')}"))
+        for i in range(3)
+    ]
     await until(lambda: r.pending == 3, "a full queue")
-    assert (await client.get("/figures/gated.png?tag=x")).status_code == 503
+    assert (await client.get(f"/figures/gated.png?{gate.query('x')}")).status_code == 503
     gate.open()
     await asyncio.gather(*busy)
     shed = [r for r in figserve_logs.records if "status=503" in r.getMessage()]
@@ -424,7 +421,7 @@ async def test_request_bodies_over_the_limit_answer_413() -> None:
 
 @pytest.mark.parametrize("accept", ["application/json", "text/html", "image/*", "*/*"])
 async def test_no_stack_trace_reaches_a_client(accept: str) -> None:
-    app = create_app({"warm_up": False, "registry": broken_registry()})
+    app = create_app({"warm_up": False, "registry": registry_with_test_figures()})
     async with app.test_app():
         resp = await app.test_client().get("/figures/broken.png", headers={"Accept": accept})
         body = await resp.get_data(as_text=True)

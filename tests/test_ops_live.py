@@ -2,8 +2,8 @@
 disconnect, metrics summed over two workers, and graceful stop by SIGTERM to the master alone or
 to the whole process group, with renders in flight.
 
-Renders that must stay in flight use the test-only figure ``gated`` of ``tests/ops_app.py``: they
-block until the test creates a gate file.
+Renders that must stay in flight use the test-only figure ``gated`` of ``tests/gates.py``: they
+block in their render process until the test opens their gate.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import http.client
 import os
 import signal
 import socket
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,23 +22,22 @@ from pathlib import Path
 import pytest
 
 from .conftest import decode
+from .gates import Gate
 from .live import LiveServer
-from .ops_app import marker_pid, started_markers
+from .ops_app import worker_of
 from .ops_helpers import metric, until_sync
 
 pytestmark = pytest.mark.live
 
-GATED = "/figures/gated.png"
-
 
 @contextlib.contextmanager
 def gated_server(
-    gate_dir: Path, workers: int, env: dict[str, str], args: tuple[str, ...] = ()
+    gate: Gate, workers: int, env: dict[str, str], args: tuple[str, ...] = ()
 ) -> Iterator[LiveServer]:
     server = LiveServer(
         workers=workers,
         app="tests.ops_app:app",
-        env={"OPS_TEST_GATE_DIR": str(gate_dir), "FIGSERVE_RENDER_TIMEOUT": "60", **env},
+        env={"FIGSERVE_RENDER_TIMEOUT": "60", **env},
         args=args,
     )
     try:
@@ -46,9 +46,18 @@ def gated_server(
         print(f"server output (last lines):\n{server.output[-6000:]}")  # shown on failure
         raise
     finally:
-        (gate_dir / "open").touch()  # never leave a render blocked behind a failed test
+        gate.open()  # never leave a render blocked behind a failed test
         if server.proc.poll() is None:
             server.stop()
+
+
+def gated(gate: Gate, tag: str) -> str:
+    return f"/figures/gated.png?{gate.query(tag)}"
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Gate:
+    return Gate(tmp_path / "gate")
 
 
 class Reply:
@@ -85,17 +94,17 @@ def pid_exists(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_overload_sheds_503_with_retry_after_while_health_answers(tmp_path: Path) -> None:
-    env = {"FIGSERVE_RENDER_THREADS": "2", "FIGSERVE_RENDER_QUEUE_LIMIT": "2"}
-    with gated_server(tmp_path, 2, env) as server, ThreadPoolExecutor(24) as pool:
+def test_overload_sheds_503_with_retry_after_while_health_answers(gate: Gate) -> None:
+    env = {"FIGSERVE_RENDER_PROCESSES": "2", "FIGSERVE_RENDER_QUEUE_LIMIT": "2"}
+    with gated_server(gate, 2, env) as server, ThreadPoolExecutor(24) as pool:
         accepts = ["image/avif,image/webp,image/*,*/*;q=0.8", "application/json"]
         flood = [
-            pool.submit(fetch, server, f"{GATED}?tag=f{i}", {"Accept": accepts[i % 2]})
+            pool.submit(fetch, server, gated(gate, f"f{i}"), {"Accept": accepts[i % 2]})
             for i in range(24)
         ]
-        # Admitted renders all run (limit = threads), so each is either shed or started.
+        # Admitted renders all run (limit = processes), so each is either shed or started.
         until_sync(
-            lambda: sum(f.done() for f in flood) + len(started_markers(tmp_path)) == len(flood),
+            lambda: sum(f.done() for f in flood) + len(gate.started()) == len(flood),
             "every request to be shed or started",
         )
         shed = [(i, f.result()) for i, f in enumerate(flood) if f.done()]
@@ -111,24 +120,25 @@ def test_overload_sheds_503_with_retry_after_while_health_answers(tmp_path: Path
             assert fetch(server, path).status == 200, path
         text = scrape(server)
         assert metric(text, "figserve_renders_rejected_total") == len(shed)
-        assert metric(text, "figserve_renders_in_flight") == len(started_markers(tmp_path))
+        assert metric(text, "figserve_renders_in_flight") == len(gate.started())
 
-        (tmp_path / "open").touch()
+        gate.open()
         shed_ids = {i for i, _ in shed}
         admitted = [f.result(timeout=60) for i, f in enumerate(flood) if i not in shed_ids]
         assert [r.status for r in admitted] == [200] * len(admitted)  # no other 5xx
         assert all(r.body.startswith(b"\x89PNG") for r in admitted)
 
 
-def test_renders_of_clients_that_disconnect_before_their_turn_never_run(tmp_path: Path) -> None:
-    env = {"FIGSERVE_RENDER_THREADS": "1", "FIGSERVE_RENDER_QUEUE_LIMIT": "10"}
-    with gated_server(tmp_path, 1, env) as server, ThreadPoolExecutor(1) as pool:
-        first = pool.submit(fetch, server, f"{GATED}?tag=first")
-        until_sync(lambda: len(started_markers(tmp_path)) == 1, "the first render to start")
+def test_renders_of_clients_that_disconnect_before_their_turn_never_run(gate: Gate) -> None:
+    env = {"FIGSERVE_RENDER_PROCESSES": "1", "FIGSERVE_RENDER_QUEUE_LIMIT": "10"}
+    with gated_server(gate, 1, env) as server, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(fetch, server, gated(gate, "first"))
+        until_sync(lambda: len(gate.started()) == 1, "the first render to start")
         leaving = []
         for i in range(4):
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-            sock.sendall(f"GET {GATED}?tag=q{i} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            request = f"GET {gated(gate, f'q{i}')} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            sock.sendall(request.encode())
             leaving.append(sock)
         until_sync(
             lambda: metric(scrape(server), "figserve_render_queue_depth") == 4, "4 queued renders"
@@ -139,16 +149,16 @@ def test_renders_of_clients_that_disconnect_before_their_turn_never_run(tmp_path
             lambda: metric(scrape(server), "figserve_renders_cancelled_total") == 4,
             "4 cancelled renders",
         )
-        (tmp_path / "open").touch()
+        gate.open()
         assert first.result(timeout=60).status == 200
         text = scrape(server)
         assert metric(text, "figserve_renders_started_total", figure="gated") == 1
         assert metric(text, "figserve_render_queue_depth") == 0
-        assert len(started_markers(tmp_path)) == 1  # the 4 abandoned renders never ran
+        assert gate.started() == ["first"]  # the 4 abandoned renders never ran
 
 
-def test_metrics_are_summed_over_both_workers(tmp_path: Path) -> None:
-    with gated_server(tmp_path, 2, {}) as server:
+def test_metrics_are_summed_over_both_workers(gate: Gate) -> None:
+    with gated_server(gate, 2, {}) as server:
         served: Counter[str] = Counter()
         for _ in range(200):  # connections land on either worker; stop once both served some
             reply = fetch(server, "/figures/normal.png?w=60&h=60")
@@ -179,12 +189,12 @@ def test_metrics_are_summed_over_both_workers(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("target", ["master", "process-group"])
 def test_sigterm_stops_gracefully_and_every_started_response_completes(
-    tmp_path: Path, target: str
+    gate: Gate, target: str
 ) -> None:
-    env = {"FIGSERVE_RENDER_THREADS": "16", "FIGSERVE_RENDER_QUEUE_LIMIT": "32"}
+    env = {"FIGSERVE_RENDER_PROCESSES": "8", "FIGSERVE_RENDER_QUEUE_LIMIT": "32"}
     # A long keep-alive, so an idle connection closes only because its worker is stopping.
     with (
-        gated_server(tmp_path, 2, env, args=("--keep-alive", "300")) as server,
+        gated_server(gate, 2, env, args=("--keep-alive", "300")) as server,
         ThreadPoolExecutor(24) as pool,
         contextlib.ExitStack() as connections,
     ):
@@ -206,13 +216,19 @@ def test_sigterm_stops_gracefully_and_every_started_response_completes(
         first, second = sorted(idle)
 
         in_flight: list[Future[Reply]] = []
+        workers: dict[str, int] = {}  # tag -> worker whose render process draws it
         for batch in range(6):  # until both workers have renders in flight
-            in_flight += [pool.submit(fetch, server, f"{GATED}?tag=b{batch}-{i}") for i in range(4)]
+            in_flight += [
+                pool.submit(fetch, server, gated(gate, f"b{batch}i{i}")) for i in range(4)
+            ]
             n = len(in_flight)
-            until_sync(lambda n=n: len(started_markers(tmp_path)) == n, "renders to start")
-            if {marker_pid(m) for m in started_markers(tmp_path)} == {first, second}:
+            until_sync(lambda n=n: len(gate.started()) == n, "renders to start")
+            for marker in gate.folder.glob("started-*"):
+                _, pid, tag, _ = marker.name.split("-")
+                workers.setdefault(tag, worker_of(int(pid)))
+            if set(workers.values()) == {first, second}:
                 break
-        assert {marker_pid(m) for m in started_markers(tmp_path)} == {first, second}
+        assert set(workers.values()) == {first, second}
 
         if target == "master":
             server.proc.send_signal(signal.SIGTERM)
@@ -228,7 +244,9 @@ def test_sigterm_stops_gracefully_and_every_started_response_completes(
 
         # One worker finishes; Hypercorn's master then sends SIGTERM to the other, which must
         # go on finishing its own in-flight responses.
-        (tmp_path / f"open-{first}").touch()
+        for tag, worker in workers.items():
+            if worker == first:
+                gate.let_through(tag)
         until_sync(lambda: not pid_exists(first), "the first worker to exit", timeout=30)
         sigterms = 2 if target == "process-group" else 1
         until_sync(
@@ -238,7 +256,9 @@ def test_sigterm_stops_gracefully_and_every_started_response_completes(
             ),  # how a worker without the fix takes it
             "the master's SIGTERM to the second worker",
         )
-        (tmp_path / f"open-{second}").touch()
+        for tag, worker in workers.items():
+            if worker == second:
+                gate.let_through(tag)
 
         replies = [f.result(timeout=60) for f in in_flight]
         lost = [r.body for r in replies if r.status != 200]
@@ -248,3 +268,54 @@ def test_sigterm_stops_gracefully_and_every_started_response_completes(
         assert server.proc.wait(timeout=60) == 0
         assert not pid_exists(second)
         assert server.output.count("render pool closed") == 2
+
+
+def group_pids(pgid: int) -> set[int]:
+    """Live (not zombie) processes of a process group."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == pgid and fields[0] != "Z":
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("target", ["master", "process-group"])
+def test_sigterm_with_a_runaway_render_ends_every_process_within_the_grace_time(
+    gate: Gate, target: str
+) -> None:
+    grace = 3
+    args = ("--graceful-timeout", str(grace))
+    with gated_server(gate, 2, {}, args=args) as server, ThreadPoolExecutor(1) as pool:
+        runaway = pool.submit(fetch, server, f"/figures/spin.png?{gate.query('r')}")
+        until_sync(lambda: gate.started(), "the runaway render to start")
+        processes = group_pids(server.proc.pid)
+        # master, 2 workers, and per worker a fork server with its render processes
+        assert len(processes) >= 1 + 2 * 3
+        started = time.monotonic()
+        if target == "master":
+            server.proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(server.proc.pid, signal.SIGTERM)
+        assert server.proc.wait(timeout=grace + 10) == 0
+        took = time.monotonic() - started
+        assert took < grace + 3, f"the stop took {took:.1f} s with a {grace} s grace time"
+        until_sync(lambda: not group_pids(server.proc.pid), "every process to end", timeout=5)
+        reply = runaway.result(timeout=10)
+        assert reply.status in {0, 503}  # cut at the grace time: never a 200 or a 500
+
+
+def test_the_images_of_one_page_are_drawn_by_more_than_one_process(gate: Gate) -> None:
+    # One worker: every connection of the page lands on it, as a browser's often do.
+    env = {"FIGSERVE_RENDER_PROCESSES": "2"}
+    with gated_server(gate, 1, env) as server, ThreadPoolExecutor(6) as pool:
+        images = [pool.submit(fetch, server, gated(gate, f"i{i}")) for i in range(6)]
+        # Two renders are in flight at once, in two processes of the one worker.
+        until_sync(lambda: len(gate.pids()) == 2, "two images drawn side by side")
+        gate.open()
+        assert [f.result(timeout=60).status for f in images] == [200] * 6
+        assert len(gate.pids()) == 2

@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from src.figures import FIGURES
-from src.render import Canvas, ImageOptions, RenderJob, _save_options, encode, job_for
+from src.render import Canvas, Drawing, ImageOptions, RenderJob, encode, job_for
+from src.render.encode import _save_options
 
 MAX_PIXELS = 6_000_000
 
@@ -25,7 +26,7 @@ MAX_PIXELS = 6_000_000
 def reference_png(job: RenderJob, level: int = 6) -> bytes:
     """The straightforward path: a fresh Figure and matplotlib's PNG writer (Pillow)."""
     fig = Figure(figsize=job.canvas.figsize, dpi=job.canvas.dpi)
-    job.draw(fig)
+    job.drawing(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=job.canvas.dpi, **_save_options("png", level))
     return buf.getvalue()
@@ -93,15 +94,16 @@ def test_png_is_well_formed_with_matplotlibs_metadata() -> None:
     assert image.info["dpi"] == pytest.approx(reference.info["dpi"])
 
 
-def test_opaque_figures_drop_the_alpha_channel_transparent_ones_keep_it() -> None:
-    def clear_background(fig: Figure) -> None:
-        fig.patch.set_alpha(0.0)
-        fig.add_subplot().plot([0, 1, 2], [2, 0, 1])
+def clear_background(fig: Figure) -> None:
+    fig.patch.set_alpha(0.0)
+    fig.add_subplot().plot([0, 1, 2], [2, 0, 1])
 
+
+def test_opaque_figures_drop_the_alpha_channel_transparent_ones_keep_it() -> None:
     opaque = seeded_job("normal", 1)
     assert Image.open(io.BytesIO(encode(opaque))).mode == "RGB"
 
-    job = RenderJob(draw=clear_background, canvas=Canvas(200, 150, 100.0), format="png", label="t")
+    job = RenderJob(Drawing(clear_background, ()), Canvas(200, 150, 100.0), "png", "t")
     data = encode(job)
     assert Image.open(io.BytesIO(data)).mode == "RGBA"
     pixels = rgba(data)

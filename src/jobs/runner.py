@@ -1,12 +1,15 @@
-"""Running jobs: claim queued jobs from the shared store, render their items, write the result.
+"""Running jobs: claim queued jobs from the shared store, render their items, build the result.
 
 Every worker has one ``JobRunner``. It claims queued jobs (any worker's) while it has a free job
-slot, and renders their items one at a time in that slot: a separate lower-priority process by
-default (see ``work.py``), never the interactive render pool. Before each item the worker's page
-renders go first. Progress goes to the store after every item; that write also tells the runner
-whether someone cancelled the job, through any worker. A service loop beats the heartbeat of the
-jobs this worker runs, marks failed the running jobs of workers that died, and removes expired
-results.
+slot and renders their items one at a time through the worker's renderer, in its background
+lane: render processes of their own, at a lower priority than page renders. Each item is kept
+in a file, and progress goes to the store after every item; that write also tells the runner
+whether someone cancelled the job, through any worker. The result is then assembled from the
+item files in a render process.
+
+Nothing is lost on a stop: a stopping runner gives its jobs back to the queue with their
+progress, and a service loop takes back the jobs of workers that died (by heartbeat, or at once
+for a dead process of this machine), retrying them up to ``job_max_attempts`` times.
 """
 
 from __future__ import annotations
@@ -27,15 +30,32 @@ from typing import Any
 
 from ..config import Settings
 from ..figures import Registry
-from . import work
-from .process import JobProcess
+from ..render import (
+    RenderCrashed,
+    Renderer,
+    RenderFailed,
+    RenderTimeout,
+    RenderUnavailable,
+    TooComplex,
+)
+from .assemble import (
+    OUTPUTS,
+    BuildPdf,
+    BuildZip,
+    JobFailed,
+    item_name,
+    remove_tree,
+    render_job,
+    write_part,
+)
 from .store import JobRecord, JobState, JobStore, SQLiteJobStore, TooManyJobs
-from .work import JobFailed, render_job
 
 log = logging.getLogger("figserve.jobs")
 
-OUTPUTS = {"pdf": "application/pdf", "zip": "application/zip"}
 ID_BYTES = 16  # ids are 32 hex digits: unguessable, so a job URL is only known to who got it
+ITEM_RETRIES = 2  # an item whose render process died or was too slow is tried this often more
+# Seconds the result's assembly may take per item (reading and writing a page or an entry).
+ASSEMBLE_SECONDS_PER_ITEM = 0.1
 
 
 def new_job_id() -> str:
@@ -55,7 +75,7 @@ def jobs_dir(settings: Settings) -> Path:
     uid = os.getuid() if hasattr(os, "getuid") else 0
     base = Path(tempfile.gettempdir()) / f"figserve-{uid}"
     base.mkdir(mode=0o700, exist_ok=True)
-    if hasattr(os, "getuid") and base.stat().st_uid != uid:
+    if hasattr(os, "getuid") and (base.is_symlink() or base.stat().st_uid != uid):
         # A shared temp directory: refuse a folder someone else made for us.
         raise RuntimeError(f"{base} belongs to another user; set FIGSERVE_JOBS_DIR")
     path = base / "jobs"
@@ -63,19 +83,14 @@ def jobs_dir(settings: Settings) -> Path:
     return path
 
 
-def _abort(executor: concurrent.futures.Executor, job_id: str) -> None:
-    # Through the job's own executor, after any item still in hand there.
-    with contextlib.suppress(Exception):
-        executor.submit(work.abort_writer, job_id).result()
-
-
-async def _settle(future: asyncio.Future[Any]) -> None:
-    """Wait for thread work that is being given up; its outcome no longer matters."""
-    with contextlib.suppress(Exception):
-        await future
-
-
-EXECUTORS = ("process", "thread")
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass
@@ -92,29 +107,23 @@ class JobRunner:
         self,
         settings: Settings,
         registry: Registry,
+        renderer: Renderer,
         *,
-        busy: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.time,
         store: JobStore | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
+        self.renderer = renderer
         self.dir = jobs_dir(settings)
         self.results = self.dir / "results"
         self.clock = clock
-        # How many page renders this worker has queued or running; jobs wait while there are.
-        self._busy = busy
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        self.owner = f"{self.worker}:{secrets.token_hex(4)}"
+        self.host = socket.gethostname()
+        self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
         self._store_given = store
         self.store: JobStore | None = None
         # Store calls are short but may wait on another worker's write lock: off the loop.
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="figserve-jobdb")
-        if settings.job_executor not in EXECUTORS:
-            raise ValueError(f"job_executor must be one of {', '.join(EXECUTORS)}")
-        # One single-worker executor per slot, made on first use: a job's calls run in order,
-        # in the one place that holds its open file.
-        self._slots: dict[int, concurrent.futures.Executor] = {}
         self._free_slots = list(range(settings.job_threads))
         self._running: dict[str, _Running] = {}
         self._wake = asyncio.Event()
@@ -137,6 +146,7 @@ class JobRunner:
         self._remove_leftovers()
 
     async def close(self) -> None:
+        """Give every running job back to the queue with its progress, then stop."""
         self.ready = False
         if self._service is not None:
             self._service.cancel()
@@ -144,14 +154,11 @@ class JobRunner:
                 await self._service
         running = [r.task for r in self._running.values()]
         for task in running:
-            task.cancel()  # each gives its job back to the queue for the next start
+            task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        loop = asyncio.get_running_loop()
-        for executor in self._slots.values():
-            await loop.run_in_executor(None, executor.shutdown)
         if self.store is not None:
             await self._call(self.store.close)
-        await loop.run_in_executor(None, self._io.shutdown)
+        await asyncio.get_running_loop().run_in_executor(None, self._io.shutdown)
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
@@ -175,7 +182,7 @@ class JobRunner:
             created=self.clock(),
         )
         await self._call(self._db.create, record, items, self.settings.job_max_active)
-        self._wake.set()  # this worker claims it at once if it has a free job thread
+        self._wake.set()  # this worker claims it at once if it has a free slot
         return record
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -185,7 +192,7 @@ class JobRunner:
         return await self._call(self._db.recent, limit)
 
     async def cancel(self, job_id: str) -> JobRecord | None:
-        """Stop a queued or running job; its runner notices before its next item."""
+        """Stop a queued or running job; its runner notices after its current item."""
         now = self.clock()
         record = await self._call(self._db.cancel, job_id, now, now + self.settings.job_result_ttl)
         self._notify()
@@ -202,9 +209,8 @@ class JobRunner:
     def result_path(self, record: JobRecord) -> Path:
         return self.results / f"{record.id}.{record.output}"
 
-    def owner_worker(self, record: JobRecord) -> str | None:
-        """``host:pid`` of the worker running the job (the owner id less its random part)."""
-        return record.owner.rsplit(":", 1)[0] if record.owner else None
+    def _parts(self, job_id: str) -> Path:
+        return self.results / f"{job_id}.parts"
 
     async def wait(self, job_id: str, timeout: float) -> JobRecord | None:
         """Wait until the job has ended (or no longer exists) and this worker has cleaned up
@@ -242,7 +248,7 @@ class JobRunner:
             self._wake.clear()
 
     async def tick(self) -> None:
-        """One round: heartbeat, reap dead workers' jobs, expire results, claim queued jobs."""
+        """One round: heartbeat, take back dead workers' jobs, expire results, claim jobs."""
         async with self._tick_lock:
             await self._tick()
 
@@ -250,17 +256,9 @@ class JobRunner:
         now = self.clock()
         if self._running:
             await self._call(self._db.heartbeat, self.owner, now)
-        stale = await self._call(
-            self._db.fail_stale,
-            now - self.settings.job_stale_after,
-            now,
-            now + self.settings.job_result_ttl,
-        )
-        for job_id in stale:
-            log.warning("job %s failed: its worker stopped responding", job_id)
-            await self._call(self._unlink_files, job_id)  # its partial file
+        await self._call(self._take_back, now)
         await self._call(self._expire, now)
-        while self._free_slots:
+        while self._free_slots and self.renderer.ready:
             record = await self._call(self._db.claim, self.owner, self.clock())
             if record is None:
                 break
@@ -268,18 +266,29 @@ class JobRunner:
             task = asyncio.create_task(self._run(record, slot), name=f"figserve-job-{record.id}")
             self._running[record.id] = _Running(record, task, slot)
 
-    def _executor(self, slot: int) -> concurrent.futures.Executor:
-        executor = self._slots.get(slot)
-        if executor is None:
-            if self.settings.job_executor == "process":
-                executor = JobProcess(self.registry)
-                log.info("job process %d started for slot %d", executor.pid, slot)
-            else:
-                executor = concurrent.futures.ThreadPoolExecutor(
-                    1, thread_name_prefix=f"figserve-job{slot}", initializer=work.init_thread
-                )
-            self._slots[slot] = executor
-        return executor
+    def _take_back(self, now: float) -> None:
+        dead = [
+            job.owner
+            for job in self._db.running()
+            if job.owner and job.owner != self.owner and self._dead_here(job.owner)
+        ]
+        requeued, failed = self._db.take_back(
+            now - self.settings.job_stale_after,
+            dead,
+            now,
+            now + self.settings.job_result_ttl,
+            self.settings.job_max_attempts,
+        )
+        for job_id in requeued:
+            log.warning("job %s went back to the queue: its worker stopped responding", job_id)
+        for job_id in failed:
+            log.error("job %s failed: interrupted too many times", job_id)
+            self._unlink_files(job_id)
+
+    def _dead_here(self, owner: str) -> bool:
+        """A runner of this machine whose process is gone (no need to wait for its heartbeat)."""
+        host, pid, _token = [*owner.rsplit(":", 2), "", ""][:3]
+        return host == self.host and pid.isdigit() and not _pid_alive(int(pid))
 
     def _expire(self, now: float) -> None:
         for record in self._db.expired(now):
@@ -287,121 +296,138 @@ class JobRunner:
             log.info("job %s expired; result removed", record.id)
 
     def _unlink_files(self, job_id: str) -> None:
+        remove_tree(str(self._parts(job_id)))
         for path in self.results.glob(f"{job_id}.*"):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
     def _remove_leftovers(self) -> None:
-        """Files of jobs that no longer exist, or partial files of jobs that no longer run."""
+        """Files of jobs that no longer exist, or that no job can use any more."""
         for path in self.results.iterdir():
             job_id = path.name.split(".", 1)[0]
             record = self._db.get(job_id) if is_job_id(job_id) else None
             keep = record is not None and (
-                record.active  # may be written right now by another worker
-                or (record.state is JobState.DONE and not path.name.endswith(".part"))
+                # item files and a result being built: the job may be resumed or running
+                record.active
+                or (record.state is JobState.DONE and path.name == self.result_path(record).name)
             )
             if not keep:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                if path.is_dir():
+                    remove_tree(str(path))
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
                 log.info("removed leftover job file %s", path.name)
 
     # -- running one job ---------------------------------------------------------------------
 
     async def _run(self, record: JobRecord, slot: int) -> None:
-        part = self.results / f"{record.id}.{record.output}.part"
-        executor = self._executor(slot)
-        # The registry travels with each call to a thread; a job process got it at its start.
-        figures = self.registry if self.settings.job_executor == "thread" else None
-        inflight: concurrent.futures.Future[Any] | None = None
-        opened = False
-        loop = asyncio.get_running_loop()
-
-        async def call(fn: Callable[..., Any], *args: Any) -> Any:
-            nonlocal inflight
-            inflight = executor.submit(fn, *args)
-            return await asyncio.wrap_future(inflight, loop=loop)
-
-        log.info("job %s started: %d items to %s", record.id, record.total, record.output)
-        index = -1
+        index = record.done
         try:
-            items = await self._call(self._db.items, record.id)
-            opened = True  # from here on the slot may hold an open file to abort
-            await call(
-                work.open_writer,
+            log.info(
+                "job %s started: %d items to %s%s",
                 record.id,
-                record.output,
-                part,
-                self.settings.png_compress_level,
                 record.total,
-                record.created,
+                record.output,
+                f", resuming after {record.done}" if record.done else "",
             )
+            items = await self._call(self._db.items, record.id)
+            parts = self._parts(record.id)
+            await self._call(lambda: parts.mkdir(exist_ok=True))
+            start, size = await self._call(_kept_items, parts, record.done)
+            names: list[str] = []
             for index, item in enumerate(items):
-                await self._yield_to_pages()
-                size = await call(
-                    work.add_item, record.id, index, item, self.settings.max_pixels, figures
-                )
+                job = render_job(self.registry, item, self.settings.max_pixels)
+                names.append(item_name(index, record.total, job))
+                if index < start:
+                    continue  # rendered before the job was given back
+                data = await self._render_item(job, index)
+                size += len(data)
                 if size > self.settings.job_max_output_bytes:
                     raise JobFailed(
                         f"the result passed the limit of {self.settings.job_max_output_bytes:,} "
                         f"bytes after {index + 1} items; use fewer or smaller items"
                     )
+                await self._call(write_part, str(parts / str(index)), data)
                 if not await self._call(
                     self._db.progress, record.id, self.owner, index + 1, self.clock()
                 ):
                     log.info("job %s stopped after %d items: cancelled", record.id, index + 1)
+                    await self._call(self._unlink_files, record.id)
                     return
                 self._notify()
-            size = await call(work.close_writer, record.id)
-            opened = False
-            if size > self.settings.job_max_output_bytes:
-                raise JobFailed(
-                    f"the result is {size:,} bytes, over the limit of "
-                    f"{self.settings.job_max_output_bytes:,}; use fewer or smaller items"
-                )
-            os.replace(part, self.result_path(record))
-            now = self.clock()
-            done = await self._call(
-                self._db.finish,
-                record.id,
-                self.owner,
-                JobState.DONE,
-                now,
-                now + self.settings.job_result_ttl,
-                None,
-                size,
-            )
-            if done:
-                log.info("job %s done: %d items, %d bytes", record.id, record.total, size)
-            else:
-                await self._call(self._unlink_files, record.id)  # cancelled at the last moment
+            await self._finish(record, parts, names)
         except asyncio.CancelledError:
-            # The worker is stopping: finish the item in hand, then give the job back.
-            if inflight is not None:
-                await _settle(asyncio.wrap_future(inflight, loop=loop))
-            await self._call(self._db.requeue, record.id, self.owner)
+            # The worker is stopping: the job goes back to the queue with its item files.
+            with contextlib.suppress(Exception):
+                await self._call(self._db.requeue, record.id, self.owner)
+            log.info("job %s went back to the queue after %d items", record.id, index)
             raise
+        except RenderUnavailable:
+            # The render processes are stopping or cannot start: let another runner go on.
+            await self._call(self._db.requeue, record.id, self.owner)
+            log.warning("job %s went back to the queue: no render process", record.id)
         except JobFailed as exc:
             await self._fail(record, str(exc))
-        except concurrent.futures.BrokenExecutor:
-            log.exception("job %s: its job process stopped", record.id)
-            opened = False  # the file went with the process
-            self._slots.pop(slot, None)  # the next job in this slot gets a new process
-            await loop.run_in_executor(None, executor.shutdown)
-            await self._fail(record, "the process rendering this job stopped unexpectedly")
+        except TooComplex as exc:
+            await self._fail(record, f"item {index + 1}: {exc}")
         except Exception:
             log.exception("job %s failed at item %d", record.id, index + 1)
             await self._fail(
                 record, f"item {index + 1} could not be rendered; the error has been logged"
             )
         finally:
-            if opened:
-                await _settle(loop.run_in_executor(None, _abort, executor, record.id))
-            with contextlib.suppress(FileNotFoundError):
-                part.unlink()
             self._running.pop(record.id, None)
             self._free_slots.append(slot)
             self._notify()
             self._wake.set()  # a slot is free: look for queued jobs now
+
+    async def _render_item(self, job: Any, index: int) -> bytes:
+        for attempt in range(ITEM_RETRIES + 1):
+            try:
+                return await self.renderer.run_background(job)
+            except (RenderCrashed, RenderTimeout) as exc:
+                if attempt == ITEM_RETRIES:
+                    raise JobFailed(f"item {index + 1}: {exc}") from None
+                log.warning("job item %d: %s; trying again", index + 1, exc)
+            except RenderFailed as exc:
+                log.error("job item %d failed: %s\n%s", index + 1, exc, exc.remote_traceback)
+                raise JobFailed(
+                    f"item {index + 1} could not be rendered; the error has been logged"
+                ) from None
+        raise AssertionError("unreachable")
+
+    async def _finish(self, record: JobRecord, parts: Path, names: list[str]) -> None:
+        building = self.results / f"{record.id}.{record.output}.building"
+        files = [str(parts / str(i)) for i in range(len(names))]
+        if record.output == "pdf":
+            task: Any = BuildPdf(files, str(building))
+        else:
+            task = BuildZip(list(zip(files, names, strict=True)), str(building), record.created)
+        deadline = self.settings.render_timeout + ASSEMBLE_SECONDS_PER_ITEM * record.total
+        size = await self.renderer.run_background(task, deadline)
+        if size > self.settings.job_max_output_bytes:
+            raise JobFailed(
+                f"the result is {size:,} bytes, over the limit of "
+                f"{self.settings.job_max_output_bytes:,}; use fewer or smaller items"
+            )
+        await self._call(os.replace, building, self.result_path(record))
+        now = self.clock()
+        done = await self._call(
+            self._db.finish,
+            record.id,
+            self.owner,
+            JobState.DONE,
+            now,
+            now + self.settings.job_result_ttl,
+            None,
+            size,
+        )
+        if done:
+            await self._call(remove_tree, str(parts))
+            log.info("job %s done: %d items, %d bytes", record.id, record.total, size)
+        else:
+            await self._call(self._unlink_files, record.id)  # cancelled at the last moment
 
     async def _fail(self, record: JobRecord, error: str) -> None:
         now = self.clock()
@@ -414,18 +440,23 @@ class JobRunner:
             now + self.settings.job_result_ttl,
             error,
         )
+        await self._call(self._unlink_files, record.id)
+        log.warning("job %s failed: %s", record.id, error)
 
-    async def _yield_to_pages(self) -> None:
-        # Page renders of this worker go first; waiting is capped so a busy site still lets
-        # jobs progress. The renderer offers no idle event, so its counter is polled.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.job_yield_max
-        while self._busy() > 0 and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+
+def _kept_items(parts: Path, done: int) -> tuple[int, int]:
+    """Where a resumed job goes on: the items already in files (of the first ``done``) and
+    their size in bytes."""
+    total = 0
+    for index in range(done):
+        try:
+            total += (parts / str(index)).stat().st_size
+        except FileNotFoundError:
+            return index, total
+    return done, total
 
 
 __all__ = [
-    "EXECUTORS",
     "OUTPUTS",
     "JobFailed",
     "JobRunner",

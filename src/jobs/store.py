@@ -52,6 +52,7 @@ class JobRecord:
     error: str | None = None
     result_bytes: int | None = None
     expires: float | None = None  # set when the job ends: then it and its result are removed
+    attempts: int = 0  # times a runner claimed it; an orderly stop gives its attempt back
 
     @property
     def active(self) -> bool:
@@ -70,7 +71,8 @@ class JobStore(Protocol):
     def items(self, job_id: str) -> list[dict[str, Any]]: ...
 
     def claim(self, owner: str, now: float) -> JobRecord | None:
-        """Mark the oldest queued job running for ``owner`` and return it (None if none)."""
+        """Mark the oldest queued job running for ``owner``, count the attempt, and return it
+        (None if none). ``done`` is kept: a job given back resumes where it stopped."""
 
     def progress(self, job_id: str, owner: str, done: int, now: float) -> bool:
         """Record progress; False if the job is no longer running for ``owner`` (cancelled)."""
@@ -91,13 +93,21 @@ class JobStore(Protocol):
         """End a job ``owner`` runs; False if it was cancelled or reaped meanwhile."""
 
     def requeue(self, job_id: str, owner: str) -> bool:
-        """Give a running job back to the queue (its runner is stopping in an orderly way)."""
+        """Give a running job back to the queue with its progress (its runner is stopping in an
+        orderly way, so the attempt does not count)."""
 
     def cancel(self, job_id: str, now: float, expires: float) -> JobRecord | None:
         """Cancel a queued or running job; return the job as it is afterwards."""
 
-    def fail_stale(self, before: float, now: float, expires: float) -> list[str]:
-        """Mark failed every running job whose heartbeat is older than ``before``."""
+    def take_back(
+        self, before: float, dead_owners: list[str], now: float, expires: float, max_attempts: int
+    ) -> tuple[list[str], list[str]]:
+        """Jobs whose runner died (heartbeat older than ``before``, or owner in
+        ``dead_owners``) go back to the queue with their progress, or fail once they were
+        claimed ``max_attempts`` times. Returns (requeued ids, failed ids)."""
+
+    def running(self) -> list[JobRecord]:
+        """Every running job, any owner's."""
 
     def expired(self, now: float) -> list[JobRecord]:
         """Ended jobs whose ``expires`` has passed."""
@@ -109,7 +119,7 @@ class JobStore(Protocol):
 
 _COLUMNS = (
     "id, state, output, total, done, created, started, finished, heartbeat, owner, error, "
-    "result_bytes, expires"
+    "result_bytes, expires, attempts"
 )
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -126,11 +136,19 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     result_bytes INTEGER,
     expires REAL,
-    items TEXT NOT NULL
+    items TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_state_created ON jobs (state, created);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
 """
+
+
+def _add_column(conn: sqlite3.Connection, name: str, definition: str) -> None:
+    """Add a column to a database made by an older version (SQLite has no IF NOT EXISTS)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    if name not in columns:
+        conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
@@ -160,6 +178,7 @@ class SQLiteJobStore:
                     # consistency.
                     self._conn.execute("PRAGMA synchronous=NORMAL")
                     self._conn.executescript(_SCHEMA)
+                    _add_column(self._conn, "attempts", "INTEGER NOT NULL DEFAULT 0")
                 break
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
@@ -194,7 +213,7 @@ class SQLiteJobStore:
                 if active >= max_active:
                     raise TooManyJobs(f"{active} jobs are already queued or running")
                 self._conn.execute(
-                    f"INSERT INTO jobs ({_COLUMNS}, items) VALUES ({', '.join('?' * 14)})",
+                    f"INSERT INTO jobs ({_COLUMNS}, items) VALUES ({', '.join('?' * 15)})",
                     (
                         record.id,
                         record.state.value,
@@ -209,6 +228,7 @@ class SQLiteJobStore:
                         record.error,
                         record.result_bytes,
                         record.expires,
+                        record.attempts,
                         json.dumps(items, separators=(",", ":")),
                     ),
                 )
@@ -233,7 +253,8 @@ class SQLiteJobStore:
 
     def claim(self, owner: str, now: float) -> JobRecord | None:
         row = self._one(
-            "UPDATE jobs SET state = ?, owner = ?, started = ?, heartbeat = ? "
+            "UPDATE jobs SET state = ?, owner = ?, started = COALESCE(started, ?), "
+            "heartbeat = ?, attempts = attempts + 1 "
             "WHERE id = (SELECT id FROM jobs WHERE state = ? ORDER BY created, rowid LIMIT 1) "
             f"AND state = ? RETURNING {_COLUMNS}",
             (JobState.RUNNING, owner, now, now, JobState.QUEUED, JobState.QUEUED),
@@ -270,8 +291,8 @@ class SQLiteJobStore:
 
     def requeue(self, job_id: str, owner: str) -> bool:
         return self._write_one(
-            "UPDATE jobs SET state = ?, owner = NULL, started = NULL, heartbeat = NULL, "
-            "done = 0 WHERE id = ? AND owner = ? AND state = ?",
+            "UPDATE jobs SET state = ?, owner = NULL, heartbeat = NULL, "
+            "attempts = MAX(attempts - 1, 0) WHERE id = ? AND owner = ? AND state = ?",
             (JobState.QUEUED, job_id, owner, JobState.RUNNING),
         )
 
@@ -282,20 +303,42 @@ class SQLiteJobStore:
         )
         return self.get(job_id)
 
-    def fail_stale(self, before: float, now: float, expires: float) -> list[str]:
-        rows = self._all(
-            "UPDATE jobs SET state = ?, finished = ?, expires = ?, error = ? "
-            "WHERE state = ? AND heartbeat < ? RETURNING id",
-            (
-                JobState.FAILED,
-                now,
-                expires,
-                "the worker running this job stopped responding",
-                JobState.RUNNING,
-                before,
-            ),
-        )
-        return [row[0] for row in rows]
+    def take_back(
+        self, before: float, dead_owners: list[str], now: float, expires: float, max_attempts: int
+    ) -> tuple[list[str], list[str]]:
+        lost = "(heartbeat < ? OR owner IN (SELECT value FROM json_each(?)))"
+        args = (before, json.dumps(dead_owners))
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                failed = self._conn.execute(
+                    "UPDATE jobs SET state = ?, finished = ?, expires = ?, error = ? "
+                    f"WHERE state = ? AND attempts >= ? AND {lost} RETURNING id",
+                    (
+                        JobState.FAILED,
+                        now,
+                        expires,
+                        f"the job was interrupted {max_attempts} times: its worker stopped "
+                        "responding each time",
+                        JobState.RUNNING,
+                        max_attempts,
+                        *args,
+                    ),
+                ).fetchall()
+                requeued = self._conn.execute(
+                    "UPDATE jobs SET state = ?, owner = NULL, heartbeat = NULL "
+                    f"WHERE state = ? AND {lost} RETURNING id",
+                    (JobState.QUEUED, JobState.RUNNING, *args),
+                ).fetchall()
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        return [row[0] for row in requeued], [row[0] for row in failed]
+
+    def running(self) -> list[JobRecord]:
+        rows = self._all(f"SELECT {_COLUMNS} FROM jobs WHERE state = ?", (JobState.RUNNING,))
+        return [_record(row) for row in rows]
 
     def expired(self, now: float) -> list[JobRecord]:
         rows = self._all(

@@ -15,6 +15,7 @@ from ..figures import FigureParams, FigureSpec, Registry
 from ..figures.data import DataError, PlotParams, draw_table, parse_table, resolve_columns
 from ..render import (
     MEDIA_TYPES,
+    Drawing,
     Format,
     ImageOptions,
     LimitExceeded,
@@ -221,10 +222,10 @@ async def plot() -> Response:
     except DataError as exc:
         raise invalid([{"param": exc.param, "message": str(exc)}], "Unusable data") from None
     job = RenderJob(
-        draw=lambda fig: draw_table(fig, table, params),
-        canvas=canvas_for(opts, settings.max_pixels),
-        format=opts.format,
-        label="upload",
+        Drawing(draw_table, (table, params)),
+        canvas_for(opts, settings.max_pixels),
+        opts.format,
+        "upload",
     )
     result = await renderer().render(job)
     return image_response(result, filename=f"plot.{opts.format}")

@@ -18,7 +18,15 @@ from pydantic import ValidationError
 from quart import Quart, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from ..render import LimitExceeded, Overloaded, RenderTimeout
+from ..render import (
+    LimitExceeded,
+    Overloaded,
+    RenderCrashed,
+    RenderFailed,
+    RenderTimeout,
+    RenderUnavailable,
+    TooComplex,
+)
 
 log = logging.getLogger("figserve.web")
 
@@ -185,6 +193,45 @@ def register_error_handlers(app: Quart) -> None:
                 f"{exc}; try again shortly or ask for a smaller figure.",
                 headers={"Retry-After": str(exc.retry_after)},
             )
+        )
+
+    @app.errorhandler(RenderUnavailable)
+    async def _unavailable(exc: RenderUnavailable) -> Response:
+        return await problem_response(
+            Problem(
+                503,
+                "Not ready",
+                f"No render process can take this render now ({exc}); try again shortly.",
+                headers={"Retry-After": str(exc.retry_after)},
+            )
+        )
+
+    @app.errorhandler(RenderCrashed)
+    async def _crashed(exc: RenderCrashed) -> Response:
+        return await problem_response(
+            Problem(
+                503,
+                "Render process failed",
+                f"{exc}; it has been replaced, try again.",
+                headers={"Retry-After": str(exc.retry_after)},
+            )
+        )
+
+    @app.errorhandler(TooComplex)
+    async def _too_complex(exc: TooComplex) -> Response:
+        return await problem_response(
+            Problem(
+                422,
+                "Figure too complex",
+                f"{exc}; ask for less data, fewer labels or a smaller image.",
+            )
+        )
+
+    @app.errorhandler(RenderFailed)
+    async def _failed(exc: RenderFailed) -> Response:
+        # A bug in a figure function; the renderer logged its traceback.
+        return await problem_response(
+            Problem(500, "Internal Server Error", "The figure failed to draw; this was logged.")
         )
 
     @app.errorhandler(HTTPException)

@@ -67,7 +67,6 @@ class JobOut(BaseModel):
     expires: str | None = Field(description="When the job and its result are removed.")
     seconds: float | None = Field(description="Running time so far, or in all once ended.")
     error: str | None
-    worker: str | None = Field(description="host:pid of the worker that runs or ran it.")
     url: str
     result_url: str | None = Field(description="Set once state is done.")
     result_bytes: int | None
@@ -175,7 +174,6 @@ def job_json(runner: JobRunner, job: JobRecord) -> dict[str, Any]:
         "expires": _iso(job.expires),
         "seconds": round(end - job.started, 3) if job.started is not None else None,
         "error": job.error,
-        "worker": runner.owner_worker(job),
         "url": url_for("jobs.job", job_id=job.id),
         "result_url": url_for("jobs.result", job_id=job.id) if job.state is JobState.DONE else None,
         "result_bytes": job.result_bytes,
@@ -198,15 +196,6 @@ async def _job_or_404(runner: JobRunner, job_id: str) -> JobRecord:
 
 def _no_store(resp: Response) -> Response:
     resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
-@bp.after_request
-async def _served_by(resp: Response) -> Response:
-    # Which worker answered: jobs work through any of them, and this shows it.
-    runner = app_state().jobs
-    if runner is not None:
-        resp.headers["X-Figserve-Worker"] = runner.worker
     return resp
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from quart import Blueprint, Response, current_app
@@ -47,6 +49,43 @@ def health_first(asgi_app: Any) -> Any:
             await send({"type": "http.response.body", "body": body})
             return
         await asgi_app(scope, receive, send)
+
+    return app
+
+
+_STOPPING_BODY = b'{"title": "Stopping", "status": 503, "detail": "The server is stopping."}'
+_STOPPING_HEADERS = [
+    (b"content-type", b"application/problem+json"),
+    (b"content-length", str(len(_STOPPING_BODY)).encode()),
+    (b"cache-control", b"no-store"),
+    (b"retry-after", b"1"),
+]
+
+
+def answer_when_cut(asgi_app: Any) -> Any:
+    """Answer 503 to a request the server cuts short (its graceful stop time ran out) instead
+    of the 500 Hypercorn sends for a request the app never answered."""
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await asgi_app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await asgi_app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if not started:
+                with contextlib.suppress(Exception):
+                    start = {"type": "http.response.start", "status": 503}
+                    await send({**start, "headers": _STOPPING_HEADERS})
+                    await send({"type": "http.response.body", "body": _STOPPING_BODY})
+            raise
 
     return app
 

@@ -1,0 +1,148 @@
+"""One image from one figure function: the render job, its cache key, drawing and encoding.
+
+A ``RenderJob`` is picklable (the figure function travels by reference to its module), so the
+same job is encoded in a render process or, in tests, right here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+
+from ..figures import FigureParams, FigureSpec
+from .options import Canvas, ImageOptions, canvas_for
+
+# Part of every cache key and ETag: a new matplotlib may draw the same figure differently.
+KEY_SALT = f"figserve-1/matplotlib-{matplotlib.__version__}"
+# SVG element ids come from this salt instead of random numbers: same figure, same bytes.
+SVG_HASHSALT = "figserve"
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """``fn(fig, *args)``: a figure function with its arguments, picklable by reference."""
+
+    fn: Callable[..., None]
+    args: tuple[Any, ...]
+
+    def __call__(self, fig: Figure) -> None:
+        self.fn(fig, *self.args)
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """Everything needed to produce one image, and nothing about who asked for it."""
+
+    drawing: Drawing
+    canvas: Canvas
+    format: str
+    label: str  # figure name, for logs and metrics
+    key: str | None = None  # set when the output is deterministic, so it may be cached
+
+    @property
+    def etag(self) -> str | None:
+        return f'"{self.key[:40]}"' if self.key else None
+
+    def run(self, png_level: int) -> bytes:
+        return encode(self, png_level)
+
+
+def job_for(
+    spec: FigureSpec, params: FigureParams, opts: ImageOptions, max_pixels: int
+) -> RenderJob:
+    canvas = canvas_for(opts, max_pixels)
+    key = None
+    if spec.deterministic(params):
+        ident = {
+            "salt": KEY_SALT,
+            "figure": spec.name,
+            "params": params.model_dump(mode="json"),
+            "format": opts.format,
+            "canvas": [canvas.width_px, canvas.height_px, canvas.dpi],
+        }
+        key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+    return RenderJob(Drawing(spec.draw, (params,)), canvas, opts.format, spec.name, key)
+
+
+def _save_options(fmt: str, png_level: int) -> dict[str, Any]:
+    # Fixed metadata: no creation dates, so seeded SVG/PDF output is byte-identical.
+    if fmt == "png":
+        return {"pil_kwargs": {"compress_level": png_level}}
+    if fmt == "svg":
+        return {"metadata": {"Date": None}}
+    if fmt == "pdf":
+        return {"metadata": {"CreationDate": None}}
+    if fmt == "webp":
+        return {"pil_kwargs": {"quality": 90, "method": 4}}
+    if fmt == "jpeg":
+        return {"pil_kwargs": {"quality": 90}}
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def encode(job: RenderJob, png_level: int = 6) -> bytes:
+    """Draw and encode one figure; the Figure is private to the call."""
+    fig = Figure(figsize=job.canvas.figsize, dpi=job.canvas.dpi)
+    job.drawing(fig)
+    buf = io.BytesIO()
+    if job.format == "png":
+        # savefig draws exactly as for its own PNG (layout passes included); only the
+        # encoding differs, see _png.
+        fig.savefig(buf, format="rgba", dpi=job.canvas.dpi)
+        return _png(
+            buf.getbuffer(), job.canvas.width_px, job.canvas.height_px, job.canvas.dpi, png_level
+        )
+    options = _save_options(job.format, png_level)
+    if job.format == "svg":
+        with matplotlib.rc_context({"svg.hashsalt": SVG_HASHSALT}):
+            fig.savefig(buf, format="svg", dpi=job.canvas.dpi, **options)
+    else:
+        fig.savefig(buf, format=job.format, dpi=job.canvas.dpi, **options)
+    return buf.getvalue()
+
+
+_PNG_SOFTWARE = f"Matplotlib version{matplotlib.__version__}, https://matplotlib.org/".encode()
+
+
+def _png(rgba: memoryview, width: int, height: int, dpi: float, level: int) -> bytes:
+    """The PNG matplotlib would write (same pixels and metadata), for a fraction of the CPU.
+
+    Pillow tries every PNG filter on every row; on flat-coloured plots filter "none" compresses
+    as well or better and costs nothing, which makes encoding 3-5x cheaper. Opaque images (all
+    of them unless a figure sets a transparent background) are stored as RGB: same pixels,
+    fewer bytes.
+    """
+    if len(rgba) != width * height * 4:
+        raise ValueError(f"expected {width}x{height} RGBA pixels, got {len(rgba)} bytes")
+    opaque = bool((np.frombuffer(rgba, "<u4") >= 0xFF000000).all())
+    channels, color_type = (3, 2) if opaque else (4, 6)
+    pixels = Image.frombuffer("RGBA", (width, height), rgba, "raw", "RGBA", 0, 1).tobytes(
+        "raw", "RGB" if opaque else "RGBA"
+    )
+    rows = np.zeros((height, 1 + width * channels), np.uint8)  # column 0: filter type "none"
+    rows[:, 1:] = np.frombuffer(pixels, np.uint8).reshape(height, -1)
+    ppm = int(dpi / 0.0254 + 0.5)  # pixels per metre, rounded as Pillow does
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)),
+            _png_chunk(b"tEXt", b"Software\0" + _PNG_SOFTWARE),
+            _png_chunk(b"pHYs", struct.pack(">IIB", ppm, ppm, 1)),
+            _png_chunk(b"IDAT", zlib.compress(rows, level)),
+            _png_chunk(b"IEND", b""),
+        ]
+    )
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

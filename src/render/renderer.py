@@ -1,0 +1,371 @@
+"""Turning render jobs into image bytes, off the event loop, with the bookkeeping of a worker.
+
+The renderer owns a bounded thread pool and the render processes it drives (``pool.py``), the
+render cache, an admission limit (shed instead of queueing forever), a deadline per wait,
+single-flight for identical deterministic renders, and cancellation of queued renders whose
+requester left. It knows nothing of HTTP: callers get bytes or one of ``errors.py``'s outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cachetools import LRUCache
+
+from ..config import Settings
+from .encode import RenderJob
+from .errors import (
+    Overloaded,
+    RenderCrashed,
+    RenderError,
+    RenderFailed,
+    RenderTimeout,
+    RenderUnavailable,
+    TooComplex,
+)
+from .forkserver import Task
+from .options import MEDIA_TYPES
+from .pool import PoolSettings, RenderPool
+
+log = logging.getLogger("figserve.render")
+
+MIB = 2**20
+VERDICT_GRACE = 0.5  # seconds
+
+
+def pool_settings(settings: Settings) -> PoolSettings:
+    return PoolSettings(
+        processes=settings.processes,
+        background=settings.job_threads,
+        deadline=settings.render_timeout,
+        memory_bytes=settings.render_memory_mb * MIB,
+        recycle_after=settings.render_recycle_after,
+        recycle_rss_bytes=settings.render_recycle_rss_mb * MIB,
+    )
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    # A closed loop means the server is shutting down and nobody is counting any more.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    data: bytes
+    media_type: str
+    etag: str | None
+    cache: Literal["hit", "miss", "shared", "off"]
+
+
+@dataclass
+class RenderStats:
+    """Counters of one renderer; read by tests. ``RenderObserver`` sees the same events."""
+
+    started: int = 0  # renders a thread handed to a render process
+    finished: int = 0
+    failed: int = 0  # the figure raised, or its process crashed or was killed
+    cache_hits: int = 0
+    cache_misses: int = 0
+    rejected: int = 0
+    timeouts: int = 0  # requests that stopped waiting at the deadline
+    cancelled: int = 0  # queued renders dropped because nobody waited for them any more
+    killed: int = 0  # render processes killed at the deadline
+    crashed: int = 0  # render processes that died during a render
+
+
+class RenderObserver:
+    """Receives every renderer event as it happens (metrics); the base class ignores them.
+
+    ``count`` gets a ``RenderStats`` field name. ``queued`` and ``running`` get +1/-1 as renders
+    enter and leave the queue and the render processes. ``count("started")``, ``running`` and
+    ``rendered`` are called from render threads, the rest from the event loop.
+    """
+
+    def count(self, event: str, job: RenderJob) -> None:
+        pass
+
+    def rendered(self, job: RenderJob, seconds: float) -> None:
+        pass
+
+    def queued(self, delta: int) -> None:
+        pass
+
+    def running(self, delta: int) -> None:
+        pass
+
+
+@dataclass
+class _Flight:
+    job: RenderJob
+    # Resolved by ``_finished`` on the loop, after the bookkeeping, so a waiter never sees the
+    # result before the cache has it.
+    future: asyncio.Future[bytes]
+    work: concurrent.futures.Future[bytes]
+    waiters: int = 0
+
+
+class Renderer:
+    """Create one per serving app; ``await start()``, then ``await close()`` when it stops."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        observer: RenderObserver | None = None,
+        *,
+        preload: list[str] | None = None,
+        warm_up: RenderJob | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stats = RenderStats()
+        self.observer = observer or RenderObserver()
+        self.pool = RenderPool(pool_settings(settings), preload or [], warm_up)
+        # A thread per render process: it hands the render over and waits on the process's
+        # socket, so a render not yet picked up by a thread can still be dropped.
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.render_threads or settings.processes,
+            thread_name_prefix="figserve-render",
+        )
+        self._background = concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.job_threads, thread_name_prefix="figserve-job"
+        )
+        self._cache: LRUCache[str, bytes] = LRUCache(maxsize=settings.cache_bytes, getsizeof=len)
+        self._flights: dict[str, _Flight] = {}
+        self._pending = 0  # admitted interactive renders whose thread work has not ended
+        self._running = 0  # renders a render process is executing right now
+        self._lock = threading.Lock()
+        self._closing = False
+
+    async def start(self) -> None:
+        """Start the render processes (warm); the app is ready when this returns."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._background, self.pool.start)
+
+    @property
+    def ready(self) -> bool:
+        return self.pool.healthy and not self._closing
+
+    @property
+    def pending(self) -> int:
+        """Admitted interactive renders, queued or running: what the admission limit counts."""
+        return self._pending
+
+    @property
+    def in_flight(self) -> int:
+        return self._running
+
+    @property
+    def queued(self) -> int:
+        return max(0, self._pending - self._running)
+
+    def _count(self, event: str, job: RenderJob) -> None:
+        setattr(self.stats, event, getattr(self.stats, event) + 1)
+        self.observer.count(event, job)
+
+    def cached(self, key: str) -> bytes | None:
+        return self._cache.get(key)
+
+    async def render(self, job: RenderJob) -> Rendered:
+        media_type = MEDIA_TYPES[job.format]
+        t0 = time.perf_counter()
+        if job.key is not None:
+            data = self._cache.get(job.key)
+            if data is not None:
+                self._count("cache_hits", job)
+                self._log(job, "hit", t0, len(data))
+                return Rendered(data, media_type, job.etag, "hit")
+            self._count("cache_misses", job)
+        flight = self._flights.get(job.key) if job.key is not None else None
+        if flight is not None and flight.future.cancelled():
+            flight = None  # abandoned by its waiters; its render may still be finishing
+        shared = flight is not None
+        if flight is None:
+            flight = self._start(job)
+        data = await self._wait(flight)
+        cache = "off" if job.key is None else ("shared" if shared else "miss")
+        self._log(job, cache, t0, len(data))
+        return Rendered(data, media_type, job.etag, cache)
+
+    async def run_background(self, task: Task, deadline: float | None = None) -> Any:
+        """Run a job's task in the background lane: lower priority, no cache, no admission
+        limit (the job runner bounds its own work), the same deadline and supervision."""
+        if self._closing:
+            raise RenderUnavailable("the server is stopping")
+        loop = asyncio.get_running_loop()
+        try:
+            outcome = await loop.run_in_executor(
+                self._background,
+                lambda: self.pool.run(
+                    task, self.settings.png_compress_level, background=True, deadline=deadline
+                ),
+            )
+        except RuntimeError as exc:  # the thread pool is shut down
+            raise RenderUnavailable("the server is stopping") from exc
+        return outcome.value
+
+    def _start(self, job: RenderJob) -> _Flight:
+        if self._closing:
+            raise RenderUnavailable("the server is stopping")
+        if self._pending >= self.settings.render_queue_limit:
+            self._count("rejected", job)
+            raise Overloaded(f"{self._pending} renders are already queued or running")
+        loop = asyncio.get_running_loop()
+        self._pending += 1
+        self.observer.queued(1)
+        try:
+            work = self._executor.submit(self._run, job)
+        except RuntimeError:  # the pool is shut down: the server is stopping
+            self._pending -= 1
+            self.observer.queued(-1)
+            raise RenderUnavailable("the server is stopping") from None
+        flight = _Flight(job, loop.create_future(), work)
+        # Bookkeeping follows the render, not the waiters: a render that outlives its
+        # requester (timeout) still occupies a process and still counts against the limit.
+        work.add_done_callback(lambda _: _call_soon(loop, self._finished, flight))
+        if job.key is not None:
+            self._flights[job.key] = flight
+        return flight
+
+    def _run(self, job: RenderJob) -> bytes:
+        started = False
+
+        def on_start() -> None:
+            nonlocal started
+            started = True
+            with self._lock:
+                self.stats.started += 1
+                self._running += 1
+            self.observer.queued(-1)
+            self.observer.running(1)
+            self.observer.count("started", job)
+
+        try:
+            outcome = self.pool.run(job, self.settings.png_compress_level, on_start=on_start)
+            self.observer.rendered(job, outcome.cpu_seconds)
+            return outcome.value
+        finally:
+            if started:
+                with self._lock:
+                    self._running -= 1
+                self.observer.running(-1)
+            else:  # it never reached a process (the pool is closing or broken)
+                self.observer.queued(-1)
+
+    def _finished(self, flight: _Flight) -> None:
+        job, work, future = flight.job, flight.work, flight.future
+        self._pending -= 1
+        if job.key is not None and self._flights.get(job.key) is flight:
+            del self._flights[job.key]
+        if work.cancelled():
+            # Never picked up by a thread, so it left the queue here.
+            self.observer.queued(-1)
+            self._count("cancelled", job)
+            if not future.done():
+                future.cancel()  # the pool dropped it (closing); waiters are told in _wait
+            return
+        error = work.exception()
+        if error is not None:
+            self._record_failure(job, error)
+            if not future.done():
+                future.set_exception(error)
+            return
+        self._count("finished", job)
+        data = work.result()
+        if job.key is not None and len(data) <= self._cache.maxsize:
+            # Late results of deterministic renders whose waiters left are kept for the next.
+            self._cache[job.key] = data
+        if not future.done():
+            future.set_result(data)
+
+    def _record_failure(self, job: RenderJob, error: BaseException) -> None:
+        self._count("failed", job)
+        if isinstance(error, RenderError) and error.stopped:
+            self._count("killed", job)
+            log.warning("render stopped at its deadline figure=%s: %s", job.label, error)
+        elif isinstance(error, RenderCrashed):
+            self._count("crashed", job)
+            log.error("render process died figure=%s format=%s", job.label, job.format)
+        elif isinstance(error, RenderFailed):
+            log.error(
+                "render failed figure=%s format=%s: %s\n%s",
+                job.label,
+                job.format,
+                error,
+                error.remote_traceback.rstrip(),
+            )
+        elif not isinstance(error, RenderUnavailable | TooComplex):
+            log.error("render failed figure=%s format=%s", job.label, job.format, exc_info=error)
+
+    async def _wait(self, flight: _Flight) -> bytes:
+        flight.waiters += 1
+        try:
+            # A little past the render's own deadline, so a render that started at once is
+            # answered by its process's verdict (stopped: too complex or busy) rather than this.
+            async with asyncio.timeout(self.settings.render_timeout + VERDICT_GRACE):
+                return await asyncio.shield(flight.future)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if flight.future.cancelled() and task is not None and not task.cancelling():
+                # The pool dropped the queued render (closing), not our caller: answer, not hang.
+                raise RenderUnavailable("the server is stopping") from None
+            raise
+        except TimeoutError:
+            self._count("timeouts", flight.job)
+            raise RenderTimeout(
+                f"render of {flight.job.label!r} took longer than "
+                f"{self.settings.render_timeout:g} s"
+            ) from None
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.future.done():
+                # Nobody wants it any more: drop it if no thread has picked it up yet.
+                flight.future.cancel()
+                flight.work.cancel()
+
+    def _log(self, job: RenderJob, cache: str, t0: float, size: int) -> None:
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "render figure=%s format=%s px=%dx%d cache=%s bytes=%d ms=%.1f",
+                job.label,
+                job.format,
+                job.canvas.width_px,
+                job.canvas.height_px,
+                cache,
+                size,
+                (time.perf_counter() - t0) * 1000,
+            )
+
+    async def close(self) -> None:
+        """Stop at once: queued renders are dropped, running ones end with their processes."""
+        self._closing = True
+        self.pool.close()
+        loop = asyncio.get_running_loop()
+        for executor in (self._executor, self._background):
+            try:
+                await loop.run_in_executor(
+                    None, lambda e=executor: e.shutdown(wait=True, cancel_futures=True)
+                )
+            except RuntimeError:  # the interpreter is exiting: no thread to wait in
+                executor.shutdown(wait=False, cancel_futures=True)
+        s, p = self.stats, self.pool
+        log.info(
+            "render pool closed started=%d finished=%d failed=%d rejected=%d timeouts=%d "
+            "cancelled=%d killed=%d crashed=%d recycled=%d",
+            s.started,
+            s.finished,
+            s.failed,
+            s.rejected,
+            s.timeouts,
+            s.cancelled,
+            p.kills,
+            p.crashes,
+            p.recycled,
+        )
