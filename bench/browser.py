@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import statistics
+import os
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from . import procs
+from .server import HOST
+from .stats import median
+
+# Debian's Chromium; Playwright's own browser download is never used.
 CHROMIUM = "/usr/bin/chromium"
-ARGS = [
+CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -30,10 +36,15 @@ IMAGES = 12
 PAGE_PATH = "/bench/page12"
 
 
-def page_html(base_url: str, count: int = IMAGES, query: str = "") -> str:
+def image_paths(count: int = IMAGES) -> list[str]:
+    """Distinct unseeded images: each is drawn anew on every load."""
+    return [f"/fig/{5 + i}_3" for i in range(count)]
+
+
+def page_html(base_url: str, count: int = IMAGES) -> str:
     imgs = "\n".join(
-        f'<img src="{base_url}/fig/{5 + i}_3{query}" width="400" height="300" alt="">'
-        for i in range(count)
+        f'<img src="{base_url}{path}" width="400" height="300" alt="">'
+        for path in image_paths(count)
     )
     return f"<!doctype html><html><head><meta charset='utf-8'></head><body>\n{imgs}\n</body></html>"
 
@@ -41,40 +52,28 @@ def page_html(base_url: str, count: int = IMAGES, query: str = "") -> str:
 _TIMING = """() => {
   const nav = performance.getEntriesByType('navigation')[0];
   const imgs = [...document.images];
-  const fetched = performance.getEntriesByType('resource')
-    .filter(r => r.initiatorType === 'img');
   return {
     load_ms: nav.loadEventStart,
-    doc_ms: nav.responseEnd,
-    last_image_ms: Math.max(...fetched.map(r => r.responseEnd)),
     complete: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
     images: imgs.length,
-    image_requests: fetched.length,
   };
 }"""
 
 
+@dataclass(frozen=True)
+class ChromiumRun:
+    loads_ms: list[float]
+    complete: bool  # every image of every load decoded
+    browser_cpu_ms: float  # Chromium's own CPU per load (median), on the server's cores
+
+    @property
+    def median_ms(self) -> float:
+        return median(self.loads_ms)
+
+
 def _browser_cpu_s() -> float:
     """CPU seconds used so far by the Chromium processes under this process."""
-    import os
-    from pathlib import Path
-
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    stack = [os.getpid()]
-    while stack:
-        pid = stack.pop()
-        try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        stack.extend(int(c) for c in children)
-        name, _, rest = stat.partition(") ")
-        if "chrom" in name.split("(", 1)[-1]:
-            fields = rest.split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return sum(p.cpu_s for p in procs.tree(os.getpid()) if "chrom" in p.comm)
 
 
 @contextlib.contextmanager
@@ -97,64 +96,41 @@ def _page_server(html: str) -> Iterator[str]:
         def handle_error(self, request: Any, client_address: Any) -> None:
             pass  # a browser closing its connection early is not an error here
 
-    server = Server(("127.0.0.1", 0), Handler)
+    server = Server((HOST, 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}{PAGE_PATH}"
+        yield f"http://{HOST}:{server.server_address[1]}{PAGE_PATH}"
     finally:
         server.shutdown()
         server.server_close()
 
 
-def measure(
-    base_url: str,
-    loads: int = 8,
-    warm: int = 2,
-    html: str | None = None,
-    fresh_context: bool = False,
-) -> dict[str, Any]:
+def measure(base_url: str, loads: int = 8, warm: int = 2) -> ChromiumRun:
     """Load the page ``warm + loads`` times in one tab, as a visitor reloading it would.
 
-    Unseeded images are ``no-store``, so every load fetches all twelve again. With
-    ``fresh_context`` each load gets a new browser context instead (an empty cache).
+    Unseeded images are ``no-store``, so every load fetches all twelve again.
     """
     from playwright.sync_api import sync_playwright
 
-    html = html or page_html(base_url)
-    runs: list[dict[str, Any]] = []
-    with _page_server(html) as page_url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    times: list[float] = []
+    cpu: list[float] = []
+    complete = True
+    with _page_server(page_html(base_url)) as page_url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 1000})
+            page = context.new_page()
             for i in range(warm + loads):
-                if fresh_context and i:
-                    context.close()
-                    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-                page = context.pages[0] if context.pages else context.new_page()
                 cpu0 = _browser_cpu_s()
                 page.goto(page_url, wait_until="load", timeout=30_000)
                 cpu1 = _browser_cpu_s()
                 result = page.evaluate(_TIMING)
-                result["browser_cpu_ms"] = (cpu1 - cpu0) * 1000
                 if i >= warm:
-                    runs.append(result)
+                    times.append(result["load_ms"])
+                    cpu.append((cpu1 - cpu0) * 1000)
+                    complete = complete and result["complete"] == result["images"]
             context.close()
         finally:
             browser.close()
-    times = [r["load_ms"] for r in runs]
-    return {
-        "loads": loads,
-        "images": IMAGES,
-        "load_ms": times,
-        "median_ms": statistics.median(times),
-        "min_ms": min(times),
-        "max_ms": max(times),
-        "all_complete": all(r["complete"] == r["images"] for r in runs),
-        "image_requests": [r["image_requests"] for r in runs],
-        # The page itself comes from the static server: time spent before its response.
-        "doc_ms": statistics.median(r["doc_ms"] for r in runs),
-        "last_image_ms": statistics.median(r["last_image_ms"] for r in runs),
-        # Chromium's own CPU per load (it shares the machine's cores with the server).
-        "browser_cpu_ms": statistics.median(r["browser_cpu_ms"] for r in runs),
-    }
+    return ChromiumRun(loads_ms=times, complete=complete, browser_cpu_ms=median(cpu))
