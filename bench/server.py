@@ -79,7 +79,9 @@ class Layout:
 
         settings = Settings.from_env()
         workers = int(shipped_hypercorn().get("workers", 1)) or 1
-        return cls(workers, getattr(settings, "render_processes", None), settings.render_threads)
+        # 0 means one per usable core, and threads 0 one per render process
+        processes = settings.processes
+        return cls(workers, processes, settings.render_threads or processes)
 
     def env(self) -> dict[str, str]:
         out = {"FIGSERVE_RENDER_THREADS": str(self.threads)}
