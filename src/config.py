@@ -8,12 +8,17 @@ mapping passed to ``create_app`` (so tests build the app they need).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 KIB = 1024
 MIB = 1024 * KIB
+GIB = 1024 * MIB
 SECONDS = 1.0
+DAYS = 86400 * SECONDS
+MIN_ADMIN_TOKEN = 16
+_PUBLIC_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/?$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,14 @@ class Settings:
     # ~36 ms in all) to about the size matplotlib's own writer reaches at 6; 6 is ~25% smaller.
     # Measured in bench/results/levers.md.
     png_compress_level: int = 3
-    # Request bodies (JSON specs, uploads) larger than this answer 413.
+    # Request bodies (JSON specs, uploads) larger than this answer 413, with or without a
+    # Content-Length.
     max_body_bytes: int = 2 * MIB
+    # A request body must have arrived in full this long after the request began, or the
+    # request answers 408 and its connection closes: a slow sender cannot hold it open.
+    body_timeout: float = 30 * SECONDS
+    # Fields of one form (the report form has about ten per figure); more answer 413.
+    max_form_fields: int = 500
     # Limits for uploaded data sets.
     max_upload_rows: int = 100_000
     max_upload_columns: int = 50
@@ -53,7 +64,15 @@ class Settings:
     job_max_items: int = 500
     # Jobs queued or running at once, over all workers; more answer 503.
     job_max_active: int = 4
+    # Jobs queued or running at once for one client (its owner cookie; clients without one
+    # share a bucket per IP address); more answer 429.
+    job_max_client_active: int = 2
     job_max_output_bytes: int = 256 * MIB
+    # Disk budget of all job results together. A job is admitted only if the finished results
+    # plus job_max_output_bytes for it and for every job queued or running still fit; else 503.
+    job_results_quota_bytes: int = 2 * GIB
+    # Estimated work of one job: the output pixels of all its items together; more answer 400.
+    job_max_pixels: int = 250_000_000
     # matplotlib keeps a PDF's raster images in memory until the document ends: a PDF job may
     # hold at most this many canvas pixels in all (about 4 bytes each at worst).
     job_max_pdf_pixels: int = 100_000_000
@@ -70,6 +89,25 @@ class Settings:
     job_stale_after: float = 30 * SECONDS
     # Before each job item, wait up to this long for the worker's page renders to finish.
     job_yield_max: float = 0.5 * SECONDS
+    # How long a client's job owner cookie lasts; each new job renews it.
+    owner_cookie_max_age: float = 7 * DAYS
+    # Bearer token of the operator's view of every client's jobs; empty: no such view.
+    admin_token: str = ""
+    # The public origin, e.g. https://figs.example.org, when a proxy changes the Host or the
+    # scheme: absolute links use it, and requests from it count as same-origin. Empty: links
+    # are relative, and only the request's own origin is trusted.
+    public_url: str = ""
+
+    def __post_init__(self) -> None:
+        if self.admin_token and len(self.admin_token) < MIN_ADMIN_TOKEN:
+            raise ValueError(
+                f"FIGSERVE_ADMIN_TOKEN must have at least {MIN_ADMIN_TOKEN} characters"
+            )
+        if self.public_url and not _PUBLIC_URL.match(self.public_url):
+            raise ValueError(
+                "FIGSERVE_PUBLIC_URL must be an origin, http(s)://host[:port] "
+                f"(got {self.public_url!r})"
+            )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

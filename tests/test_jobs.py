@@ -28,6 +28,7 @@ from quart import Quart
 from src.app import create_app
 from src.figures import FIGURES, FigureParams, Registry
 from src.jobs import JobRecord, JobRunner, JobState, SQLiteJobStore, new_job_id
+from src.web.owner import COOKIE, new_token, token_hash
 
 from .conftest import decode
 
@@ -124,6 +125,13 @@ async def get_job(client, job_id: str) -> dict:
     assert resp.status_code == 200
     assert resp.headers["Cache-Control"] == "no-store"
     return await resp.get_json()
+
+
+def own(client) -> str:
+    """Give ``client`` an owner cookie; returns what the store keeps of it."""
+    token = new_token()
+    client.set_cookie("localhost", COOKIE, token, path="/jobs")
+    return token_hash(token)
 
 
 def files_in(jobs_dir: Path) -> list[str]:
@@ -268,7 +276,6 @@ async def test_progress_is_visible_item_by_item(app, client, gate):
     await gate.wait_entered()
     seen = await get_job(client, job["id"])
     assert (seen["state"], seen["done"]) == ("running", 0)
-    assert seen["worker"] == runner_of(app).worker
     assert seen["result_url"] is None
     resp = await client.get(f"/jobs/{job['id']}/result")
     assert resp.status_code == 409
@@ -491,9 +498,11 @@ async def test_leftovers_are_removed_at_start(app_config, jobs_dir):
     results.mkdir(parents=True)
     store = SQLiteJobStore(jobs_dir / "jobs.sqlite3")
     kept, expired, failed = new_job_id(), new_job_id(), new_job_id()
-    store.create(_record(kept, JobState.DONE, expires=time.time() + 3600), [], 10)
-    store.create(_record(expired, JobState.DONE, expires=time.time() - 1), [], 10)
-    store.create(_record(failed, JobState.FAILED, expires=time.time() + 3600), [], 10)
+    token = new_token()
+    mine = token_hash(token)
+    store.create(_record(kept, JobState.DONE, expires=time.time() + 3600, client=mine), [], 10)
+    store.create(_record(expired, JobState.DONE, expires=time.time() - 1, client=mine), [], 10)
+    store.create(_record(failed, JobState.FAILED, expires=time.time() + 3600, client=mine), [], 10)
     store.close()
     for name in [
         f"{kept}.pdf",
@@ -507,6 +516,7 @@ async def test_leftovers_are_removed_at_start(app_config, jobs_dir):
     application = create_app(app_config)
     async with application.test_app():
         client = application.test_client()
+        client.set_cookie("localhost", COOKIE, token, path="/jobs")
         assert files_in(jobs_dir) == [f"{kept}.pdf"]
         assert (await client.get(f"/jobs/{expired}")).status_code == 404
         assert (await get_job(client, failed))["state"] == "failed"
@@ -517,19 +527,22 @@ async def test_job_of_a_dead_worker_is_marked_failed(app, client):
     store = runner.store
     assert store is not None
     dead, alive = new_job_id(), new_job_id()
+    mine = own(client)
     # Running on workers that are not this one; only one of them still beats its heartbeat.
     now = time.time()
     for job_id, owner, beat in [
         (dead, "elsewhere:1:gone", now - runner.settings.job_stale_after - 5),
         (alive, "elsewhere:2:alive", now),
     ]:
-        record = _record(job_id, JobState.RUNNING, owner=owner, started=beat, heartbeat=beat)
+        record = _record(
+            job_id, JobState.RUNNING, owner=owner, started=beat, heartbeat=beat, client=mine
+        )
         store.create(record, [{"figure": "waves"}], 10)
     await runner.tick()
     job = await get_job(client, dead)
     assert job["state"] == "failed"
     assert "stopped responding" in job["error"]
-    assert job["worker"] == "elsewhere:1"
+    assert "worker" not in job
     assert (await get_job(client, alive))["state"] == "running"
 
 
