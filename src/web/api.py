@@ -208,7 +208,11 @@ async def plot() -> Response:
     form, files = await read_form()
     # Unknown fields are errors whatever their value; each field and the file come once.
     errors = unknown_keys([*form.keys(), *files.keys()], {*PlotForm.model_fields, "file"})
-    errors += [{"param": k, "message": "a form field, not a file"} for k in files if k in form]
+    errors += [
+        {"param": k, "message": "a form field, not a file"}
+        for k in files
+        if k in PlotForm.model_fields
+    ]
     if len(files.getlist("file")) > 1:
         errors.append({"param": "file", "message": "attach one file"})
     upload = files.get("file")

@@ -31,7 +31,7 @@ from ..jobs import (
 )
 from ..render import MEDIA_TYPES, ImageOptions
 from .api import CheckedSpec, RenderSpec, _options, check_render_spec
-from .body import json_object, read_form, unsupported_media_type
+from .body import is_json, json_object, read_form, unsupported_media_type
 from .errors import (
     PROBLEM_JSON,
     Problem,
@@ -50,6 +50,7 @@ tag_names = ["jobs"]
 MAX_LISTED_ERRORS = 50
 RECENT = 50
 DOWNLOAD_CHUNK = 256 * 1024
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
 class JobRequest(BaseModel):
@@ -297,7 +298,7 @@ async def create() -> Response:
     from_form = request.mimetype in FORM_TYPES
     if from_form:
         output, items = await _items_from_form(state.registry, settings)
-    elif request.mimetype == "application/json":
+    elif is_json(request.mimetype):
         output, items = _items_from_json(await json_object(), state.registry, settings)
     else:
         raise unsupported_media_type("application/json")
@@ -335,9 +336,6 @@ async def create() -> Response:
         resp.headers["Location"] = location
     set_owner_cookie(resp, token, settings)
     return resp
-
-
-FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
 def _dumps(data: Any) -> str:
