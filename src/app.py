@@ -23,7 +23,8 @@ from .config import Settings
 from .figures import FIGURES, Registry
 from .jobs import JobRunner
 from .render import ImageOptions, Renderer, RenderJob, job_for
-from .web import api, jobs, ops, pages
+from .web import api, body, jobs, ops, pages, security
+from .web.asgi import guard
 from .web.errors import register_error_handlers
 from .web.images import create_images_blueprint
 from .web.openapi import FigserveOpenAPI
@@ -44,7 +45,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     _configure_logging(settings.log_level)
 
     app = Quart(__name__, template_folder=str(ROOT / "templates"), static_folder="static")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    body.install(app, settings)  # body, form and time limits of every request
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 3600
     state = AppState(settings=settings, registry=registry)
     app.extensions["figserve"] = state
@@ -64,8 +65,10 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     app.register_blueprint(ops.bp)
     app.register_blueprint(jobs.bp)
     register_error_handlers(app)
+    security.install(app, settings)  # cross-site refusal, relative redirects, no-store default
     metrics = metrics_module.install(app)
     app.asgi_app = ops.health_first(ops.answer_when_cut(app.asgi_app))  # type: ignore[method-assign]
+    app.asgi_app = guard(app.asgi_app, body_timeout=settings.body_timeout)  # type: ignore[method-assign]
 
     @app.before_serving
     async def _start() -> None:

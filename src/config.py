@@ -9,12 +9,17 @@ refused at start, naming the variable.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 KIB = 1024
 MIB = 1024 * KIB
+GIB = 1024 * MIB
 SECONDS = 1.0
+DAYS = 86400 * SECONDS
+MIN_ADMIN_TOKEN = 16
+_PUBLIC_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/?$", re.ASCII)
 
 
 def _at_least(default: Any, minimum: float) -> Any:
@@ -49,8 +54,14 @@ class Settings:
     max_pixels: int = _at_least(6_000_000, 2500)
     # zlib level for PNG: 3 is about as small as matplotlib's own writer at 6, in half the time.
     png_compress_level: int = _at_least(3, 0)
-    # Request bodies (JSON specs, uploads) larger than this answer 413.
+    # Request bodies (JSON specs, uploads) larger than this answer 413, with or without a
+    # Content-Length.
     max_body_bytes: int = _at_least(2 * MIB, 1024)
+    # A request body must have arrived in full this long after the request began, or the
+    # request answers 408 and its connection closes: a slow sender cannot hold it open.
+    body_timeout: float = _at_least(30 * SECONDS, 0.1)
+    # Fields of one form (the report form has about ten per figure); more answer 413.
+    max_form_fields: int = _at_least(500, 1)
     # Limits for uploaded data sets.
     max_upload_rows: int = _at_least(100_000, 1)
     max_upload_columns: int = _at_least(50, 1)
@@ -63,14 +74,22 @@ class Settings:
     job_max_items: int = _at_least(500, 1)
     # Jobs queued or running at once, over all workers; more answer 503.
     job_max_active: int = _at_least(4, 1)
+    # Jobs queued or running at once for one client (its owner cookie; clients without one
+    # share a bucket per IP address); more answer 429.
+    job_max_client_active: int = _at_least(2, 1)
     job_max_output_bytes: int = _at_least(256 * MIB, 1)
+    # Disk budget of all job results together. A job is admitted only if the finished results
+    # plus job_max_output_bytes for it and for every job queued or running still fit; else 503.
+    job_results_quota_bytes: int = _at_least(2 * GIB, 1)
+    # Estimated work of one job: the output pixels of all its items together; more answer 400.
+    job_max_pixels: int = _at_least(250_000_000, 1)
     # A PDF report is assembled in memory: it may hold at most this many canvas pixels in all.
     job_max_pdf_pixels: int = _at_least(100_000_000, 1)
     # Finished results (and their job records) are removed this long after the job ends.
     job_result_ttl: float = _at_least(3600 * SECONDS, 1)
     # Jobs each worker renders at once; each has a render process of its own that runs at a
-    # lower priority than page renders.
-    job_threads: int = _at_least(1, 1)
+    # lower priority than page renders. 0: this server takes no jobs from the queue.
+    job_threads: int = _at_least(1, 0)
     # A job whose worker died while running it goes back to the queue; after this many
     # interruptions it fails instead.
     job_max_attempts: int = _at_least(3, 1)
@@ -78,6 +97,14 @@ class Settings:
     job_poll_interval: float = _at_least(1 * SECONDS, 0.01)
     # A running job whose worker has not beaten its heartbeat for this long is taken back.
     job_stale_after: float = _at_least(30 * SECONDS, 0.1)
+    # How long a client's job owner cookie lasts; each new job renews it.
+    owner_cookie_max_age: float = _at_least(7 * DAYS, 1)
+    # Bearer token of the operator's view of every client's jobs; empty: no such view.
+    admin_token: str = ""
+    # The public origin, e.g. https://figs.example.org, when a proxy changes the Host or the
+    # scheme: absolute links use it, and requests from it count as same-origin. Empty: links
+    # are relative, and only the request's own origin is trusted.
+    public_url: str = ""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -87,6 +114,15 @@ class Settings:
                     f"FIGSERVE_{f.name.upper()}={getattr(self, f.name)!r} is below its "
                     f"minimum of {minimum:g}"
                 )
+        if self.admin_token and len(self.admin_token) < MIN_ADMIN_TOKEN:
+            raise ValueError(
+                f"FIGSERVE_ADMIN_TOKEN must have at least {MIN_ADMIN_TOKEN} characters"
+            )
+        if self.public_url and not _PUBLIC_URL.match(self.public_url):
+            raise ValueError(
+                "FIGSERVE_PUBLIC_URL must be an origin, http(s)://host[:port] "
+                f"(got {self.public_url!r})"
+            )
 
     @property
     def processes(self) -> int:

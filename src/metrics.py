@@ -106,6 +106,21 @@ from prometheus_client import (  # noqa: E402  (after the directory is chosen, s
     multiprocess,
 )
 
+# Label values taken from requests come from fixed sets, so no request can add a series.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+UNMATCHED = "unmatched"
+
+
+def method_label(method: str) -> str:
+    """The method as a label: a standard one, or ``other``."""
+    return method if method in HTTP_METHODS else OTHER
+
+
+def status_label(status: int) -> str:
+    return str(status) if 100 <= status <= 599 else OTHER
+
+
 RENDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # RenderStats field -> (metric name, help)
 _RENDER_COUNTERS = {
@@ -204,9 +219,11 @@ def install(app: Quart) -> Metrics:
 
     @app.after_request
     async def _count_response(response: Response) -> Response:
+        # The route is a rule of the app (a template such as /fig/<mean_var>), never the path.
         rule = request.url_rule
-        route = rule.rule if rule is not None else "unmatched"
-        metrics.requests.labels(route, request.method, str(response.status_code)).inc()
+        route = rule.rule if rule is not None else UNMATCHED
+        labels = (route, method_label(request.method), status_label(response.status_code))
+        metrics.requests.labels(*labels).inc()
         return response
 
     return metrics

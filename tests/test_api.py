@@ -162,7 +162,14 @@ async def test_oversized_upload_is_413(client, app):
 
 
 async def test_missing_file_is_400(client):
-    resp = await client.post("/api/plot", form={"kind": "line"})
+    boundary = "b0undary"
+    body = f'--{boundary}\r\nContent-Disposition: form-data; name="kind"\r\n\r\nline\r\n'
+    body += f"--{boundary}--\r\n"
+    resp = await client.post(
+        "/api/plot",
+        data=body.encode(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert resp.status_code == 400
     assert (await resp.get_json())["param"] == "file"
 

@@ -27,6 +27,7 @@ from quart import Quart
 
 from src.app import create_app
 from src.jobs import JobRecord, JobRunner, JobState, SQLiteJobStore, new_job_id
+from src.web.owner import COOKIE, new_token, token_hash
 
 from .conftest import decode
 from .gates import Gate, registry_with_test_figures
@@ -95,6 +96,13 @@ async def get_job(client, job_id: str) -> dict:
     assert resp.status_code == 200
     assert resp.headers["Cache-Control"] == "no-store"
     return await resp.get_json()
+
+
+def own(client) -> str:
+    """Give ``client`` an owner cookie; returns what the store keeps of it."""
+    token = new_token()
+    client.set_cookie("localhost", COOKIE, token, path="/jobs")
+    return token_hash(token)
 
 
 def files_in(jobs_dir: Path) -> list[str]:
@@ -443,9 +451,11 @@ async def test_leftovers_are_removed_at_start(app_config, jobs_dir):
     results.mkdir(parents=True)
     store = SQLiteJobStore(jobs_dir / "jobs.sqlite3")
     kept, expired, failed = new_job_id(), new_job_id(), new_job_id()
-    store.create(_record(kept, JobState.DONE, expires=time.time() + 3600), [], 10)
-    store.create(_record(expired, JobState.DONE, expires=time.time() - 1), [], 10)
-    store.create(_record(failed, JobState.FAILED, expires=time.time() + 3600), [], 10)
+    token = new_token()
+    mine = token_hash(token)
+    store.create(_record(kept, JobState.DONE, expires=time.time() + 3600, client=mine), [], 10)
+    store.create(_record(expired, JobState.DONE, expires=time.time() - 1, client=mine), [], 10)
+    store.create(_record(failed, JobState.FAILED, expires=time.time() + 3600, client=mine), [], 10)
     store.close()
     for name in [
         f"{kept}.pdf",
@@ -461,6 +471,7 @@ async def test_leftovers_are_removed_at_start(app_config, jobs_dir):
     application = create_app(app_config)
     async with application.test_app():
         client = application.test_client()
+        client.set_cookie("localhost", COOKIE, token, path="/jobs")
         assert files_in(jobs_dir) == [f"{kept}.pdf"]
         assert (await client.get(f"/jobs/{expired}")).status_code == 404
         assert (await get_job(client, failed))["state"] == "failed"
@@ -476,6 +487,7 @@ async def test_jobs_of_dead_workers_go_back_to_the_queue_until_their_attempts_ru
         runner = runner_of(application)
         store = runner.store
         assert store is not None
+        mine = own(client)
         quiet = time.time() - runner.settings.job_stale_after - 5
         gone = _dead_pid()
         ids = {name: new_job_id() for name in ("stale", "exhausted", "dead_here", "alive")}
@@ -493,6 +505,7 @@ async def test_jobs_of_dead_workers_go_back_to_the_queue_until_their_attempts_ru
                 heartbeat=beat,
                 attempts=attempts,
                 done=1,
+                client=mine,
             )
             store.create(record, [{"figure": "waves"}, {"figure": "waves"}], 10)
         runner._free_slots.clear()  # look only: claim nothing in this round
@@ -506,6 +519,7 @@ async def test_jobs_of_dead_workers_go_back_to_the_queue_until_their_attempts_ru
         }
         failed = await get_job(client, ids["exhausted"])
         assert "interrupted 3 times" in failed["error"]
+        assert "worker" not in failed
         requeued = store.get(ids["stale"])
         assert requeued is not None and (requeued.done, requeued.owner) == (1, None)
 

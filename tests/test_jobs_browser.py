@@ -99,6 +99,11 @@ def test_cancel_button_stops_the_report(browser: Browser, server: LiveServer, ar
     resp = httpx.post(f"{server.url}/jobs", json={"items": many}, timeout=30)
     assert resp.status_code == 202
     page, problems = new_page(browser)
+    # The job is the API client's: the browser gets its owner cookie, as if it had made it.
+    token = resp.cookies["figserve_owner"]
+    page.context.add_cookies(
+        [{"name": "figserve_owner", "value": token, "url": f"{server.url}/jobs"}]
+    )
     page.goto(server.url + resp.headers["Location"], wait_until="load")
     page.locator("#job-cancel").click()
     page.wait_for_function(

@@ -1,8 +1,9 @@
-"""Jobs on a real Hypercorn server with two workers: every worker sees every job, and a job
-survives the death of the worker that ran it.
+"""Jobs on a real Hypercorn server with two workers (issue 5): every worker sees every job.
 
-Each request goes over a new connection, so the kernel hands it to either worker; the test
-app's ``X-Test-Worker`` header says which one answered, and the job store which one runs a job.
+Each request goes over a new connection, so the kernel hands it to either worker; the test app's
+``X-Test-Worker`` header says which one answered (figserve itself names no host or process), and
+the job store says which worker runs a job. Every client of a test shares the cookies of the one
+that made the job: jobs are private to their owner.
 """
 
 from __future__ import annotations
@@ -34,42 +35,42 @@ def jobs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("jobs")
 
 
-APP = "tests.ops_app:app"
-
-
 @pytest.fixture(scope="module")
 def two_workers(jobs_dir: Path) -> Iterator[LiveServer]:
-    with live_server(workers=2, app=APP, env={"FIGSERVE_JOBS_DIR": str(jobs_dir)}) as srv:
+    env = {"FIGSERVE_JOBS_DIR": str(jobs_dir)}
+    with live_server(workers=2, env=env, app="tests.ops_app:app") as srv:
         yield srv
 
 
-def runner_pid(jobs_dir: Path, job_id: str) -> str:
-    """The pid of the worker running a job, from the owner the store keeps."""
+def fresh(server: LiveServer, cookies: httpx.Cookies | None = None) -> httpx.Client:
+    """A client that opens a new connection for every request."""
+    return httpx.Client(
+        base_url=server.url,
+        timeout=30,
+        limits=httpx.Limits(max_keepalive_connections=0),
+        cookies=cookies,
+    )
+
+
+@contextmanager
+def pinned(server: LiveServer, avoid: str, cookies: httpx.Cookies) -> Iterator[httpx.Client]:
+    """A keep-alive client whose connection is served by a worker other than ``avoid``."""
+    for _ in range(100):
+        with httpx.Client(base_url=server.url, timeout=30, cookies=cookies) as client:
+            if client.get("/jobs").headers["X-Test-Worker"] != avoid:
+                yield client
+                return
+    raise AssertionError(f"100 connections all went to worker {avoid}")
+
+
+def runner_pid(jobs_dir: Path, job_id: str) -> str | None:
+    """The pid of the worker running the job, from the store (never shown to clients)."""
     store = SQLiteJobStore(jobs_dir / "jobs.sqlite3")
     try:
         record = store.get(job_id)
     finally:
         store.close()
-    assert record is not None and record.owner is not None, record
-    return record.owner.split(":")[1]
-
-
-def fresh(server: LiveServer) -> httpx.Client:
-    """A client that opens a new connection for every request."""
-    return httpx.Client(
-        base_url=server.url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
-    )
-
-
-@contextmanager
-def pinned(server: LiveServer, avoid: str) -> Iterator[httpx.Client]:
-    """A keep-alive client whose connection is served by a worker other than ``avoid``."""
-    for _ in range(100):
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            if client.get("/jobs").headers["X-Test-Worker"] != avoid:
-                yield client
-                return
-    raise AssertionError(f"100 connections all went to worker {avoid}")
+    return record.owner.split(":")[1] if record and record.owner else None
 
 
 def items(count: int, figure: str = "histogram", **size: int) -> list[dict]:
@@ -103,16 +104,17 @@ def test_progress_result_and_listing_are_the_same_through_both_workers(two_worke
     with fresh(two_workers) as http:
         created = create(http, items(total, w=200, h=150))
         job_id = created.json()["id"]
+        runs_on = None
         answered_by: dict[str, int] = {}
         seen_running_elsewhere = False
         last_done, last_state = 0, "queued"
-        running_on = None
         deadline = time.monotonic() + DEADLINE
         for _ in range(10_000):
             assert time.monotonic() < deadline, f"job not done in time: {last_state} {last_done}"
             resp = http.get(f"/jobs/{job_id}")
             assert resp.status_code == 200
             job = resp.json()
+            assert "worker" not in job
             worker = resp.headers["X-Test-Worker"]
             answered_by[worker] = answered_by.get(worker, 0) + 1
             # Whichever worker answers, the job only moves forward.
@@ -121,20 +123,22 @@ def test_progress_result_and_listing_are_the_same_through_both_workers(two_worke
             assert ORDER.index(job["state"]) >= ORDER.index(last_state), (job, last_state)
             last_done, last_state = job["done"], job["state"]
             if job["state"] == "running":
-                running_on = running_on or runner_pid(jobs_dir, job_id)
-                seen_running_elsewhere |= worker != running_on
+                runs_on = runs_on or runner_pid(jobs_dir, job_id)
+                seen_running_elsewhere |= worker != runs_on
             if job["state"] == "done" and len(answered_by) == 2:
                 break
             pace()
         assert len(answered_by) == 2, answered_by
         assert seen_running_elsewhere, "no poll answered by the other worker while running"
         assert (job["done"], job["result_url"]) == (total, f"/jobs/{job_id}/result")
+        cookies = http.cookies
+    assert runs_on is not None
 
     # The result downloads through the worker that did not render it.
-    with pinned(two_workers, avoid=running_on) as other:
+    with pinned(two_workers, avoid=runs_on, cookies=cookies) as other:
         resp = other.get(job["result_url"])
         assert resp.status_code == 200
-        assert resp.headers["X-Test-Worker"] != running_on
+        assert resp.headers["X-Test-Worker"] != runs_on
         assert resp.headers["content-type"] == "application/pdf"
         assert len(pypdf.PdfReader(io.BytesIO(resp.content)).pages) == total
         listed = other.get("/jobs").json()["jobs"]
@@ -145,8 +149,10 @@ def test_cancel_through_the_worker_that_does_not_run_the_job(two_workers, jobs_d
     with fresh(two_workers) as http:
         job_id = create(http, items(500, figure="heatmap")).json()["id"]
         poll_until(http, job_id, lambda j: j["state"] == "running" and j["done"] >= 1)
+        cookies = http.cookies
     runner = runner_pid(jobs_dir, job_id)
-    with pinned(two_workers, avoid=runner) as other:
+    assert runner is not None
+    with pinned(two_workers, avoid=runner, cookies=cookies) as other:
         resp = other.delete(f"/jobs/{job_id}")
         assert resp.status_code == 200
         assert resp.headers["X-Test-Worker"] != runner
@@ -154,7 +160,7 @@ def test_cancel_through_the_worker_that_does_not_run_the_job(two_workers, jobs_d
         assert cancelled["state"] == "cancelled"
     assert cancelled["done"] < 500
 
-    with fresh(two_workers) as http:
+    with fresh(two_workers, cookies) as http:
         # The runner notices before its next item and removes its partial file.
         deadline = time.monotonic() + DEADLINE
         while list(jobs_dir.glob(f"results/{job_id}*")):
@@ -172,17 +178,18 @@ def test_cancel_through_the_worker_that_does_not_run_the_job(two_workers, jobs_d
 def test_a_job_whose_worker_is_killed_is_resumed_by_the_next_start(tmp_path):
     env = {"FIGSERVE_JOBS_DIR": str(tmp_path)}
     total = 60
-    with live_server(workers=2, app=APP, env=env) as first:
+    with live_server(workers=2, env=env) as first:
         with fresh(first) as http:
             job_id = create(http, items(total, figure="heatmap")).json()["id"]
             running = poll_until(http, job_id, lambda j: j["state"] == "running" and j["done"])
-        pid = int(runner_pid(tmp_path, job_id))
+            cookies = http.cookies
+        pid = int(runner_pid(tmp_path, job_id) or 0)
         assert pid in first.worker_pids()
         os.kill(pid, signal.SIGKILL)
         # Hypercorn stops the whole server when a worker dies; the job stays "running".
         first.proc.wait(timeout=60)
 
-    with live_server(workers=2, app=APP, env=env) as second, fresh(second) as http:
+    with live_server(workers=2, env=env) as second, fresh(second, cookies) as http:
         # The dead worker was of this machine: its job goes back to the queue at once and
         # resumes from the items already kept, instead of failing.
         job = poll_until(http, job_id, lambda j: j["state"] not in {"queued", "running"})

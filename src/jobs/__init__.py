@@ -7,17 +7,30 @@ the routes live in ``src/web/jobs.py``.
 
 from .assemble import OUTPUTS, JobFailed, render_job
 from .runner import JobRunner, is_job_id, jobs_dir, new_job_id
-from .store import ACTIVE, JobRecord, JobState, JobStore, SQLiteJobStore, TooManyJobs
+from .store import (
+    ACTIVE,
+    Admission,
+    JobRecord,
+    JobState,
+    JobStore,
+    ResultsFull,
+    SQLiteJobStore,
+    TooManyClientJobs,
+    TooManyJobs,
+)
 
 __all__ = [
     "ACTIVE",
     "OUTPUTS",
+    "Admission",
     "JobFailed",
     "JobRecord",
     "JobRunner",
     "JobState",
     "JobStore",
+    "ResultsFull",
     "SQLiteJobStore",
+    "TooManyClientJobs",
     "TooManyJobs",
     "is_job_id",
     "jobs_dir",

@@ -48,7 +48,16 @@ from .assemble import (
     render_job,
     write_part,
 )
-from .store import JobRecord, JobState, JobStore, SQLiteJobStore, TooManyJobs
+from .store import (
+    Admission,
+    JobRecord,
+    JobState,
+    JobStore,
+    ResultsFull,
+    SQLiteJobStore,
+    TooManyClientJobs,
+    TooManyJobs,
+)
 
 log = logging.getLogger("figserve.jobs")
 
@@ -171,8 +180,17 @@ class JobRunner:
 
     # -- what the routes use -----------------------------------------------------------------
 
-    async def create(self, output: str, items: list[dict[str, Any]]) -> JobRecord:
-        """Queue a job of validated items; raises ``TooManyJobs`` at the active-jobs limit."""
+    async def create(
+        self,
+        output: str,
+        items: list[dict[str, Any]],
+        client: str | None = None,
+        bucket: str | None = None,
+    ) -> JobRecord:
+        """Queue a job of validated items for ``client`` (who may see it), counted against
+        ``bucket``'s share. Raises ``TooManyJobs`` (``TooManyClientJobs`` for the bucket's
+        share) at the active-jobs limits, ``ResultsFull`` when the results' disk budget has no
+        room for it."""
         record = JobRecord(
             id=new_job_id(),
             state=JobState.QUEUED,
@@ -180,16 +198,26 @@ class JobRunner:
             total=len(items),
             done=0,
             created=self.clock(),
+            client=client,
+            bucket=bucket,
         )
-        await self._call(self._db.create, record, items, self.settings.job_max_active)
-        self._wake.set()  # this worker claims it at once if it has a free slot
+        settings = self.settings
+        limits = Admission(
+            max_active=settings.job_max_active,
+            max_bucket_active=settings.job_max_client_active,
+            results_quota_bytes=settings.job_results_quota_bytes,
+            reserve_bytes=settings.job_max_output_bytes,
+        )
+        await self._call(self._db.create, record, items, limits)
+        self._wake.set()  # this worker claims it at once if it has a free job thread
         return record
 
-    async def get(self, job_id: str) -> JobRecord | None:
-        return await self._call(self._db.get, job_id)
+    async def get(self, job_id: str, client: str | None = None) -> JobRecord | None:
+        """The job; with ``client``, only if that client made it."""
+        return await self._call(self._db.get, job_id, client)
 
-    async def recent(self, limit: int = 50) -> list[JobRecord]:
-        return await self._call(self._db.recent, limit)
+    async def recent(self, limit: int = 50, client: str | None = None) -> list[JobRecord]:
+        return await self._call(self._db.recent, limit, client)
 
     async def cancel(self, job_id: str) -> JobRecord | None:
         """Stop a queued or running job; its runner notices after its current item."""
@@ -460,6 +488,8 @@ __all__ = [
     "OUTPUTS",
     "JobFailed",
     "JobRunner",
+    "ResultsFull",
+    "TooManyClientJobs",
     "TooManyJobs",
     "is_job_id",
     "jobs_dir",

@@ -37,6 +37,31 @@ class TooManyJobs(RuntimeError):
     """The limit of queued plus running jobs is reached."""
 
 
+class TooManyClientJobs(TooManyJobs):
+    """The client that submits already has its share of queued plus running jobs."""
+
+
+class ResultsFull(RuntimeError):
+    """The disk budget of results has no room for one more job."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The limits a new job must fit, checked atomically with its creation."""
+
+    max_active: int
+    # Active jobs per client: those of the new job's bucket or client; None: no such limit.
+    max_bucket_active: int | None = None
+    # Bytes that finished results plus ``reserve_bytes`` per active job (and the new one) may
+    # hold; None: no disk budget.
+    results_quota_bytes: int | None = None
+    reserve_bytes: int = 0
+
+
 @dataclass(frozen=True)
 class JobRecord:
     id: str
@@ -53,6 +78,10 @@ class JobRecord:
     result_bytes: int | None = None
     expires: float | None = None  # set when the job ends: then it and its result are removed
     attempts: int = 0  # times a runner claimed it; an orderly stop gives its attempt back
+    # Who may see and act on the job: a hash of the owner token of the client that made it.
+    client: str | None = None
+    # What the per-client limit counts: the client, or a shared bucket for clients without one.
+    bucket: str | None = None
 
     @property
     def active(self) -> bool:
@@ -60,13 +89,17 @@ class JobRecord:
 
 
 class JobStore(Protocol):
-    def create(self, record: JobRecord, items: list[dict[str, Any]], max_active: int) -> None:
-        """Add a queued job, or raise ``TooManyJobs`` if ``max_active`` jobs are active."""
+    def create(
+        self, record: JobRecord, items: list[dict[str, Any]], limits: int | Admission
+    ) -> None:
+        """Add a queued job, or raise ``TooManyJobs`` (too many active jobs, in all or of its
+        bucket) or ``ResultsFull`` when it does not fit ``limits`` (an int: ``max_active``)."""
 
-    def get(self, job_id: str) -> JobRecord | None: ...
+    def get(self, job_id: str, client: str | None = None) -> JobRecord | None:
+        """The job; with ``client``, only if it belongs to that client."""
 
-    def recent(self, limit: int) -> list[JobRecord]:
-        """The newest jobs first."""
+    def recent(self, limit: int, client: str | None = None) -> list[JobRecord]:
+        """The newest jobs first; with ``client``, only that client's."""
 
     def items(self, job_id: str) -> list[dict[str, Any]]: ...
 
@@ -119,7 +152,7 @@ class JobStore(Protocol):
 
 _COLUMNS = (
     "id, state, output, total, done, created, started, finished, heartbeat, owner, error, "
-    "result_bytes, expires, attempts"
+    "result_bytes, expires, attempts, client, bucket"
 )
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -136,19 +169,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     result_bytes INTEGER,
     expires REAL,
-    items TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0
+    items TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_state_created ON jobs (state, created);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
 """
-
-
-def _add_column(conn: sqlite3.Connection, name: str, definition: str) -> None:
-    """Add a column to a database made by an older version (SQLite has no IF NOT EXISTS)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-    if name not in columns:
-        conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+# Columns added after the first release: added to an existing database when it is opened.
+_ADDED_COLUMNS = {"attempts": "INTEGER NOT NULL DEFAULT 0", "client": "TEXT", "bucket": "TEXT"}
+_ADDED_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_client_created ON jobs (client, created);
+CREATE INDEX IF NOT EXISTS jobs_bucket_state ON jobs (bucket, state);
+"""
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
@@ -178,13 +209,28 @@ class SQLiteJobStore:
                     # consistency.
                     self._conn.execute("PRAGMA synchronous=NORMAL")
                     self._conn.executescript(_SCHEMA)
-                    _add_column(self._conn, "attempts", "INTEGER NOT NULL DEFAULT 0")
+                    self._add_columns()
                 break
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     self._conn.close()
                     raise
                 time.sleep(0.02)
+
+    def _add_columns(self) -> None:
+        # Under the write lock, so two workers opening an older file do not both add a column.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            have = {row[1] for row in self._conn.execute("PRAGMA table_info(jobs)")}
+            for name, kind in _ADDED_COLUMNS.items():
+                if name not in have:
+                    self._conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+            for statement in _ADDED_INDEXES.strip().splitlines():
+                self._conn.execute(statement)
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         with self._lock:
@@ -202,18 +248,18 @@ class SQLiteJobStore:
         """Run a conditional update of one job; False if its condition no longer held."""
         return self._write(sql, args) == 1
 
-    def create(self, record: JobRecord, items: list[dict[str, Any]], max_active: int) -> None:
+    def create(
+        self, record: JobRecord, items: list[dict[str, Any]], limits: int | Admission
+    ) -> None:
+        if isinstance(limits, int):
+            limits = Admission(max_active=limits)
         with self._lock:
             # IMMEDIATE takes the write lock first, so two workers cannot both pass the count.
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                (active,) = self._conn.execute(
-                    "SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)", ACTIVE
-                ).fetchone()
-                if active >= max_active:
-                    raise TooManyJobs(f"{active} jobs are already queued or running")
+                self._admit(record, limits)
                 self._conn.execute(
-                    f"INSERT INTO jobs ({_COLUMNS}, items) VALUES ({', '.join('?' * 15)})",
+                    f"INSERT INTO jobs ({_COLUMNS}, items) VALUES ({', '.join('?' * 17)})",
                     (
                         record.id,
                         record.state.value,
@@ -229,6 +275,8 @@ class SQLiteJobStore:
                         record.result_bytes,
                         record.expires,
                         record.attempts,
+                        record.client,
+                        record.bucket,
                         json.dumps(items, separators=(",", ":")),
                     ),
                 )
@@ -237,14 +285,57 @@ class SQLiteJobStore:
                 raise
             self._conn.execute("COMMIT")
 
-    def get(self, job_id: str) -> JobRecord | None:
-        row = self._one(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+    def _admit(self, record: JobRecord, limits: Admission) -> None:
+        """Raise unless ``record`` fits ``limits``; runs inside the transaction of ``create``."""
+        (active,) = self._conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)", ACTIVE
+        ).fetchone()
+        if active >= limits.max_active:
+            raise TooManyJobs(f"{active} jobs are already queued or running")
+        if limits.max_bucket_active is not None and record.bucket is not None:
+            # The client's jobs: those counted in its bucket, and those it owns (its first job
+            # may have been made before it had a token, in a shared bucket).
+            (mine,) = self._conn.execute(
+                "SELECT COUNT(*) FROM jobs WHERE (bucket = ? OR client = ?) AND state IN (?, ?)",
+                (record.bucket, record.client, *ACTIVE),
+            ).fetchone()
+            if mine >= limits.max_bucket_active:
+                raise TooManyClientJobs(f"you have {mine} jobs queued or running")
+        if limits.results_quota_bytes is not None:
+            stored, next_expiry = self._conn.execute(
+                "SELECT COALESCE(SUM(result_bytes), 0), MIN(expires) FROM jobs WHERE state = ?",
+                (JobState.DONE,),
+            ).fetchone()
+            needed = stored + (active + 1) * limits.reserve_bytes
+            if needed > limits.results_quota_bytes:
+                # Room comes back when the next result expires (or a running job ends).
+                wait = (next_expiry - record.created) if next_expiry is not None else 0
+                raise ResultsFull(
+                    f"job results use {stored:,} of {limits.results_quota_bytes:,} bytes and "
+                    f"{active} jobs may still write up to {limits.reserve_bytes:,} each",
+                    retry_after=max(1.0, wait),
+                )
+
+    def get(self, job_id: str, client: str | None = None) -> JobRecord | None:
+        if client is None:
+            row = self._one(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        else:
+            row = self._one(
+                f"SELECT {_COLUMNS} FROM jobs WHERE id = ? AND client = ?", (job_id, client)
+            )
         return _record(row) if row else None
 
-    def recent(self, limit: int) -> list[JobRecord]:
-        rows = self._all(
-            f"SELECT {_COLUMNS} FROM jobs ORDER BY created DESC, rowid DESC LIMIT ?", (limit,)
-        )
+    def recent(self, limit: int, client: str | None = None) -> list[JobRecord]:
+        if client is None:
+            rows = self._all(
+                f"SELECT {_COLUMNS} FROM jobs ORDER BY created DESC, rowid DESC LIMIT ?", (limit,)
+            )
+        else:
+            rows = self._all(
+                f"SELECT {_COLUMNS} FROM jobs WHERE client = ? "
+                "ORDER BY created DESC, rowid DESC LIMIT ?",
+                (client, limit),
+            )
         return [_record(row) for row in rows]
 
     def items(self, job_id: str) -> list[dict[str, Any]]:

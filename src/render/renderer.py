@@ -135,7 +135,7 @@ class Renderer:
             thread_name_prefix="figserve-render",
         )
         self._background = concurrent.futures.ThreadPoolExecutor(
-            max_workers=settings.job_threads, thread_name_prefix="figserve-job"
+            max_workers=max(1, settings.job_threads), thread_name_prefix="figserve-job"
         )
         self._cache: LRUCache[str, bytes] = LRUCache(maxsize=settings.cache_bytes, getsizeof=len)
         self._flights: dict[str, _Flight] = {}

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import Blueprint, Response, request, url_for
 from quart_schema import DataSource, document_request, tag
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..figures import FigureParams, FigureSpec, Registry
 from ..figures.data import DataError, PlotParams, draw_table, parse_table, resolve_columns
@@ -23,11 +23,14 @@ from ..render import (
     canvas_for,
     job_for,
 )
+from .body import json_object, read_form, unsupported_media_type
 from .errors import invalid, validation_errors
 from .images import image_response
-from .openapi import image_responses, json_responses, responds
-from .params import spec_or_404
+from .openapi import PROBLEM_SCHEMA, image_responses, json_responses, responds
+from .params import no_query, number_errors, single_values, spec_or_404, unknown_keys
 from .state import app_state, renderer
+
+_PROBLEM = {"application/problem+json": {"schema": PROBLEM_SCHEMA}}
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 tag_names = ["api"]
@@ -59,7 +62,7 @@ class PlotForm(PlotParams):
 
 @bp.get("/figures")
 @tag(tag_names)
-@responds(json_responses({"schema": {"type": "object"}}))
+@responds(json_responses({"schema": {"type": "object"}}, 400))
 async def catalog() -> dict[str, Any]:
     """Every figure with its parameter schema and URLs."""
     state = app_state()
@@ -152,17 +155,6 @@ def check_render_spec(
     return CheckedSpec(spec, params, opts, job), []
 
 
-async def _json_body() -> dict[str, Any]:
-    raw = await request.get_data()
-    try:
-        body = json.loads(raw)
-    except ValueError:  # also a body that is not UTF-8
-        body = None
-    if not isinstance(body, dict):
-        raise invalid([{"param": "body", "message": "expected a JSON object"}], "Invalid body")
-    return body
-
-
 def _options(values: dict[str, Any], default_w: int, default_h: int) -> ImageOptions:
     given = {k: v for k, v in values.items() if k in ImageOptions.model_fields and v is not None}
     given.setdefault("w", default_w)
@@ -170,13 +162,29 @@ def _options(values: dict[str, Any], default_w: int, default_h: int) -> ImageOpt
     return ImageOptions.model_validate(given)
 
 
+_BODY_ERRORS = {
+    "403": {"description": "A cross-site request.", "content": _PROBLEM},
+    "408": {"description": "The body did not arrive in time.", "content": _PROBLEM},
+    "413": {"description": "Body too large.", "content": _PROBLEM},
+    "415": {"description": "Wrong Content-Type.", "content": _PROBLEM},
+}
+
+
+@bp.before_request
+async def _no_query_string() -> None:
+    # The API takes JSON or forms, never a query: a query is a mistake, so say so.
+    errors = no_query()
+    if errors:
+        raise invalid(errors)
+
+
 @bp.post("/render")
 @tag(tag_names)
 @document_request(RenderSpec)
-@responds(image_responses(list(MEDIA_TYPES.values())) | {"413": {"description": "Body too large."}})
+@responds(image_responses(list(MEDIA_TYPES.values())) | _BODY_ERRORS)
 async def render() -> Response:
     """Render a figure from a JSON spec; answers with the image."""
-    body = await _json_body()
+    body = await json_object()
     state = app_state()
     figure = body.get("figure")
     if isinstance(figure, str) and len(figure) <= 32:
@@ -191,24 +199,41 @@ async def render() -> Response:
 @bp.post("/plot")
 @tag(tag_names)
 @document_request(PlotForm, source=DataSource.FORM_MULTIPART)
-@responds(image_responses(list(MEDIA_TYPES.values())) | {"413": {"description": "Too large."}})
+@responds(image_responses(list(MEDIA_TYPES.values())) | _BODY_ERRORS)
 async def plot() -> Response:
     """Plot uploaded data (CSV with a header row, or .npy) as line, scatter, bar or hist."""
     state = app_state()
     settings = state.settings
-    form = await request.form
-    files = await request.files
+    if request.mimetype != "multipart/form-data":
+        raise unsupported_media_type("multipart/form-data")
+    form, files = await read_form()
+    # Unknown fields are errors whatever their value; each field and the file come once.
+    errors = unknown_keys([*form.keys(), *files.keys()], {*PlotForm.model_fields, "file"})
+    errors += [
+        {"param": k, "message": "a form field, not a file"}
+        for k in files
+        if k in PlotForm.model_fields
+    ]
+    if len(files.getlist("file")) > 1:
+        errors.append({"param": "file", "message": "attach one file"})
     upload = files.get("file")
     if upload is None:
-        raise invalid([{"param": "file", "message": "attach the data as a file field 'file'"}])
-    fields = {k: v for k, v in form.items() if v != ""}
+        errors.append({"param": "file", "message": "attach the data as a file field 'file'"})
+    values = single_values(form)
+    errors += number_errors(values, (PlotForm,))
+    if errors:
+        raise invalid(errors)
+    fields = {k: v for k, v in values.items() if v != ""}
     try:
         form_in = PlotForm.model_validate(fields)
         opts = _options(fields, 640, 400)
     except ValidationError as exc:
         raise invalid(validation_errors(exc)) from None
     params = PlotParams.model_validate(form_in.model_dump(include=set(PlotParams.model_fields)))
+    assert upload is not None
     data = upload.read(settings.max_body_bytes + 1)
+    if len(data) > settings.max_body_bytes:  # the body limit makes this impossible; be sure
+        raise RequestEntityTooLarge()
     try:
         # Parsing a large CSV takes a while: keep it off the event loop.
         table = await asyncio.to_thread(

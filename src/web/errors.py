@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from ..render import (
 log = logging.getLogger("figserve.web")
 
 PROBLEM_JSON = "application/problem+json"
+_SIZE = re.compile(r"[0-9]{1,4}", re.ASCII)
 SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 
 
@@ -113,13 +115,13 @@ def _prefers_html() -> bool:
 
 
 def _image_box() -> tuple[int, int]:
-    # Draw the error at the size the page reserved for the figure, when it is sane.
-    try:
-        w = int(request.args.get("w", 400))
-        h = int(request.args.get("h", 300))
-    except ValueError:
+    # Draw the error at the size the page reserved for the figure, when it is sane (plain
+    # ASCII digits: int() would also read other scripts' digits, spaces and underscores).
+    w, h = request.args.get("w", "400"), request.args.get("h", "300")
+    if not (_SIZE.fullmatch(w) and _SIZE.fullmatch(h)):
         return 400, 300
-    return (w, h) if 50 <= w <= 3000 and 50 <= h <= 3000 else (400, 300)
+    width, height = int(w), int(h)
+    return (width, height) if 50 <= width <= 3000 and 50 <= height <= 3000 else (400, 300)
 
 
 def log_problem(problem: Problem) -> None:

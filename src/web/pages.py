@@ -132,11 +132,14 @@ async def figure_page(name: str) -> tuple[str, int]:
         errors = {e["param"]: e["message"] for e in problem.errors}
     else:
         result = _result(spec, params, opts, "dpr" in opts.model_fields_set)
+    shown = set(spec.params.model_fields) | (set(ImageOptions.model_fields) - {"dpi", "dpr"})
     html = await render_template(
         "pages/figure.html",
         spec=spec,
         result=result,
         errors=errors,
+        # Errors of keys that have no field in the form (unknown ones, dpi, dpr): listed apart.
+        other_errors={k: v for k, v in errors.items() if k not in shown},
         fields=form_fields(spec.params, values, errors),
         options=form_fields(ImageOptions, values, errors, skip={"dpi", "dpr"}),
     )
@@ -156,7 +159,9 @@ def _result(
         urls["srcset"] = None
     return {
         **urls,
-        "permalink": request.host_url.rstrip("/") + urls["src"],
+        # Never from the Host header, which the client chooses: the operator's public address,
+        # or a link relative to this page.
+        "permalink": app_state().settings.public_url.rstrip("/") + urls["src"],
         "format": opts.format,
         "media_type": MEDIA_TYPES[opts.format],
         "width": opts.w,

@@ -1,0 +1,101 @@
+"""The outermost ASGI layer: what must hold before Quart sees a connection.
+
+- figserve has no WebSocket endpoint. Quart would route an upgrade request and fail in its error
+  handlers (they need an HTTP request); here every WebSocket handshake is refused at once with a
+  403, and nothing is logged but the server's access log line.
+- A request body must arrive in full within ``body_timeout`` seconds of the request's start.
+  The server applies no such deadline of its own, so a client sending a byte now and then could
+  hold a connection (and a task) for ever; past the deadline the request answers 408 and its
+  connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PROBLEM_JSON = b"application/problem+json"
+
+
+class _BodyTimeout(Exception):
+    """The request body did not arrive before its deadline."""
+
+
+def _problem(status: int, title: str, detail: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    body = json.dumps(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    ).encode()
+    headers = [
+        (b"content-type", PROBLEM_JSON),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"x-content-type-options", b"nosniff"),
+    ]
+    return headers, body
+
+
+async def _refuse_websocket(scope: Scope, send: Send) -> None:
+    # Answered at once: the handshake ends here, whatever the client sends next.
+    detail = "figserve has no WebSocket endpoints; use plain HTTP."
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        # The server lets the app answer the handshake with an HTTP response: say why.
+        headers, body = _problem(403, "WebSocket refused", detail)
+        await send({"type": "websocket.http.response.start", "status": 403, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})  # the server answers 403
+
+
+def guard(app: ASGIApp, *, body_timeout: float) -> ASGIApp:
+    """Wrap ``app``: WebSocket handshakes refused, HTTP bodies read against a deadline."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await _refuse_websocket(scope, send)
+            return
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        deadline = asyncio.get_running_loop().time() + body_timeout
+        body_done = False
+        started = False
+
+        async def timed_receive() -> Message:
+            nonlocal body_done
+            if body_done:
+                return await receive()  # only a disconnect can come now: no deadline
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise _BodyTimeout from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await app(scope, timed_receive, tracked_send)
+        except _BodyTimeout:
+            # The app's request task was cancelled; answer for it if it had not begun to.
+            if not started:
+                detail = f"The request body did not arrive within {body_timeout:g} seconds."
+                headers, body = _problem(408, "Request Timeout", detail)
+                headers.append((b"connection", b"close"))
+                await send({"type": "http.response.start", "status": 408, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+
+    return guarded

@@ -1,0 +1,174 @@
+"""The job store's ownership and admission: who a job belongs to, the per-client share, the disk
+budget of results, and opening a database of a previous version."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from src.jobs import (
+    Admission,
+    JobRecord,
+    JobState,
+    ResultsFull,
+    SQLiteJobStore,
+    TooManyClientJobs,
+    TooManyJobs,
+    new_job_id,
+)
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+
+# The schema as the first release created it, before jobs had owners.
+OLD_SCHEMA = """
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY, state TEXT NOT NULL, output TEXT NOT NULL, total INTEGER NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, started REAL, finished REAL,
+    heartbeat REAL, owner TEXT, error TEXT, result_bytes INTEGER, expires REAL,
+    items TEXT NOT NULL
+);
+"""
+
+
+def record(state: JobState = JobState.QUEUED, **kw) -> JobRecord:
+    return JobRecord(
+        id=new_job_id(), state=state, output="zip", total=1, done=0, created=time.time(), **kw
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = SQLiteJobStore(tmp_path / "jobs.sqlite3")
+    yield s
+    s.close()
+
+
+def test_a_database_of_the_previous_version_gains_the_owner_columns(tmp_path: Path):
+    path = tmp_path / "jobs.sqlite3"
+    old_id = new_job_id()
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+        db.execute(
+            "INSERT INTO jobs (id, state, output, total, created, items) VALUES (?, ?, ?, ?, ?, ?)",
+            (old_id, "done", "pdf", 1, time.time(), "[]"),
+        )
+    failures: list[str] = []
+
+    def open_store() -> None:
+        try:
+            SQLiteJobStore(path).close()
+        except sqlite3.Error as exc:
+            failures.append(repr(exc))
+
+    # Every worker opens it at start, at once.
+    threads = [threading.Thread(target=open_store) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    store = SQLiteJobStore(path)
+    try:
+        old = store.get(old_id)
+        assert old is not None and (old.client, old.bucket) == (None, None)
+        assert store.get(old_id, client="someone") is None
+        new = record(client="c1", bucket="c1")
+        store.create(new, [], 10)
+        assert store.get(new.id, client="c1") == new
+    finally:
+        store.close()
+
+
+def test_get_and_recent_by_client(store):
+    mine = [record(client="me") for _ in range(3)]
+    theirs = [record(client="them") for _ in range(2)]
+    for r in [*mine, *theirs]:
+        store.create(r, [], 100)
+    assert {r.id for r in store.recent(10, client="me")} == {r.id for r in mine}
+    assert {r.id for r in store.recent(10)} == {r.id for r in mine + theirs}
+    assert store.get(theirs[0].id, client="me") is None
+    assert store.get(theirs[0].id) == theirs[0]
+    assert len(store.recent(2, client="me")) == 2
+
+
+def test_a_clients_first_job_counts_in_its_share_though_made_without_a_token(store):
+    limits = Admission(max_active=100, max_bucket_active=2)
+    # Made without a cookie: counted in the address's bucket, owned by the new token "c".
+    store.create(record(client="c", bucket="ip:1"), [], limits)
+    # With the cookie now: its own bucket, and the first job still counts.
+    store.create(record(client="c", bucket="c"), [], limits)
+    with pytest.raises(TooManyClientJobs):
+        store.create(record(client="c", bucket="c"), [], limits)
+    # The address's bucket holds one: one more client without a cookie fits.
+    store.create(record(client="d", bucket="ip:1"), [], limits)
+    with pytest.raises(TooManyClientJobs):
+        store.create(record(client="e", bucket="ip:1"), [], limits)
+
+
+def test_the_global_limit_comes_first(store):
+    store.create(record(client="a", bucket="a"), [], 1)
+    with pytest.raises(TooManyJobs) as info:
+        store.create(record(client="b", bucket="b"), [], Admission(1, max_bucket_active=5))
+    assert not isinstance(info.value, TooManyClientJobs)
+
+
+def test_the_results_budget_reserves_room_for_what_active_jobs_may_write(store):
+    now = time.time()
+    done = record(JobState.DONE, result_bytes=600, finished=now, expires=now + 120)
+    store.create(done, [], 10)
+    limits = Admission(max_active=10, results_quota_bytes=1000, reserve_bytes=150)
+    store.create(record(), [], limits)  # 600 stored + 150 for it = 750
+    store.create(record(), [], limits)  # 600 + 2 x 150 = 900
+    with pytest.raises(ResultsFull) as info:
+        store.create(record(), [], limits)  # 600 + 3 x 150 = 1050
+    assert 100 <= info.value.retry_after <= 120  # when the stored result expires
+    store.delete(done.id)
+    store.create(record(), [], limits)  # 3 x 150
+
+
+events = st.lists(
+    st.tuples(
+        st.sampled_from(["create", "end"]),
+        st.sampled_from(["a", "b", "c"]),  # client
+        st.booleans(),  # made with its cookie (else in the address's bucket)
+    ),
+    max_size=25,
+)
+
+
+@FAST
+@given(events, st.integers(1, 4), st.integers(1, 3))
+def test_admission_matches_a_model_of_the_limits(tmp_path_factory, events, total, share):
+    store = SQLiteJobStore(tmp_path_factory.mktemp("store") / "jobs.sqlite3")
+    limits = Admission(max_active=total, max_bucket_active=share)
+    active: list[JobRecord] = []
+    try:
+        for kind, client, with_cookie in events:
+            if kind == "end":
+                if active:
+                    ended = active.pop(0)
+                    store.cancel(ended.id, time.time(), time.time() + 60)
+                continue
+            new = record(client=client, bucket=client if with_cookie else "ip")
+            in_share = sum(r.bucket == new.bucket or r.client == new.client for r in active)
+            if len(active) >= total:
+                expected: type[Exception] | None = TooManyJobs
+            elif in_share >= share:
+                expected = TooManyClientJobs
+            else:
+                expected = None
+            if expected is None:
+                store.create(new, [], limits)
+                active.append(new)
+            else:
+                with pytest.raises(expected) as info:
+                    store.create(new, [], limits)
+                assert type(info.value) is expected
+    finally:
+        store.close()

@@ -1,0 +1,497 @@
+"""Job routes: private jobs (owner cookie, admin token), the report form's bounds, and the
+limits checked at submission (per client, disk budget, estimated work).
+
+Jobs here never run (``job_threads`` is 0), so they stay queued exactly as created; finished
+jobs are written into the store directly, with their result file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from quart import Quart
+
+import src.web.jobs as jobs_module
+from src.app import create_app
+from src.jobs import JobRecord, JobRunner, JobState, new_job_id
+from src.web.owner import COOKIE, new_token, token_hash
+
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+ADMIN = "operator-token-0123456789"
+WAVES = {"items": [{"figure": "waves", "format": "svg"}], "output": "zip"}
+
+
+@pytest.fixture
+def jobs_dir(tmp_path: Path) -> Path:
+    return tmp_path / "jobs"
+
+
+@pytest.fixture
+def app_config(jobs_dir: Path) -> dict:
+    return {
+        "warm_up": False,
+        "jobs_dir": str(jobs_dir),
+        "job_threads": 0,  # nothing runs: jobs stay as they were created
+        "job_max_active": 1000,
+        "job_max_client_active": 1000,
+        "job_max_pixels": 20_000_000,
+        "job_results_quota_bytes": 10**15,
+    }
+
+
+def runner_of(app: Quart) -> JobRunner:
+    runner = app.extensions["figserve"].jobs
+    assert runner is not None
+    return runner
+
+
+def with_cookie(app: Quart, token: str | None) -> object:
+    client = app.test_client()
+    if token is not None:
+        client.set_cookie("localhost", COOKIE, token, path="/jobs")
+    return client
+
+
+def owner_cookie(resp) -> dict[str, str]:
+    """The Set-Cookie of the owner cookie, as attribute -> value (lower-case names)."""
+    (header,) = [h for h in resp.headers.getlist("Set-Cookie") if h.startswith(COOKIE + "=")]
+    name_value, *attrs = [part.strip() for part in header.split(";")]
+    out = {"value": name_value.split("=", 1)[1]}
+    for attr in attrs:
+        key, _, value = attr.partition("=")
+        out[key.lower()] = value
+    return out
+
+
+def store_done(app: Quart, owner: str | None, data: bytes = b"%PDF-1.4 result") -> str:
+    """A finished job of ``owner`` (a token hash), with its result on disk."""
+    runner = runner_of(app)
+    job_id = new_job_id()
+    now = time.time()
+    record = JobRecord(
+        id=job_id,
+        state=JobState.DONE,
+        output="pdf",
+        total=1,
+        done=1,
+        created=now,
+        started=now,
+        finished=now,
+        expires=now + 3600,
+        result_bytes=len(data),
+        client=owner,
+        bucket=owner,
+    )
+    assert runner.store is not None
+    runner.store.create(record, [], 10**6)
+    runner.result_path(record).write_bytes(data)
+    return job_id
+
+
+# --- the owner cookie ----------------------------------------------------------------------------
+
+
+async def test_a_submission_sets_a_private_owner_cookie(app):
+    client = app.test_client()
+    resp = await client.post("/jobs", json=WAVES)
+    assert resp.status_code == 202
+    cookie = owner_cookie(resp)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", cookie["value"])
+    assert cookie["path"] == "/jobs"
+    assert cookie["max-age"] == str(7 * 86400)
+    assert cookie["samesite"] == "Lax"
+    assert "httponly" in cookie
+    assert "secure" not in cookie  # plain http: a Secure cookie would never come back
+
+    # Kept and sent back, it is renewed, not replaced; the form answers with it too.
+    again = await client.post("/jobs", json=WAVES)
+    assert owner_cookie(again)["value"] == cookie["value"]
+    form = urlencode([("figure", "waves"), ("output", "zip"), ("format", "svg")])
+    resp = await client.post("/jobs", data=form, headers=FORM)
+    assert resp.status_code == 303
+    assert owner_cookie(resp)["value"] == cookie["value"]
+
+
+async def test_over_https_the_owner_cookie_is_secure(app):
+    resp = await app.test_client().post("/jobs", json=WAVES, scheme="https")
+    assert "secure" in owner_cookie(resp)
+
+
+@pytest.mark.parametrize("bad", ["", "short", "x" * 43 + "!", "é" * 43, "a" * 44])
+async def test_a_malformed_owner_cookie_is_replaced(app, bad):
+    resp = await with_cookie(app, bad).post("/jobs", json=WAVES)
+    assert resp.status_code == 202
+    assert owner_cookie(resp)["value"] != bad
+
+
+async def test_the_store_keeps_only_a_hash_of_the_token(app, jobs_dir):
+    resp = await app.test_client().post("/jobs", json=WAVES)
+    token = owner_cookie(resp)["value"]
+    job_id = (await resp.get_json())["id"]
+    with sqlite3.connect(jobs_dir / "jobs.sqlite3") as db:
+        (client,) = db.execute("SELECT client FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        dump = "\n".join(db.iterdump())
+    assert client == token_hash(token)
+    assert token not in dump
+
+
+# --- privacy -------------------------------------------------------------------------------------
+
+
+def without_id(text: str, job_id: str) -> str:
+    return text.replace(job_id, "<id>").replace(job_id[:8], "<id8>")
+
+
+async def answer(client, method: str, path: str, accept: str) -> tuple[int, dict, str]:
+    resp = await client.open(path, method=method, headers={"Accept": accept})
+    headers = {k.lower(): v for k, v in resp.headers.items() if k.lower() not in {"date"}}
+    return resp.status_code, headers, await resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("accept", ["application/json", "text/html"])
+async def test_someone_elses_job_answers_exactly_as_an_unknown_one(app, accept):
+    mine = new_token()
+    job_id = store_done(app, token_hash(mine))
+    unknown = new_job_id()
+    for stranger in (None, new_token()):
+        client = with_cookie(app, stranger)
+        for method, suffix in [("GET", ""), ("GET", "/result"), ("DELETE", "")]:
+            theirs = await answer(client, method, f"/jobs/{job_id}{suffix}", accept)
+            nobodys = await answer(client, method, f"/jobs/{unknown}{suffix}", accept)
+            assert theirs[0] == 404
+            assert theirs[1] == nobodys[1]
+            assert without_id(theirs[2], job_id) == without_id(nobodys[2], unknown)
+        listing = await client.get("/jobs")
+        assert (await listing.get_json())["jobs"] == []
+    # The owner still has it, whole: the strangers' DELETE did nothing.
+    owner = with_cookie(app, mine)
+    assert (await owner.get(f"/jobs/{job_id}/result")).status_code == 200
+    assert [j["id"] for j in (await (await owner.get("/jobs")).get_json())["jobs"]] == [job_id]
+
+
+@FAST
+@given(owners=st.lists(st.integers(0, 3), min_size=1, max_size=8), viewer=st.integers(-1, 3))
+async def test_each_client_sees_and_acts_on_its_own_jobs_only(app, owners, viewer):
+    tokens = [new_token() for _ in range(4)]
+    jobs = [(store_done(app, token_hash(tokens[o])), o) for o in owners]
+    client = with_cookie(app, tokens[viewer] if viewer >= 0 else None)
+    listed = {j["id"] for j in (await (await client.get("/jobs")).get_json())["jobs"]}
+    assert listed == {job_id for job_id, o in jobs if o == viewer}
+    for job_id, o in jobs:
+        expected = 200 if o == viewer else 404
+        assert (await client.get(f"/jobs/{job_id}")).status_code == expected
+        assert (await client.get(f"/jobs/{job_id}/result")).status_code == expected
+    for job_id, o in jobs:
+        expected = 204 if o == viewer else 404
+        assert (await client.delete(f"/jobs/{job_id}")).status_code == expected
+    for job_id, o in jobs:  # the others' jobs are all still there
+        if o != viewer:
+            assert await runner_of(app).get(job_id) is not None
+
+
+async def test_jobs_of_a_previous_version_without_an_owner_are_nobodys(app):
+    job_id = store_done(app, None)
+    for token in (None, new_token()):
+        assert (await with_cookie(app, token).get(f"/jobs/{job_id}")).status_code == 404
+
+
+# --- the operator's view -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_app_config(app_config: dict) -> dict:
+    return {**app_config, "admin_token": ADMIN}
+
+
+async def test_the_admin_token_shows_every_clients_jobs(admin_app_config):
+    application = create_app(admin_app_config)
+    async with application.test_app():
+        ids = [store_done(application, token_hash(new_token())) for _ in range(3)]
+        admin = application.test_client()
+        bearer = {"Authorization": f"Bearer {ADMIN}"}
+        listed = [
+            j["id"] for j in (await (await admin.get("/jobs", headers=bearer)).get_json())["jobs"]
+        ]
+        assert sorted(listed) == sorted(ids)
+        assert (await admin.get(f"/jobs/{ids[0]}/result", headers=bearer)).status_code == 200
+        assert (await admin.delete(f"/jobs/{ids[0]}", headers=bearer)).status_code == 204
+        # Anything else is refused, not quietly taken for an ordinary client.
+        for header in (f"Bearer {ADMIN}x", f"Bearer {ADMIN[:-1]}", f"Basic {ADMIN}", "Bearer"):
+            resp = await admin.get("/jobs", headers={"Authorization": header})
+            assert resp.status_code == 401
+            assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        # Never in a URL.
+        assert (await admin.get(f"/jobs?token={ADMIN}")).status_code == 400
+        assert (await (await admin.get("/jobs")).get_json())["jobs"] == []
+
+
+async def test_without_an_admin_token_configured_there_is_no_operator_view(app):
+    job_id = store_done(app, token_hash(new_token()))
+    client = app.test_client()
+    for header in ("Bearer ", "Bearer anything-at-all-0123456789"):
+        resp = await client.get("/jobs", headers={"Authorization": header})
+        assert (await resp.get_json())["jobs"] == []
+        resp = await client.get(f"/jobs/{job_id}", headers={"Authorization": header})
+        assert resp.status_code == 404
+
+
+def test_a_short_admin_token_is_refused_at_start():
+    with pytest.raises(ValueError, match="FIGSERVE_ADMIN_TOKEN"):
+        create_app({"admin_token": "short"})
+
+
+# --- nothing names a host or a process; nothing is cached ----------------------------------------
+
+
+async def test_no_job_response_names_the_worker(app):
+    client = app.test_client()
+    created = await client.post("/jobs", json=WAVES)
+    job_id = (await created.get_json())["id"]
+    done = store_done(app, token_hash(owner_cookie(created)["value"]))
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    responses = [
+        created,
+        await client.get("/jobs"),
+        await client.get("/jobs", headers={"Accept": "text/html"}),
+        await client.get(f"/jobs/{job_id}"),
+        await client.get(f"/jobs/{job_id}", headers={"Accept": "text/html"}),
+        await client.get(f"/jobs/{done}/result"),
+        await client.delete(f"/jobs/{job_id}"),
+    ]
+    for resp in responses:
+        assert "X-Figserve-Worker" not in resp.headers
+        text = (await resp.get_data()).decode("latin-1") + str(resp.headers)
+        assert worker not in text
+        if resp.mimetype == "application/json":
+            body = await resp.get_json()
+            for job in body.get("jobs", [body]):
+                assert "worker" not in job
+
+
+async def test_no_job_response_may_be_cached(app):
+    client = app.test_client()
+    created = await client.post("/jobs", json=WAVES)
+    job_id = (await created.get_json())["id"]
+    done = store_done(app, token_hash(owner_cookie(created)["value"]))
+    form = urlencode([("figure", "waves"), ("output", "zip"), ("format", "svg")])
+    responses = [
+        created,
+        await client.post("/jobs", data=form, headers=FORM),
+        await client.get("/jobs"),
+        await client.get(f"/jobs/{job_id}"),
+        await client.get(f"/jobs/{done}/result"),
+        await client.get(f"/jobs/{new_job_id()}"),
+        await client.delete(f"/jobs/{done}"),
+    ]
+    for resp in responses:
+        assert resp.headers["Cache-Control"] == "no-store", resp.status_code
+        assert "Expires" not in resp.headers
+
+
+# --- the report form: bounded before any work ----------------------------------------------------
+
+
+@pytest.fixture
+def checks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every render spec the job routes validate (the real validation runs)."""
+    seen: list[str] = []
+    real = jobs_module.check_render_spec
+
+    def counted(registry, raw, *args, **kwargs):
+        seen.append(raw.get("figure") if isinstance(raw, dict) else raw)
+        return real(registry, raw, *args, **kwargs)
+
+    monkeypatch.setattr(jobs_module, "check_render_spec", counted)
+    yield seen
+
+
+def stored_items(app: Quart) -> int:
+    store = runner_of(app).store
+    assert store is not None
+    return sum(len(store.items(job.id)) for job in store.recent(10**6))
+
+
+async def test_a_figure_ticked_many_times_does_not_multiply_items(app, checks):
+    # The attack: a 1.3 KB body, one figure ticked a hundred times, 500 copies of it.
+    form = [("figure", "waves")] * 100 + [("copies.waves", "500"), ("output", "zip")]
+    body = urlencode(form)
+    assert len(body) < 1500
+    resp = await app.test_client().post("/jobs", data=body, headers=FORM)
+    assert resp.status_code == 400
+    problem = await resp.get_json()
+    assert problem["param"] == "figure"
+    assert "more than once" in problem["detail"]
+    assert checks == []
+    assert stored_items(app) == 0
+
+
+async def test_too_many_copies_are_refused_before_any_figure_is_checked(app, checks):
+    names = [spec.name for spec in app.extensions["figserve"].registry]
+    form = [("figure", n) for n in names] + [(f"copies.{n}", "200") for n in names]
+    resp = await app.test_client().post("/jobs", data=urlencode(form), headers=FORM)
+    assert resp.status_code == 400
+    problem = await resp.get_json()
+    assert problem["param"] == "copies"
+    assert f"got {200 * len(names)}" in problem["detail"]
+    assert checks == []
+    assert stored_items(app) == 0
+
+
+async def test_copies_are_validated_once_per_figure(app, checks):
+    form = [("figure", "histogram"), ("copies.histogram", "500"), ("histogram.seed", "7")]
+    form += [("output", "zip"), ("format", "svg"), ("w", "50"), ("h", "50")]
+    resp = await app.test_client().post("/jobs", data=urlencode(form), headers=FORM)
+    assert resp.status_code == 303
+    assert checks == ["histogram"]
+    job_id = resp.headers["Location"].rsplit("/", 1)[1]
+    items = runner_of(app).store.items(job_id)
+    assert [i["params"]["seed"] for i in items] == list(range(7, 507))
+
+
+async def test_seeds_of_copies_stay_within_the_figures_bounds(app):
+    form = [("figure", "histogram"), ("copies.histogram", "3"), ("histogram.seed", "4294967294")]
+    resp = await app.test_client().post("/jobs", data=urlencode(form), headers=FORM)
+    assert resp.status_code == 400
+    assert (await resp.get_json())["param"] == "histogram.seed"
+
+
+copies_text = st.one_of(
+    st.integers(-5, 700).map(str),
+    st.sampled_from(["", " 3", "3.0", "1e2", "²", "٣", "0x10", "9" * 30]),
+    st.text(max_size=4),
+)
+
+
+@FAST
+@given(
+    ticked=st.lists(st.sampled_from(["waves", "histogram", "heatmap", "pie", ""]), max_size=6),
+    copies=st.dictionaries(st.sampled_from(["waves", "histogram", "heatmap"]), copies_text),
+    output=st.sampled_from(["pdf", "zip", "tar", ""]),
+)
+async def test_any_report_form_is_bounded_before_it_is_expanded(app, ticked, copies, output):
+    seen: list[str] = []
+    real = jobs_module.check_render_spec
+
+    def counted(registry, raw, *args, **kwargs):
+        seen.append(raw["figure"])
+        return real(registry, raw, *args, **kwargs)
+
+    jobs_module.check_render_spec = counted
+    try:
+        form = [("figure", name) for name in ticked]
+        form += [(f"copies.{n}", c) for n, c in copies.items()]
+        form += [("output", output), ("format", "svg"), ("w", "50"), ("h", "50")]
+        before = stored_items(app)
+        resp = await app.test_client().post("/jobs", data=urlencode(form), headers=FORM)
+    finally:
+        jobs_module.check_render_spec = real
+    assert resp.status_code in {303, 400}
+    assert len(seen) <= len(set(ticked))  # once per figure at most, never per copy
+    added = stored_items(app) - before
+    limit = app.extensions["figserve"].settings.job_max_items
+    if resp.status_code == 303:
+        wanted = sum(int(copies.get(n) or 1) for n in ticked)
+        assert added == wanted <= limit
+    else:
+        assert added == 0
+
+
+# --- limits at submission ------------------------------------------------------------------------
+
+
+async def test_each_client_has_a_share_of_the_active_jobs(app_config):
+    application = create_app({**app_config, "job_max_client_active": 2})
+    async with application.test_app():
+        # Clients that keep no cookie share one share per address.
+        statuses = [
+            (await application.test_client().post("/jobs", json=WAVES)).status_code
+            for _ in range(3)
+        ]
+        assert statuses == [202, 202, 429]
+        me = with_cookie(application, new_token())
+        for _ in range(2):
+            assert (await me.post("/jobs", json=WAVES)).status_code == 202
+        resp = await me.post("/jobs", json=WAVES)
+        assert resp.status_code == 429
+        assert resp.headers["Retry-After"]
+        assert "limit per client is 2" in (await resp.get_json())["detail"]
+        # Another client still gets in.
+        other = with_cookie(application, new_token())
+        assert (await other.post("/jobs", json=WAVES)).status_code == 202
+        # A job that ends frees its place.
+        first = (await (await me.get("/jobs")).get_json())["jobs"][-1]["id"]
+        assert (await me.delete(f"/jobs/{first}")).status_code == 200
+        assert (await me.post("/jobs", json=WAVES)).status_code == 202
+
+
+async def test_results_quota_counts_results_and_what_active_jobs_may_write(app_config):
+    config = {
+        **app_config,
+        "job_results_quota_bytes": 1_000_000,
+        "job_max_output_bytes": 200_000,
+    }
+    application = create_app(config)
+    async with application.test_app():
+        client = application.test_client()
+        store_done(application, None, b"x" * 500_000)
+        # 500,000 stored + 200,000 for each job that may still write: room for two.
+        assert (await client.post("/jobs", json=WAVES)).status_code == 202
+        assert (await client.post("/jobs", json=WAVES)).status_code == 202
+        resp = await client.post("/jobs", json=WAVES)
+        assert resp.status_code == 503
+        assert 1 <= int(resp.headers["Retry-After"]) <= 3600
+        assert "disk budget" in (await resp.get_json())["detail"]
+        # When a result goes, room comes back.
+        runner = runner_of(application)
+        for job in await runner.recent(10, None):
+            if job.state is JobState.DONE:
+                await runner.remove(job.id)
+        assert (await client.post("/jobs", json=WAVES)).status_code == 202
+
+
+async def test_the_estimated_work_of_a_job_is_bounded_at_submission(app_config):
+    application = create_app({**app_config, "job_max_pixels": 1_000_000})
+    async with application.test_app():
+        client = application.test_client()
+        items = [{"figure": "waves", "w": 500, "h": 500, "format": "png"}] * 5  # 1.25 M px
+        resp = await client.post("/jobs", json={"items": items, "output": "zip"})
+        assert resp.status_code == 400
+        problem = await resp.get_json()
+        assert problem["param"] == "items"
+        assert "1,000,000 pixels" in problem["detail"] and "1,250,000" in problem["detail"]
+        form = [("figure", "waves"), ("copies.waves", "5"), ("w", "500"), ("h", "500")]
+        form += [("output", "zip"), ("format", "png")]
+        resp = await client.post("/jobs", data=urlencode(form), headers=FORM)
+        assert resp.status_code == 400
+        assert "1,000,000 pixels" in (await resp.get_json())["detail"]
+        # Four fit.
+        resp = await client.post("/jobs", json={"items": items[:4], "output": "zip"})
+        assert resp.status_code == 202
+
+
+@FAST
+@given(
+    sizes=st.lists(st.tuples(st.integers(50, 3000), st.integers(50, 3000)), min_size=1, max_size=6)
+)
+async def test_a_job_is_accepted_exactly_when_its_pixels_fit_the_budget(app, sizes):
+    budget = app.extensions["figserve"].settings.job_max_pixels
+    items = [{"figure": "waves", "w": w, "h": h, "format": "svg"} for w, h in sizes]
+    pixels = sum(w * h for w, h in sizes)
+    resp = await app.test_client().post("/jobs", json={"items": items, "output": "zip"})
+    over_one = any(w * h > app.extensions["figserve"].settings.max_pixels for w, h in sizes)
+    if over_one:
+        assert resp.status_code == 400
+    else:
+        assert resp.status_code == (202 if pixels <= budget else 400), json.dumps(sizes)
