@@ -552,12 +552,14 @@ async def test_stopping_gives_a_running_job_back_and_the_next_start_resumes_it(
     assert files_in(jobs_dir) == [f"{job['id']}.parts"]
 
     gate.let_through("b")
+    owner = client.cookie_jar
     application = create_app(app_config)
     async with application.test_app():
         ended = await runner_of(application).wait(job["id"], WAIT)
         assert ended is not None
         assert (ended.state, ended.done) == (JobState.DONE, 2)
         client = application.test_client()
+        client.cookie_jar = owner  # the same browser, after the restart
         data = await (await client.get(f"/jobs/{job['id']}/result")).get_data()
         assert len(pypdf.PdfReader(io.BytesIO(data)).pages) == 2
     assert sorted(gate.started()) == ["a", "b", "b"]  # item 1 was not drawn again

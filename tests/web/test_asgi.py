@@ -53,8 +53,9 @@ async def test_websocket_handshakes_are_refused_without_a_log_line(client, caplo
 
 @FAST
 @given(
+    # A path starting "//" would name a host to the test client, not a path to the app.
     path=st.text(alphabet=st.characters(codec="utf-8", exclude_characters="?#"), max_size=40).map(
-        lambda p: "/" + p
+        lambda p: "/" + p.lstrip("/")
     ),
     query=st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
 )
