@@ -12,6 +12,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from . import metrics as metrics_module
 from .config import Settings
 from .figures import FIGURES, Registry
 from .jobs import JobRunner
+from .metrics import Metrics
 from .render import ImageOptions, Renderer, RenderJob, job_for
 from .web import api, body, jobs, ops, pages, security
 from .web.asgi import guard
@@ -66,35 +69,72 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     app.register_blueprint(jobs.bp)
     register_error_handlers(app)
     security.install(app, settings)  # cross-site refusal, relative redirects, no-store default
-    metrics = metrics_module.install(app)
+    metrics_module.install(app, lambda: state.metrics)
     app.asgi_app = ops.health_first(ops.answer_when_cut(app.asgi_app))  # type: ignore[method-assign]
     app.asgi_app = guard(app.asgi_app, body_timeout=settings.body_timeout)  # type: ignore[method-assign]
 
-    @app.before_serving
-    async def _start() -> None:
+    # Each long-lived service is one function: it starts the service, yields while the app
+    # serves, then stops it. They start in this order and stop in the reverse one (jobs before
+    # the renderer they use), each time the app serves.
+    @asynccontextmanager
+    async def _signals() -> AsyncIterator[None]:
+        _sigterm_stops_the_server()
+        yield
+
+    @asynccontextmanager
+    async def _metrics() -> AsyncIterator[None]:
+        state.metrics = Metrics.start()
+        try:
+            yield
+        finally:
+            state.metrics.stop()
+            state.metrics = None
+
+    @asynccontextmanager
+    async def _renderer() -> AsyncIterator[None]:
         renderer = Renderer(
             settings,
-            observer=metrics,
+            observer=state.metrics,
             preload=_figure_modules(registry),
             warm_up=_warm_up_job(registry, settings) if settings.warm_up else None,
         )
         await renderer.start()
         state.renderer = renderer
-        runner = JobRunner(settings, registry, renderer)
+        try:
+            yield
+        finally:
+            # The render processes are killed: renders still running end with a 503.
+            state.renderer = None
+            await renderer.close()
+
+    @asynccontextmanager
+    async def _jobs() -> AsyncIterator[None]:
+        assert state.renderer is not None
+        runner = JobRunner(settings, registry, state.renderer)
         await runner.start()
         state.jobs = runner
+        try:
+            yield
+        finally:
+            # Running jobs go back to the queue with their progress.
+            state.jobs = None
+            await runner.close()
+
+    serving: list[AsyncExitStack] = []
+
+    @app.before_serving
+    async def _start_services() -> None:
+        async with AsyncExitStack() as stack:
+            for service in (_signals, _metrics, _renderer, _jobs):
+                await stack.enter_async_context(service())
+            # Started: keep them running until serving stops (a failed start stops those
+            # already started, on leaving this block).
+            serving.append(stack.pop_all())
 
     @app.after_serving
-    async def _stop() -> None:
-        # Jobs first: they go back to the queue with their progress before the render
-        # processes that run their items are killed.
-        runner, state.jobs = state.jobs, None
-        if runner is not None:
-            await runner.close()
-        renderer, state.renderer = state.renderer, None
-        if renderer is not None:
-            await renderer.close()
-        metrics.worker_exit()
+    async def _stop_services() -> None:
+        while serving:
+            await serving.pop().aclose()
 
     @app.after_request
     async def _security_headers(response: Response) -> Response:
@@ -166,5 +206,4 @@ def _sigterm_stops_the_server() -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
-_sigterm_stops_the_server()
 app = create_app()

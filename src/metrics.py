@@ -5,15 +5,12 @@ worker writes its values to memory-mapped files (prometheus-client's multiproces
 worker that answers ``/metrics`` adds up the files of all of them.
 
 The files live in a directory that the workers of one server share and that is new for every
-server start: ``<tmp>/figserve-metrics-<uid>/<master pid>-<master start time>``. Every worker
-derives the same name from its parent (the Hypercorn master), so ``hypercorn --config
-hypercorn.toml src.app:app`` needs no extra setup; directories of masters that no longer run are
-removed at start. An operator may set ``PROMETHEUS_MULTIPROC_DIR`` instead; it is then used as
-is and must be emptied before each start. A process that is not a spawned worker (tests,
-``--workers 0``) keeps its metrics in memory.
-
-This module chooses the directory when first imported, before ``prometheus_client`` is, because
-prometheus-client picks its storage at import.
+server start: ``<tmp>/figserve-<uid>/metrics/<master pid>-<master start time>``. Every worker
+derives the same name from its parent (the Hypercorn master) when it starts serving, so
+``hypercorn --config hypercorn.toml src.app:app`` needs no extra setup; directories of masters
+that no longer run are removed then. An operator may set ``PROMETHEUS_MULTIPROC_DIR`` instead;
+it is then used as is and must be emptied before each start. A process that is not a spawned
+worker (tests, ``--workers 0``) keeps its metrics in memory.
 """
 
 from __future__ import annotations
@@ -24,79 +21,10 @@ import multiprocessing
 import os
 import re
 import shutil
-import sys
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from quart import Quart, Response, request
-
-from .render import RenderJob, RenderObserver
-
-log = logging.getLogger("figserve.metrics")
-ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"
-_RUN_NAME = re.compile(r"^(\d+)-(\d*)$")
-
-
-def _start_time(pid: int) -> str:
-    """The kernel's start time of ``pid`` (Linux), so a reused pid is not mistaken for it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    # Field 22; the command name (field 2) may contain spaces, so count from its ")".
-    return stat.rsplit(")", 1)[-1].split()[19]
-
-
-def _alive(pid: int, start: str) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not start or _start_time(pid) == start
-
-
-def _remove_stale(base: Path, keep: str) -> None:
-    for entry in base.iterdir():
-        match = _RUN_NAME.match(entry.name)
-        if entry.name == keep or match is None:
-            continue
-        if not _alive(int(match.group(1)), match.group(2)):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def _choose_dir() -> str | None:
-    explicit = os.environ.get(ENV_DIR)
-    if explicit:
-        return explicit
-    parent = multiprocessing.parent_process()
-    if parent is None or parent.pid is None:
-        return None
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    base = Path(tempfile.gettempdir()) / f"figserve-metrics-{uid}"
-    name = f"{parent.pid}-{_start_time(parent.pid)}"
-    try:
-        base.mkdir(mode=0o700, exist_ok=True)
-        if hasattr(os, "getuid") and (base.is_symlink() or base.stat().st_uid != uid):
-            raise PermissionError(f"{base} is not owned by this user")
-        (base / name).mkdir(mode=0o700, exist_ok=True)
-        _remove_stale(base, keep=name)
-    except OSError as exc:
-        log.warning("metrics are per worker, not summed: cannot use %s (%s)", base, exc)
-        return None
-    return str(base / name)
-
-
-if "prometheus_client" in sys.modules and ENV_DIR not in os.environ:
-    # Too late to switch storage: whoever imported it first decided.
-    MULTIPROCESS_DIR: str | None = None
-else:
-    MULTIPROCESS_DIR = _choose_dir()
-    if MULTIPROCESS_DIR is not None:
-        os.environ[ENV_DIR] = MULTIPROCESS_DIR
-
-from prometheus_client import (  # noqa: E402  (after the directory is chosen, see above)
+from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
@@ -104,7 +32,45 @@ from prometheus_client import (  # noqa: E402  (after the directory is chosen, s
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
+from quart import Quart, Response, request
+
+from .render import RenderJob, RenderObserver
+from .system import pid_alive, private_dir, start_time
+
+log = logging.getLogger("figserve.metrics")
+ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"
+_RUN_NAME = re.compile(r"^(\d+)-(\d*)$")
+
+
+def _remove_stale(base: Path, keep: str) -> None:
+    for entry in base.iterdir():
+        match = _RUN_NAME.match(entry.name)
+        if entry.name == keep or match is None:
+            continue
+        if not pid_alive(int(match.group(1)), match.group(2)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _shared_dir() -> str | None:
+    """The directory this server's workers share, or None to keep metrics in memory."""
+    explicit = os.environ.get(ENV_DIR)
+    if explicit:
+        return explicit
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.pid is None:
+        return None
+    name = f"{parent.pid}-{start_time(parent.pid)}"
+    try:
+        base = private_dir("metrics")
+        (base / name).mkdir(mode=0o700, exist_ok=True)
+        _remove_stale(base, keep=name)
+    except OSError as exc:
+        log.warning("metrics are per worker, not summed: no folder for them (%s)", exc)
+        return None
+    return str(base / name)
+
 
 # Label values taken from requests come from fixed sets, so no request can add a series.
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -147,10 +113,13 @@ _RENDER_COUNTERS = {
 
 
 class Metrics(RenderObserver):
-    """The metrics of one app; the renderer reports to it, ``/metrics`` reads it."""
+    """The metrics of one serving app; the renderer reports to it, ``/metrics`` reads it.
 
-    def __init__(self) -> None:
-        self.multiprocess = MULTIPROCESS_DIR is not None or ENV_DIR in os.environ
+    Make it with ``start`` when serving starts and ``stop`` it when serving stops."""
+
+    def __init__(self, directory: str | None = None) -> None:
+        self.directory = directory
+        self.multiprocess = directory is not None
         # Per app, so apps built in one process (tests) do not share counts. In multiprocess
         # mode values go to the shared files and this registry is not what /metrics reads.
         self.registry = CollectorRegistry()
@@ -198,39 +167,43 @@ class Metrics(RenderObserver):
     def running(self, delta: int) -> None:
         self.in_flight.inc(delta)
 
+    @classmethod
+    def start(cls) -> Metrics:
+        """The metrics of this worker, in the files its server shares when it has several."""
+        directory = _shared_dir()
+        if directory is not None:
+            # prometheus-client reads both when a value is made: set them before any is.
+            os.environ[ENV_DIR] = directory
+            values.ValueClass = values.MultiProcessValue()
+        return cls(directory)
+
     def exposition(self) -> bytes:
-        if not self.multiprocess:
+        if self.directory is None:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry, path=self.directory)
         return generate_latest(registry)
 
-    def worker_exit(self) -> None:
+    def stop(self) -> None:
         """Drop this process's live gauges (queue depth, in flight) from the sums."""
-        if self.multiprocess:
+        if self.directory is not None:
             with contextlib.suppress(OSError):
-                multiprocess.mark_process_dead(os.getpid())
+                multiprocess.mark_process_dead(os.getpid(), self.directory)
 
 
-def install(app: Quart) -> Metrics:
-    """Create the app's metrics and count every response by route and status."""
-    metrics = Metrics()
-    app.extensions["figserve.metrics"] = metrics
+def install(app: Quart, current: Callable[[], Metrics | None]) -> None:
+    """Count every response of ``app`` by route, method and status, in ``current()``."""
 
     @app.after_request
     async def _count_response(response: Response) -> Response:
-        # The route is a rule of the app (a template such as /fig/<mean_var>), never the path.
-        rule = request.url_rule
-        route = rule.rule if rule is not None else UNMATCHED
-        labels = (route, method_label(request.method), status_label(response.status_code))
-        metrics.requests.labels(*labels).inc()
+        metrics = current()
+        if metrics is not None:
+            # The route is a rule of the app (a template such as /fig/<mean_var>), not the path.
+            rule = request.url_rule
+            route = rule.rule if rule is not None else UNMATCHED
+            labels = (route, method_label(request.method), status_label(response.status_code))
+            metrics.requests.labels(*labels).inc()
         return response
-
-    return metrics
-
-
-def metrics_of(app: Quart) -> Metrics:
-    return app.extensions["figserve.metrics"]
 
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST

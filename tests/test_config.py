@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from hypercorn.config import Config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from src.app import create_app
 from src.config import Settings
@@ -59,3 +61,33 @@ async def test_serving_hooks_own_the_render_pool():
         assert state.renderer is not None and state.renderer.ready
         assert state.renderer.settings.render_threads == 1
     assert state.renderer is None
+
+
+def scalar_text() -> st.SearchStrategy[str]:
+    numbers = st.one_of(
+        st.integers(-(2**40), 2**40).map(str),
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        st.sampled_from(["", "nan", "inf", "-0", "1e309", "0x10", "1_000", " 3 ", "true"]),
+    )
+    return numbers | st.text(max_size=20)
+
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+setting_names = st.sampled_from([f"FIGSERVE_{name.upper()}" for name in Settings.__annotations__])
+
+
+@FAST
+@given(st.dictionaries(setting_names, scalar_text(), max_size=4))
+def test_settings_from_env_convert_or_name_the_variable(environ: dict[str, str]) -> None:
+    try:
+        parsed = Settings.from_env(environ)
+    except ValueError as exc:
+        assert any(name in str(exc) for name in environ)
+    else:
+        for name, raw in environ.items():
+            value = getattr(parsed, name.removeprefix("FIGSERVE_").lower())
+            assert isinstance(
+                value, type(getattr(Settings(), name.removeprefix("FIGSERVE_").lower()))
+            )
+            if isinstance(value, str):
+                assert value == raw

@@ -5,7 +5,8 @@ the worker's render processes; ``assemble`` builds the result. Nothing here know
 the routes live in ``src/web/jobs.py``.
 """
 
-from .assemble import OUTPUTS, JobFailed, render_job
+from .assemble import JobFailed, render_job
+from .plan import OUTPUTS, JobPlan, JobRequest, check_cost, plan_from_json, reject
 from .runner import JobRunner, is_job_id, jobs_dir, new_job_id
 from .store import (
     ACTIVE,
@@ -24,7 +25,9 @@ __all__ = [
     "OUTPUTS",
     "Admission",
     "JobFailed",
+    "JobPlan",
     "JobRecord",
+    "JobRequest",
     "JobRunner",
     "JobState",
     "JobStore",
@@ -32,8 +35,11 @@ __all__ = [
     "SQLiteJobStore",
     "TooManyClientJobs",
     "TooManyJobs",
+    "check_cost",
     "is_job_id",
     "jobs_dir",
     "new_job_id",
+    "plan_from_json",
+    "reject",
     "render_job",
 ]

@@ -17,9 +17,8 @@ from typing import Any
 from pypdf import PdfReader, PdfWriter
 
 from ..figures import Registry
-from ..render import ImageOptions, RenderJob, job_for
-
-OUTPUTS = {"pdf": "application/pdf", "zip": "application/zip"}
+from ..render import RenderJob
+from ..validation import Invalid, from_stored
 
 
 class JobFailed(Exception):
@@ -28,15 +27,10 @@ class JobFailed(Exception):
 
 def render_job(registry: Registry, item: dict[str, Any], max_pixels: int) -> RenderJob:
     """A stored (already validated) item as a render job, through the same path as images."""
-    spec = registry.get(item["figure"])
-    if spec is None:
-        raise JobFailed(f"figure {item['figure']!r} is not available on this server")
     try:
-        params = spec.params.model_validate(item["params"])
-        opts = ImageOptions.model_validate(item["options"])
-        return job_for(spec, params, opts, max_pixels)
-    except ValueError as exc:  # validated at creation: only a server of another version
-        raise JobFailed(f"an item of figure {spec.name!r} is no longer valid here") from exc
+        return from_stored(registry, item, max_pixels).job
+    except Invalid as exc:  # valid when queued: only a server of another version says this
+        raise JobFailed(f"an item of figure {item['figure']!r} is not valid here: {exc}") from None
 
 
 def item_name(index: int, total: int, job: RenderJob) -> str:

@@ -21,7 +21,6 @@ import logging
 import os
 import secrets
 import socket
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,8 +37,8 @@ from ..render import (
     RenderUnavailable,
     TooComplex,
 )
+from ..system import pid_alive, private_dir
 from .assemble import (
-    OUTPUTS,
     BuildPdf,
     BuildZip,
     JobFailed,
@@ -48,6 +47,7 @@ from .assemble import (
     render_job,
     write_part,
 )
+from .plan import OUTPUTS
 from .store import (
     Admission,
     JobRecord,
@@ -81,25 +81,7 @@ def jobs_dir(settings: Settings) -> Path:
         path = Path(settings.jobs_dir).expanduser()
         path.mkdir(parents=True, exist_ok=True)
         return path
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    base = Path(tempfile.gettempdir()) / f"figserve-{uid}"
-    base.mkdir(mode=0o700, exist_ok=True)
-    if hasattr(os, "getuid") and (base.is_symlink() or base.stat().st_uid != uid):
-        # A shared temp directory: refuse a folder someone else made for us.
-        raise RuntimeError(f"{base} belongs to another user; set FIGSERVE_JOBS_DIR")
-    path = base / "jobs"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return private_dir("jobs")
 
 
 @dataclass
@@ -316,7 +298,7 @@ class JobRunner:
     def _dead_here(self, owner: str) -> bool:
         """A runner of this machine whose process is gone (no need to wait for its heartbeat)."""
         host, pid, _token = [*owner.rsplit(":", 2), "", ""][:3]
-        return host == self.host and pid.isdigit() and not _pid_alive(int(pid))
+        return host == self.host and pid.isdigit() and not pid_alive(int(pid))
 
     def _expire(self, now: float) -> None:
         for record in self._db.expired(now):

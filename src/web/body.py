@@ -22,7 +22,8 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..config import Settings
-from .errors import Problem, invalid
+from ..validation import FieldError
+from .errors import Problem, field_error
 
 # JSON bodies of figserve are at most three levels deep (a job's items' params); 32 leaves room
 # and keeps every parser and validator far from Python's recursion limit.
@@ -117,7 +118,7 @@ def _too_many_fields(limit: int | None) -> Problem:
         413,
         "Form too large",
         f"A form may have at most {limit} fields of at most {MAX_FORM_VALUE_BYTES:,} bytes each.",
-        [{"param": "form", "message": f"at most {limit} fields"}],
+        [FieldError("form", f"at most {limit} fields")],
     )
 
 
@@ -161,7 +162,7 @@ def unsupported_media_type(expected: str) -> Problem:
         415,
         "Unsupported Media Type",
         f"Send the body as {expected} (Content-Type: {expected}).",
-        [{"param": "Content-Type", "message": f"expected {expected}"}],
+        [FieldError("Content-Type", f"expected {expected}")],
     )
 
 
@@ -177,17 +178,17 @@ async def json_body(max_depth: int = MAX_JSON_DEPTH) -> Any:
     depth = json_depth(raw)
     if depth > max_depth:
         message = f"JSON nested {depth} levels deep; at most {max_depth} are allowed"
-        raise invalid([{"param": "body", "message": message}], "Invalid body")
+        raise field_error("body", message, "Invalid body")
     try:
         return json.loads(raw)
     except (ValueError, RecursionError):  # also a body that is not UTF-8
-        raise invalid([{"param": "body", "message": "not valid JSON"}], "Invalid body") from None
+        raise field_error("body", "not valid JSON", "Invalid body") from None
 
 
 async def json_object() -> dict[str, Any]:
     body = await json_body()
     if not isinstance(body, dict):
-        raise invalid([{"param": "body", "message": "expected a JSON object"}], "Invalid body")
+        raise field_error("body", "expected a JSON object", "Invalid body")
     return body
 
 

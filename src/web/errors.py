@@ -11,11 +11,11 @@ import json
 import logging
 import re
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from xml.sax.saxutils import escape
 
-from pydantic import ValidationError
 from quart import Quart, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
@@ -23,11 +23,13 @@ from ..render import (
     LimitExceeded,
     Overloaded,
     RenderCrashed,
+    RenderError,
     RenderFailed,
     RenderTimeout,
     RenderUnavailable,
     TooComplex,
 )
+from ..validation import FieldError, Invalid
 
 log = logging.getLogger("figserve.web")
 
@@ -41,8 +43,7 @@ class Problem(Exception):
     status: int
     title: str
     detail: str = ""
-    # One entry per wrong parameter: {"param": name, "message": why}.
-    errors: list[dict[str, str]] = field(default_factory=list)
+    errors: list[FieldError] = field(default_factory=list)  # one per wrong parameter
     headers: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
@@ -56,31 +57,20 @@ class Problem(Exception):
             "detail": self.detail,
         }
         if self.errors:
-            body["param"] = self.errors[0]["param"]
-            body["errors"] = self.errors
+            body["param"] = self.errors[0].param
+            body["errors"] = [e.as_dict() for e in self.errors]
         return body
 
 
-def invalid(errors: list[dict[str, str]], title: str = "Invalid parameters") -> Problem:
-    detail = "; ".join(f"{e['param']}: {e['message']}" for e in errors)
+def invalid(errors: Iterable[FieldError], title: str = "Invalid parameters") -> Problem:
+    errors = list(errors)
+    detail = "; ".join(f"{e.param}: {e.message}" for e in errors)
     return Problem(400, title, detail, errors)
 
 
-def validation_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
-    """Pydantic errors as ``{"param", "message"}`` pairs a person can act on."""
-    out = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(part) for part in err["loc"]) or "body"
-        message = "unknown parameter" if err["type"] == "extra_forbidden" else err["msg"]
-        if err["type"] not in {"extra_forbidden", "missing"} and "input" in err:
-            message += f" (got {_short(err['input'])})"
-        out.append({"param": prefix + loc, "message": message})
-    return out
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def field_error(param: str, message: str, title: str = "Invalid parameters") -> Problem:
+    """A 400 for one wrong parameter."""
+    return invalid([FieldError(param, message)], title)
 
 
 def error_svg(message: str, status: int, width: int = 400, height: int = 300) -> bytes:
@@ -102,16 +92,27 @@ def error_svg(message: str, status: int, width: int = 400, height: int = 300) ->
     return svg.encode()
 
 
-def _prefers_image() -> bool:
-    best = request.accept_mimetypes.best_match(
-        [PROBLEM_JSON, "application/json", "image/svg+xml", "image/png", "image/webp"]
-    )
-    return best is not None and best.startswith("image/")
+def _best(*candidates: str) -> str | None:
+    return request.accept_mimetypes.best_match([PROBLEM_JSON, "application/json", *candidates])
 
 
-def _prefers_html() -> bool:
-    best = request.accept_mimetypes.best_match([PROBLEM_JSON, "application/json", "text/html"])
-    return best == "text/html"
+def wants_html() -> bool:
+    """Whether the client prefers a page to JSON (a browser navigating)."""
+    return _best("text/html") == "text/html"
+
+
+def _kind() -> Literal["html", "svg", "json"]:
+    """How this request's errors are shown: pages as pages, images to an ``<img>`` as an image,
+    the API as problem+json, and the rest (jobs) as whatever the client prefers."""
+    area = getattr(request, "blueprint", None)
+    if area == "pages":
+        return "html"
+    if area == "images":
+        best = _best("image/svg+xml", "image/png", "image/webp")
+        return "svg" if best is not None and best.startswith("image/") else "json"
+    if area != "api" and wants_html():
+        return "html"
+    return "json"
 
 
 def _image_box() -> tuple[int, int]:
@@ -145,11 +146,11 @@ def log_problem(problem: Problem) -> None:
 async def problem_response(problem: Problem, *, logged: bool = False) -> Response:
     if not logged:
         log_problem(problem)
-    style = getattr(request, "blueprint", None)
-    if style == "pages" or (style not in {"images", "api", "jobs"} and _prefers_html()):
+    kind = _kind()
+    if kind == "html":
         html = await render_template("error.html", problem=problem)
         resp = Response(html, status=problem.status, mimetype="text/html")
-    elif style == "images" and _prefers_image():
+    elif kind == "svg":
         w, h = _image_box()
         resp = Response(
             error_svg(problem.detail or problem.title, problem.status, w, h),
@@ -166,75 +167,49 @@ async def problem_response(problem: Problem, *, logged: bool = False) -> Respons
     return resp
 
 
+# How each render outcome that is not an image is answered: status, title, detail.
+_RENDER_PROBLEMS: dict[type[RenderError], tuple[int, str, str]] = {
+    Overloaded: (503, "Too many renders", "The server is busy ({}); try again shortly."),
+    RenderTimeout: (503, "Render timed out", "{}; try again shortly or ask for a smaller figure."),
+    RenderUnavailable: (
+        503,
+        "Not ready",
+        "No render process can take this render now ({}); try again shortly.",
+    ),
+    RenderCrashed: (503, "Render process failed", "{}; it has been replaced, try again."),
+    TooComplex: (
+        422,
+        "Figure too complex",
+        "{}; ask for less data, fewer labels or a smaller image.",
+    ),
+    # A bug in a figure function; the renderer logged its traceback.
+    RenderFailed: (500, "Internal Server Error", "The figure failed to draw; this was logged."),
+}
+
+
+def render_problem(exc: RenderError) -> Problem:
+    status, title, detail = _RENDER_PROBLEMS.get(type(exc), _RENDER_PROBLEMS[RenderFailed])
+    retry = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry)} if retry is not None else {}
+    return Problem(status, title, detail.format(exc), headers=headers)
+
+
 def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(Problem)
     async def _problem(exc: Problem) -> Response:
         return await problem_response(exc)
 
+    @app.errorhandler(Invalid)
+    async def _invalid(exc: Invalid) -> Response:
+        return await problem_response(invalid(exc.errors, exc.title))
+
     @app.errorhandler(LimitExceeded)
     async def _limit(exc: LimitExceeded) -> Response:
-        return await problem_response(invalid([{"param": exc.param, "message": str(exc)}]))
+        return await problem_response(field_error(exc.param, str(exc)))
 
-    @app.errorhandler(Overloaded)
-    async def _overloaded(exc: Overloaded) -> Response:
-        return await problem_response(
-            Problem(
-                503,
-                "Too many renders",
-                f"The server is busy ({exc}); try again shortly.",
-                headers={"Retry-After": str(exc.retry_after)},
-            )
-        )
-
-    @app.errorhandler(RenderTimeout)
-    async def _timeout(exc: RenderTimeout) -> Response:
-        return await problem_response(
-            Problem(
-                503,
-                "Render timed out",
-                f"{exc}; try again shortly or ask for a smaller figure.",
-                headers={"Retry-After": str(exc.retry_after)},
-            )
-        )
-
-    @app.errorhandler(RenderUnavailable)
-    async def _unavailable(exc: RenderUnavailable) -> Response:
-        return await problem_response(
-            Problem(
-                503,
-                "Not ready",
-                f"No render process can take this render now ({exc}); try again shortly.",
-                headers={"Retry-After": str(exc.retry_after)},
-            )
-        )
-
-    @app.errorhandler(RenderCrashed)
-    async def _crashed(exc: RenderCrashed) -> Response:
-        return await problem_response(
-            Problem(
-                503,
-                "Render process failed",
-                f"{exc}; it has been replaced, try again.",
-                headers={"Retry-After": str(exc.retry_after)},
-            )
-        )
-
-    @app.errorhandler(TooComplex)
-    async def _too_complex(exc: TooComplex) -> Response:
-        return await problem_response(
-            Problem(
-                422,
-                "Figure too complex",
-                f"{exc}; ask for less data, fewer labels or a smaller image.",
-            )
-        )
-
-    @app.errorhandler(RenderFailed)
-    async def _failed(exc: RenderFailed) -> Response:
-        # A bug in a figure function; the renderer logged its traceback.
-        return await problem_response(
-            Problem(500, "Internal Server Error", "The figure failed to draw; this was logged.")
-        )
+    @app.errorhandler(RenderError)
+    async def _render_error(exc: RenderError) -> Response:
+        return await problem_response(render_problem(exc))
 
     @app.errorhandler(HTTPException)
     async def _http(exc: HTTPException) -> Response:
@@ -255,7 +230,7 @@ def register_error_handlers(app: Quart) -> None:
         # not UTF-8: the client sent them, so it is their error. Anywhere else it is a bug.
         if request.method in {"POST", "PUT", "PATCH"} and exc.object == await request.get_data():
             message = f"not valid UTF-8 text (byte {exc.start})"
-            return await problem_response(invalid([{"param": "body", "message": message}]))
+            return await problem_response(field_error("body", message))
         return await _unexpected(exc)
 
     @app.errorhandler(Exception)

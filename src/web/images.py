@@ -13,10 +13,11 @@ from quart import Blueprint, Response, request
 from quart_schema import document_querystring, tag
 
 from ..figures import FigureParams, FigureSpec, Registry
-from ..render import MEDIA_TYPES, ImageOptions, Rendered, job_for
+from ..render import MEDIA_TYPES, ImageOptions, Rendered
+from ..validation import FieldError, RenderRequest, parse_flat
 from .errors import SVG_CSP, Problem
 from .openapi import image_responses, responds
-from .params import parse_figure_request, parse_mean_var, single_values
+from .params import parse_mean_var, single_values
 from .state import app_state, renderer
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -26,8 +27,10 @@ async def serve_figure(
     spec: FigureSpec, values: dict[str, Any], fixed: dict[str, Any] | None = None
 ) -> Response:
     state = app_state()
-    params, opts = parse_figure_request(spec, values, fixed=fixed)
-    job = job_for(spec, params, opts, state.settings.max_pixels)
+    params, opts = parse_flat(
+        spec.params, values, default_size=(spec.width, spec.height), fixed=fixed
+    )
+    job = RenderRequest.of(spec, params, opts, state.settings.max_pixels).job
     if job.key is not None and request.if_none_match.contains_weak(job.key[:40]):
         # The client has exactly these bytes already: no render needed.
         resp = Response(b"", status=304)
@@ -125,7 +128,7 @@ def _figure_view(spec: FigureSpec) -> Any:
                 "Unknown format",
                 f"{fmt[:20]!r} is not a format figserve renders; use one of: "
                 f"{', '.join(MEDIA_TYPES)}.",
-                [{"param": "format", "message": f"one of {', '.join(MEDIA_TYPES)}"}],
+                [FieldError("format", f"one of {', '.join(MEDIA_TYPES)}")],
             )
         values = single_values(request.args)
         return await serve_figure(spec, values, {"format": fmt})

@@ -39,6 +39,25 @@ _PROBLEM = {"application/problem+json": {"schema": PROBLEM_SCHEMA}}
 _PROBLEM_OR_SVG = {**_PROBLEM, "image/svg+xml": _BINARY}
 
 
+def problem(description: str) -> dict[str, Any]:
+    """A response of problem+json."""
+    return {"description": description, "content": _PROBLEM}
+
+
+# Every route that reads a body can answer these.
+BODY_ERRORS = {
+    "403": problem("A cross-site request."),
+    "408": problem("The body did not arrive in time."),
+    "413": problem("Body or form too large."),
+    "415": problem("Wrong Content-Type."),
+}
+HTML = {"text/html": {"schema": {"type": "string"}}}
+
+
+def json_of(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
 def image_responses(media_types: list[str]) -> dict[str, Any]:
     return {
         "200": {"description": "The image.", "content": {m: _BINARY for m in media_types}},

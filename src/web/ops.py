@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 from typing import Any
 
-from quart import Blueprint, Response, current_app
+from quart import Blueprint, Response
 from quart_schema import hide
 
-from ..metrics import CONTENT_TYPE, metrics_of
+from ..metrics import CONTENT_TYPE
+from .errors import Problem
 from .state import app_state
 
 bp = Blueprint("ops", __name__)
@@ -108,5 +109,7 @@ async def readyz() -> Response:
 @hide
 async def metrics() -> Response:
     """Prometheus text format, summed over all worker processes of this server."""
-    body = metrics_of(current_app).exposition()
-    return Response(body, content_type=CONTENT_TYPE, headers=NO_STORE)
+    metrics = app_state().metrics
+    if metrics is None:
+        raise Problem(503, "Not ready", "Metrics are not running.", headers={"Retry-After": "1"})
+    return Response(metrics.exposition(), content_type=CONTENT_TYPE, headers=NO_STORE)

@@ -12,8 +12,9 @@ from quart_schema import hide
 from ..figures import FigureParams, FigureSpec
 from ..figures.catalog import NormalParams
 from ..render import MEDIA_TYPES, ImageOptions
-from .errors import Problem, invalid, validation_errors
-from .params import format_number, parse_figure_request, parse_mean_var, single_values, spec_or_404
+from ..validation import Invalid, parse_flat, pydantic_errors
+from .errors import Problem
+from .params import format_number, parse_mean_var, single_values, spec_or_404
 from .state import app_state
 
 bp = Blueprint("pages", __name__)
@@ -63,7 +64,7 @@ async def normal_page(mean_var: str) -> str:
     try:
         NormalParams(mean=mean, var=var)
     except ValidationError as exc:
-        raise invalid(validation_errors(exc)) from None
+        raise Invalid(pydantic_errors(exc)) from None
     spec = app_state().registry.get("normal")
     if spec is None:
         raise Problem(404, "Not Found", "The normal figure is not registered.")
@@ -125,11 +126,9 @@ async def figure_page(name: str) -> tuple[str, int]:
     errors: dict[str, str] = {}
     result = None
     try:
-        params, opts = parse_figure_request(spec, values)
-    except Problem as problem:
-        if problem.status != 400:
-            raise
-        errors = {e["param"]: e["message"] for e in problem.errors}
+        params, opts = parse_flat(spec.params, values, default_size=(spec.width, spec.height))
+    except Invalid as exc:
+        errors = {e.param: e.message for e in exc.errors}
     else:
         result = _result(spec, params, opts, "dpr" in opts.model_fields_set)
     shown = set(spec.params.model_fields) | (set(ImageOptions.model_fields) - {"dpi", "dpr"})

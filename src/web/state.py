@@ -9,16 +9,21 @@ from quart import current_app
 from ..config import Settings
 from ..figures import Registry
 from ..jobs import JobRunner
+from ..metrics import Metrics
 from ..render import Renderer
 from .errors import Problem
 
 
 @dataclass
 class AppState:
+    """Settings and figures from the start; the services only while the app serves (each
+    made and stopped by one serving hook in ``src/app.py``)."""
+
     settings: Settings
     registry: Registry
-    renderer: Renderer | None = None  # created when serving starts, closed when it stops
-    jobs: JobRunner | None = None  # likewise: runs background jobs, see src/jobs
+    metrics: Metrics | None = None
+    renderer: Renderer | None = None
+    jobs: JobRunner | None = None
 
 
 def app_state() -> AppState:

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from quart import Quart
 
-import src.web.jobs as jobs_module
+import src.web.forms as forms_module
 from src.app import create_app
 from src.jobs import JobRecord, JobRunner, JobState, new_job_id
 from src.web.owner import COOKIE, new_token, token_hash
@@ -305,15 +305,15 @@ async def test_no_job_response_may_be_cached(app):
 
 @pytest.fixture
 def checks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every render spec the job routes validate (the real validation runs)."""
+    """Every figure the report form validates (the real validation runs)."""
     seen: list[str] = []
-    real = jobs_module.check_render_spec
+    real = forms_module.parse_flat
 
-    def counted(registry, raw, *args, **kwargs):
-        seen.append(raw.get("figure") if isinstance(raw, dict) else raw)
-        return real(registry, raw, *args, **kwargs)
+    def counted(model, values, **kwargs):
+        seen.append(kwargs.get("prefix", "").rstrip("."))
+        return real(model, values, **kwargs)
 
-    monkeypatch.setattr(jobs_module, "check_render_spec", counted)
+    monkeypatch.setattr(forms_module, "parse_flat", counted)
     yield seen
 
 
@@ -382,13 +382,13 @@ copies_text = st.one_of(
 )
 async def test_any_report_form_is_bounded_before_it_is_expanded(app, ticked, copies, output):
     seen: list[str] = []
-    real = jobs_module.check_render_spec
+    real = forms_module.parse_flat
 
-    def counted(registry, raw, *args, **kwargs):
-        seen.append(raw["figure"])
-        return real(registry, raw, *args, **kwargs)
+    def counted(model, values, **kwargs):
+        seen.append(kwargs.get("prefix", "").rstrip("."))
+        return real(model, values, **kwargs)
 
-    jobs_module.check_render_spec = counted
+    forms_module.parse_flat = counted
     try:
         form = [("figure", name) for name in ticked]
         form += [(f"copies.{n}", c) for n, c in copies.items()]
@@ -396,7 +396,7 @@ async def test_any_report_form_is_bounded_before_it_is_expanded(app, ticked, cop
         before = stored_items(app)
         resp = await app.test_client().post("/jobs", data=urlencode(form), headers=FORM)
     finally:
-        jobs_module.check_render_spec = real
+        forms_module.parse_flat = real
     assert resp.status_code in {303, 400}
     assert len(seen) <= len(set(ticked))  # once per figure at most, never per copy
     added = stored_items(app) - before

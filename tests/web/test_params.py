@@ -3,24 +3,21 @@ ASCII of bounded length, on every route that takes a query or a form."""
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from werkzeug.datastructures import MultiDict
 
 from src.figures import FIGURES
 from src.render import ImageOptions
+from src.validation import MAX_NUMBER_TEXT, MAX_TEXT_VALUE, number_errors, parse_count
 from src.web.errors import Problem
-from src.web.params import (
-    MAX_NUMBER_TEXT,
-    number_errors,
-    parse_count,
-    parse_figure_request,
-    parse_mean_var,
-)
+from src.web.params import format_number, parse_mean_var, single_values
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -102,18 +99,6 @@ async def test_unknown_report_form_fields_are_errors_even_when_blank(client):
     assert (await (await client.get("/jobs")).get_json())["jobs"] == []
 
 
-keys = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="&=#%+"), max_size=12)
-
-
-@FAST
-@given(spec=st.sampled_from(list(FIGURES)), key=keys, value=st.sampled_from(["", "1", "a"]))
-def test_any_key_that_is_not_a_parameter_is_an_error_whatever_its_value(spec, key, value):
-    assume(key not in spec.params.model_fields and key not in ImageOptions.model_fields)
-    with pytest.raises(Problem) as info:
-        parse_figure_request(spec, {key: value})
-    assert {"param": key, "message": "unknown parameter"} in info.value.errors
-
-
 # --- numbers -------------------------------------------------------------------------------------
 
 
@@ -187,3 +172,54 @@ def test_every_other_script_digit_is_refused():
     odd = [d for d in digits if d not in "0123456789"]
     assert len(odd) > 500
     assert all(parse_count(d * 2, "n", default=1, largest=10**6)[1] for d in odd)
+
+
+def assert_problem_400(exc: Problem) -> None:
+    assert exc.status == 400
+    assert exc.errors, "a 400 names the parameters at fault"
+    for err in exc.errors:
+        assert isinstance(err.param, str) and err.message  # the key as given, maybe ""
+
+
+# --- /fig/<mean>_<var> -------------------------------------------------------------------------
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@FAST
+@given(st.text(max_size=60))
+def test_mean_var_parses_or_is_a_400(text: str) -> None:
+    try:
+        mean, var = parse_mean_var(text)
+    except Problem as exc:
+        assert_problem_400(exc)
+        assert exc.errors[0].param == "mean_var"
+    else:
+        assert math.isfinite(mean) and math.isfinite(var)
+
+
+@FAST
+@given(finite, finite)
+def test_mean_var_round_trips_through_its_path_form(mean: float, var: float) -> None:
+    path = f"{format_number(mean)}_{format_number(var)}"
+    assert "e" not in path.lower()
+    assert parse_mean_var(path) == (mean + 0.0, var + 0.0)
+
+
+query_keys = st.sampled_from(["w", "h", "dpr", "dpi", "format", "seed", "n", "mean", "title", "x"])
+query_items = st.lists(
+    st.tuples(query_keys | st.text(max_size=8), st.text(max_size=250)), max_size=8
+)
+
+
+@FAST
+@given(query_items)
+def test_single_values_keeps_each_key_once_or_is_a_400(items: list[tuple[str, str]]) -> None:
+    args = MultiDict(items)
+    try:
+        out = single_values(args)
+    except Problem as exc:
+        assert_problem_400(exc)
+    else:
+        assert set(out) == set(args)
+        assert all(len(args.getlist(k)) == 1 and len(v) <= MAX_TEXT_VALUE for k, v in out.items())

@@ -1,0 +1,131 @@
+"""The one validation of renders: flat text values, JSON specs and stored job items."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from src.figures import FIGURES
+from src.render import ImageOptions
+from src.validation import (
+    OPTION_NAMES,
+    FieldError,
+    Invalid,
+    RenderRequest,
+    from_spec,
+    from_stored,
+    parse_flat,
+)
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+SPECS = list(FIGURES)
+
+
+def flat(spec, values, fixed=None):
+    return parse_flat(spec.params, values, default_size=(spec.width, spec.height), fixed=fixed)
+
+
+def assert_named(exc: Invalid) -> None:
+    assert exc.errors, "an invalid request names the parameters at fault"
+    for err in exc.errors:
+        assert isinstance(err, FieldError) and isinstance(err.param, str) and err.message
+
+
+keys = st.sampled_from(sorted(OPTION_NAMES | {"seed", "n", "mean", "title", "bins", "x"}))
+
+
+def scalar_text() -> st.SearchStrategy[str]:
+    numbers = st.one_of(
+        st.integers(-(2**40), 2**40).map(str),
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        st.sampled_from(["", "nan", "inf", "-0", "1e309", "0x10", "1_000", " 3 ", "true"]),
+    )
+    return numbers | st.text(max_size=20)
+
+
+@FAST
+@given(
+    st.sampled_from(SPECS), st.dictionaries(keys | st.text(max_size=8), scalar_text(), max_size=6)
+)
+def test_flat_values_validate_or_name_every_wrong_one(spec, values: dict[str, str]) -> None:
+    try:
+        params, opts = flat(spec, values, fixed={"format": "png"})
+    except Invalid as exc:
+        assert_named(exc)
+    else:
+        assert isinstance(params, spec.params)
+        assert isinstance(opts, ImageOptions)
+        assert opts.format == "png"
+        # What was accepted reads back the same from its own query form.
+        again, _ = flat(
+            spec,
+            {k: str(v) for k, v in params.model_dump(exclude_none=True).items()},
+            fixed={"format": "png"},
+        )
+        assert again == params
+
+
+@FAST
+@given(st.sampled_from(SPECS), scalar_text().filter(bool))
+def test_the_query_may_not_repeat_what_the_path_gives(spec, value: str) -> None:
+    with pytest.raises(Invalid) as info:
+        flat(spec, {"format": value}, fixed={"format": "png"})
+    assert_named(info.value)
+    assert FieldError("format", "already given in the path") in info.value.errors
+
+
+unknown = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="&=#%+"), max_size=12)
+
+
+@FAST
+@given(spec=st.sampled_from(SPECS), key=unknown, value=st.sampled_from(["", "1", "a"]))
+def test_any_key_that_is_not_a_parameter_is_an_error_whatever_its_value(spec, key, value):
+    assume(key not in spec.params.model_fields and key not in OPTION_NAMES)
+    with pytest.raises(Invalid) as info:
+        flat(spec, {key: value})
+    assert FieldError(key, "unknown parameter") in info.value.errors
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+spec_keys = st.sampled_from(["figure", "params", "format", "w", "h", "dpr", "dpi", "extra"])
+
+
+@FAST
+@given(
+    st.dictionaries(spec_keys, json_values | st.sampled_from([s.name for s in SPECS]), max_size=6)
+    | json_values
+)
+def test_any_json_spec_is_a_render_or_names_what_is_wrong(raw) -> None:
+    try:
+        req = from_spec(FIGURES, raw, 6_000_000)
+    except Invalid as exc:
+        assert_named(exc)
+    else:
+        assert req.pixels <= 6_000_000
+        # What the job store keeps comes back as the same render.
+        again = from_stored(FIGURES, req.stored(), 6_000_000)
+        assert again.job.key == req.job.key and again.params == req.params
+
+
+def test_every_error_of_a_spec_is_listed_at_once() -> None:
+    raw = {"figure": "histogram", "params": {"bins": 0, "n": "many"}, "w": 10, "colour": 1}
+    with pytest.raises(Invalid) as info:
+        from_spec(FIGURES, raw, 6_000_000, prefix="items.3.")
+    params = [e.param for e in info.value.errors]
+    assert params == ["items.3.colour", "items.3.params.n", "items.3.params.bins", "items.3.w"]
+
+
+def test_a_canvas_past_the_pixel_limit_names_the_size() -> None:
+    spec = FIGURES.get("waves")
+    params, opts = flat(spec, {"w": "3000", "h": "3000", "dpr": "3"})
+    with pytest.raises(Invalid) as info:
+        RenderRequest.of(spec, params, opts, 6_000_000)
+    (error,) = info.value.errors
+    assert error.param == "w" and "pixels" in error.message
