@@ -16,22 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS
+
 from . import procs
 from .server import HOST
 from .stats import median
 
-# Debian's Chromium; Playwright's own browser download is never used.
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 IMAGES = 12
 PAGE_PATH = "/bench/page12"
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -10,22 +11,10 @@ from playwright.sync_api import Browser, sync_playwright
 from quart import Quart
 
 from src.app import create_app
-
-from .live import LiveServer, live_server
+from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS
+from tests.support.live import LiveServer, live_server
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-# Debian's Chromium; Playwright's own browser download is never used.
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture
@@ -73,3 +62,14 @@ def decode(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
+
+
+@pytest.fixture
+def figserve_logs(caplog: pytest.LogCaptureFixture):
+    logger = logging.getLogger("figserve")  # has its own handler and does not propagate
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="figserve")
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)

@@ -10,7 +10,6 @@ from hypercorn.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from src.app import create_app
 from src.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,21 +45,6 @@ def test_settings_come_from_the_environment():
     assert settings.warm_up is False
     with pytest.raises(ValueError, match="FIGSERVE_RENDER_THREADS"):
         Settings.from_env({"FIGSERVE_RENDER_THREADS": "many"})
-
-
-def test_create_app_refuses_unknown_settings():
-    with pytest.raises(KeyError, match="render_thread"):
-        create_app({"render_thread": 3})
-
-
-async def test_serving_hooks_own_the_render_pool():
-    app = create_app({"warm_up": True, "render_threads": 1})
-    state = app.extensions["figserve"]
-    assert state.renderer is None
-    async with app.test_app():
-        assert state.renderer is not None and state.renderer.ready
-        assert state.renderer.settings.render_threads == 1
-    assert state.renderer is None
 
 
 def scalar_text() -> st.SearchStrategy[str]:

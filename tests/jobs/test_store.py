@@ -172,3 +172,25 @@ def test_admission_matches_a_model_of_the_limits(tmp_path_factory, events, total
                 assert type(info.value) is expected
     finally:
         store.close()
+
+
+def test_workers_starting_together_all_open_a_fresh_store(tmp_path: Path) -> None:
+    # Every Hypercorn worker opens the shared database at start; none may fail with "locked".
+    failures: list[str] = []
+    for round_ in range(20):
+        path = tmp_path / f"jobs-{round_}.sqlite3"
+        barrier = threading.Barrier(8)
+
+        def open_store(path: Path = path, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                SQLiteJobStore(path).close()
+            except sqlite3.OperationalError as exc:
+                failures.append(repr(exc))
+
+        threads = [threading.Thread(target=open_store) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []

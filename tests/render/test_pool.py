@@ -25,12 +25,12 @@ from src.render.errors import (
     TooComplex,
 )
 from src.render.pool import PoolSettings, RenderPool, fork_server
-
-from ..gates import Gate, registry_with_test_figures
-from ..ops_helpers import until_sync
+from tests.support.gates import Gate, registry_with_test_figures
+from tests.support.procs import alive
+from tests.support.waiting import until_sync
 
 REGISTRY = registry_with_test_figures()
-PRELOAD = ["src.figures", "tests.gates"]
+PRELOAD = ["src.figures", "tests.support.gates"]
 
 
 def job(name: str, gate: Gate | None = None, tag: str = "", **opts: object) -> RenderJob:
@@ -72,16 +72,6 @@ def gate(tmp_path: Path) -> Iterator[Gate]:
     g = Gate(tmp_path / "gate")
     yield g
     g.open()
-
-
-def alive(pid: int) -> bool:
-    """Running, not a zombie waiting to be reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in {"Z", "X"}
 
 
 def png(pool: RenderPool, **kw: object) -> bytes:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ..live import LiveServer, live_server
+from tests.support.live import LiveServer, live_server
 
 BODY_TIMEOUT = 2.0  # seconds, FIGSERVE_BODY_TIMEOUT of the live server
 

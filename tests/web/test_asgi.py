@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from quart.testing.connections import WebsocketResponseError
 
-from ..live import LiveServer
+from tests.support.live import LiveServer
+
 from .conftest import BODY_TIMEOUT
 
 DEADLINE = 0.3  # body_timeout of the in-process apps, in seconds

@@ -495,3 +495,39 @@ async def test_a_job_is_accepted_exactly_when_its_pixels_fit_the_budget(app, siz
         assert resp.status_code == 400
     else:
         assert resp.status_code == (202 if pixels <= budget else 400), json.dumps(sizes)
+
+
+@pytest.mark.parametrize("path", ["/jobs/{id}", "/jobs/{id}/result", "/jobs/nope", "/jobs/a.b"])
+async def test_unknown_and_malformed_ids_are_404(client, path):
+    resp = await client.get(path.format(id=new_job_id()))
+    assert resp.status_code == 404
+    assert resp.mimetype == "application/problem+json"
+    assert (await client.delete(path.format(id=new_job_id()))).status_code in {404, 405}
+
+
+async def test_gallery_form_errors_come_as_a_page_naming_each_field(client):
+    form = [
+        ("figure", "histogram"),
+        ("copies.histogram", "2"),
+        ("histogram.bins", "0"),
+        ("histogram.n", "many"),
+        ("output", "zip"),
+        ("format", "gif"),
+    ]
+    resp = await client.post("/jobs", data=urlencode(form), headers={**FORM, "Accept": "text/html"})
+    assert resp.status_code == 400
+    assert resp.mimetype == "text/html"
+    html = await resp.get_data(as_text=True)
+    for name in ("format", "histogram.bins", "histogram.n"):
+        assert f"<code>{name}</code>" in html
+    assert (await (await client.get("/jobs")).get_json())["jobs"] == []
+
+
+async def test_jobs_are_in_the_openapi_document(client):
+    doc = await (await client.get("/openapi.json")).get_json()
+    assert set(doc["paths"]["/jobs"]) == {"get", "post"}
+    assert set(doc["paths"]["/jobs/{job_id}"]) == {"get", "delete"}
+    post = doc["paths"]["/jobs"]["post"]
+    assert post["tags"] == ["jobs"]
+    assert "202" in post["responses"]
+    assert "application/json" in post["requestBody"]["content"]

@@ -15,8 +15,7 @@ from quart import Quart
 
 from src.app import create_app
 from src.web.security import UNSAFE_METHODS, relative_location
-
-from ..live import LiveServer
+from tests.support.live import LiveServer
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 JOB = {"items": [{"figure": "waves", "format": "svg"}], "output": "zip"}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .test_routes import BROWSER_PAGE_ACCEPT, parse
+import re
+
+from tests.support.html import parse
+from tests.web.test_errors import BROWSER_PAGE_ACCEPT
 
 
 async def test_figure_page_shows_the_image_and_its_permalink(client):
@@ -61,3 +64,39 @@ async def test_unknown_figure_page_is_an_html_404(client):
     resp = await client.get("/gallery/pie", headers={"Accept": BROWSER_PAGE_ACCEPT})
     assert resp.status_code == 404
     assert resp.content_type.startswith("text/html")
+
+
+async def test_normal_page_embeds_sized_described_images(client):
+    resp = await client.get("/normal/5_3")
+    assert resp.status_code == 200
+    assert resp.content_type.startswith("text/html")
+    page = parse(await resp.get_data(as_text=True))
+    assert "5" in page.title and "3" in page.title
+    assert len(page.images) >= 4
+    assert page.images[0]["src"] == "/fig/5_3"
+    for img in page.images:
+        assert img["width"] == "400" and img["height"] == "300"
+        assert img["alt"].startswith("Scatter of 100 random-normal points")
+        assert re.fullmatch(r"\S+ 1x, \S+dpr=2 2x", img["srcset"])
+    # Every image on the page answers with a PNG.
+    for img in page.images:
+        assert (await client.get(img["src"])).status_code == 200
+
+
+async def test_normal_page_variants_stay_within_limits(client):
+    resp = await client.get("/normal/1000000_1000000")
+    assert resp.status_code == 200
+    page = parse(await resp.get_data(as_text=True))
+    assert len(page.images) >= 4
+    for img in page.images:
+        assert (await client.get(img["src"])).status_code == 200
+
+
+async def test_index_links_the_pages_and_every_figure(client, app):
+    resp = await client.get("/")
+    assert resp.status_code == 200
+    html = await resp.get_data(as_text=True)
+    assert 'href="/normal/5_3"' in html
+    for spec in app.extensions["figserve"].registry:
+        assert f"/figures/{spec.name}.png" in html
+        assert f'action="/gallery/{spec.name}"' in html

@@ -10,9 +10,8 @@ import pytest
 
 from src.figures import FIGURES
 from src.render import ImageOptions
-
-from .conftest import decode
-from .test_routes import BROWSER_IMG_ACCEPT
+from tests.conftest import decode
+from tests.web.test_errors import BROWSER_IMG_ACCEPT
 
 RASTER = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
 MEDIA = {
@@ -172,3 +171,23 @@ async def test_format_comes_from_the_extension_only(client):
     resp = await client.get("/figures/normal.png?format=svg")
     assert resp.status_code == 400
     assert (await resp.get_json())["param"] == "format"
+
+
+async def test_fig_is_a_fresh_png_every_time(client):
+    first = await client.get("/fig/5_3")
+    second = await client.get("/fig/5_3")
+    assert first.status_code == 200
+    assert first.content_type == "image/png"
+    assert first.headers["Cache-Control"] == "no-store"
+    assert "ETag" not in first.headers
+    data = await first.get_data()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert decode(data).size == (400, 300)
+    assert data != await second.get_data()
+
+
+@pytest.mark.parametrize("path", ["/fig/-2.5_0.5", "/fig/+1.25_.5", "/fig/0_1", "/fig/100_5"])
+async def test_fig_accepts_signed_decimals(client, path):
+    resp = await client.get(path)
+    assert resp.status_code == 200
+    assert decode(await resp.get_data()).format == "PNG"

@@ -11,7 +11,7 @@ import pypdf
 import pytest
 from playwright.sync_api import Browser, Page
 
-from .live import LiveServer, live_server
+from tests.support.live import LiveServer, live_server
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 

@@ -1,5 +1,6 @@
-"""Production behaviour, in process: admission limit, deadline, cancellation, health, metrics,
-logs, security headers. Renders that must stay busy block on a gate the test opens."""
+"""The renderer in a serving app: admission limit, deadlines, renders that run away or die,
+cancellation of renders nobody waits for, single flight, the cache. Renders that must stay
+busy block on a gate the test opens."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from quart import Quart
 from src.app import create_app
 from src.config import Settings
 from src.render import ImageOptions, Renderer, RenderUnavailable, job_for
-
-from .gates import Gate, registry_with_test_figures
-from .ops_helpers import metric, until
-from .render.test_pool import alive
+from tests.support.gates import Gate, registry_with_test_figures
+from tests.support.procs import alive
+from tests.support.prometheus import metric
+from tests.support.waiting import until
 
 
 @pytest.fixture
@@ -68,47 +69,6 @@ async def scrape(client) -> str:
 
 def problem(body: bytes) -> dict:
     return json.loads(body)
-
-
-# --- health ----------------------------------------------------------------------------------
-
-
-async def test_readyz_answers_503_until_serving_starts() -> None:
-    app = create_app({"warm_up": False})
-    client = app.test_client()  # serving hooks not run: no render pool yet
-    assert (await client.get("/healthz")).status_code == 200
-    resp = await client.get("/readyz")
-    assert resp.status_code == 503
-    assert resp.headers["Retry-After"] == "1"
-
-
-async def test_ready_once_the_render_processes_run_and_not_after_stopping() -> None:
-    app = create_app({"warm_up": True})
-    async with app.test_app():
-        renderer = app.extensions["figserve"].renderer
-        assert renderer.pool.pids()  # started, warm, before the first request
-        resp = await app.test_client().get("/readyz")
-        assert resp.status_code == 200
-        assert await resp.get_data(as_text=True) == "ready\n"
-    resp = await app.test_client().get("/readyz")
-    assert resp.status_code == 503  # stopped
-
-
-async def test_liveness_is_answered_before_routing_and_not_counted(app: Quart) -> None:
-    client = app.test_client()
-    resp = await client.get("/healthz")
-    assert resp.status_code == 200 and await resp.get_data() == b"ok\n"
-    assert resp.headers["Cache-Control"] == "no-store"
-    assert resp.headers["X-Content-Type-Options"] == "nosniff"
-    head = await client.head("/healthz")
-    assert head.status_code == 200 and await head.get_data() == b""
-    assert (await client.post("/healthz")).status_code == 405
-    text = await scrape(client)
-    assert metric(text, "figserve_http_requests_total", route="/healthz", method="GET") == 0
-    assert metric(text, "figserve_http_requests_total", route="unmatched", status="405") == 1
-
-
-# --- backpressure ----------------------------------------------------------------------------
 
 
 async def test_past_the_admission_limit_renders_are_shed_with_503(app: Quart, gate: Gate) -> None:
@@ -160,9 +120,6 @@ async def test_past_the_admission_limit_renders_are_shed_with_503(app: Quart, ga
     text = await scrape(client)
     assert metric(text, "figserve_render_queue_depth") == 0
     assert metric(text, "figserve_renders_in_flight") == 0
-
-
-# --- deadline --------------------------------------------------------------------------------
 
 
 async def test_a_request_past_its_deadline_answers_503_and_the_result_is_cached_late(
@@ -228,9 +185,6 @@ async def test_a_render_that_runs_away_or_dies_costs_one_response(
             assert metric(text, "figserve_render_processes_crashed_total", figure=figure) == 1
 
 
-# --- cancellation ----------------------------------------------------------------------------
-
-
 async def test_renders_of_clients_that_left_before_their_turn_never_run(gate: Gate) -> None:
     async with serving(gate, render_queue_limit=10) as app:
         await _leave_before_their_turn(app, gate)
@@ -288,7 +242,7 @@ async def test_a_shared_render_keeps_running_while_one_of_its_waiters_stays(
 async def test_closing_answers_running_and_queued_waiters_at_once(gate: Gate) -> None:
     settings = Settings(render_processes=1, render_queue_limit=5, render_timeout=30)
     spec = registry_with_test_figures().get("gated")
-    r = Renderer(settings, preload=["tests.gates"])
+    r = Renderer(settings, preload=["tests.support.gates"])
     await r.start()
 
     def job(tag: str):
@@ -316,72 +270,6 @@ async def test_a_result_larger_than_the_cache_is_served_not_cached() -> None:
             assert resp.headers["X-Render-Cache"] == "miss"
 
 
-# --- metrics ---------------------------------------------------------------------------------
-
-
-async def test_metrics_move_as_requests_are_made(app: Quart) -> None:
-    client = app.test_client()
-    before = await scrape(client)
-    assert metric(before, "figserve_renders_started_total") == 0
-    for _ in range(2):
-        assert (await client.get("/figures/normal.svg?seed=11")).status_code == 200
-    assert (await client.get("/figures/waves.png?w=200&h=150")).status_code == 200
-    assert (await client.get("/no/such/page")).status_code == 404
-    assert (await client.get("/figures/normal.png?w=1")).status_code == 400
-    text = await scrape(client)
-    req = "figserve_http_requests_total"
-    assert metric(text, req, route="/figures/normal.<fmt>", status="200") == 2
-    assert metric(text, req, route="/figures/normal.<fmt>", status="400") == 1
-    assert metric(text, req, route="/figures/waves.<fmt>", status="200") == 1
-    assert metric(text, req, route="unmatched", status="404") == 1
-    assert metric(text, req, route="/metrics", status="200") == 1  # the first scrape
-    assert metric(text, "figserve_render_cache_misses_total", figure="normal") == 1
-    assert metric(text, "figserve_render_cache_hits_total", figure="normal") == 1
-    assert metric(text, "figserve_renders_started_total") == 2
-    assert metric(text, "figserve_renders_finished_total") == 2
-    count = "figserve_render_duration_seconds_count"
-    assert metric(text, count, figure="normal", format="svg") == 1
-    assert metric(text, count, figure="waves", format="png") == 1
-    assert metric(text, "figserve_render_duration_seconds_sum") > 0
-
-
-# --- logs ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def figserve_logs(caplog: pytest.LogCaptureFixture):
-    logger = logging.getLogger("figserve")  # has its own handler and does not propagate
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="figserve")
-    try:
-        yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
-
-
-async def test_one_log_line_per_render_and_per_error_at_filterable_levels(figserve_logs) -> None:
-    app = create_app({"warm_up": False, "registry": registry_with_test_figures()})
-    async with app.test_app():
-        client = app.test_client()
-        await client.get("/figures/normal.webp?seed=2&w=120&h=90")
-        await client.get("/figures/normal.webp?seed=2&w=120&h=90")
-        await client.get("/figures/normal.png?n=0")
-        await client.get("/figures/broken.png")
-    renders = [r for r in figserve_logs.records if r.name == "figserve.render"]
-    lines = [r.getMessage() for r in renders if r.getMessage().startswith("render figure=")]
-    assert len(lines) == 2
-    assert lines[0].startswith("render figure=normal format=webp px=120x90 cache=miss bytes=")
-    assert " cache=hit " in lines[1] and " ms=" in lines[1]
-    assert all(r.levelno == logging.INFO for r in renders if r.getMessage() in lines)
-    web = {
-        r.getMessage().split(" path=")[0]: r.levelno
-        for r in figserve_logs.records
-        if r.name == "figserve.web"
-    }
-    assert web["error status=400 title='Invalid parameters' method=GET"] == logging.INFO
-    assert web["error status=500 title='Internal Server Error' method=GET"] == logging.ERROR
-
-
 async def test_shed_renders_log_as_warnings(app: Quart, gate: Gate, figserve_logs) -> None:
     client = app.test_client()
     r = renderer(app)
@@ -395,36 +283,3 @@ async def test_shed_renders_log_as_warnings(app: Quart, gate: Gate, figserve_log
     await asyncio.gather(*busy)
     shed = [r for r in figserve_logs.records if "status=503" in r.getMessage()]
     assert len(shed) == 1 and shed[0].levelno == logging.WARNING
-
-
-# --- security --------------------------------------------------------------------------------
-
-
-async def test_html_gets_security_headers(app: Quart) -> None:
-    resp = await app.test_client().get("/")
-    assert resp.status_code == 200 and resp.mimetype == "text/html"
-    assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
-    assert resp.headers["X-Content-Type-Options"] == "nosniff"
-    assert resp.headers["Referrer-Policy"]
-    image = await app.test_client().get("/figures/normal.png?w=60&h=60")
-    assert image.headers["X-Content-Type-Options"] == "nosniff"
-
-
-async def test_request_bodies_over_the_limit_answer_413() -> None:
-    app = create_app({"warm_up": False, "max_body_bytes": 1024})
-    async with app.test_app():
-        body = {"figure": "normal", "params": {}, "pad": "x" * 4096}
-        resp = await app.test_client().post("/api/render", json=body)
-        assert resp.status_code == 413
-        assert resp.mimetype == "application/problem+json"
-
-
-@pytest.mark.parametrize("accept", ["application/json", "text/html", "image/*", "*/*"])
-async def test_no_stack_trace_reaches_a_client(accept: str) -> None:
-    app = create_app({"warm_up": False, "registry": registry_with_test_figures()})
-    async with app.test_app():
-        resp = await app.test_client().get("/figures/broken.png", headers={"Accept": accept})
-        body = await resp.get_data(as_text=True)
-    assert resp.status_code == 500
-    for leak in ("Traceback", "secret internals", "RuntimeError", "/srv/"):
-        assert leak not in body

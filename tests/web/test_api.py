@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from quart.datastructures import FileStorage
 
-from .conftest import decode
+from tests.conftest import decode
 
 
 async def test_catalog_lists_every_figure_with_its_schema(client, app):

@@ -21,8 +21,7 @@ import pypdf
 import pytest
 
 from src.jobs import SQLiteJobStore
-
-from .live import LiveServer, live_server
+from tests.support.live import LiveServer, live_server
 
 pytestmark = pytest.mark.live
 
@@ -38,7 +37,7 @@ def jobs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def two_workers(jobs_dir: Path) -> Iterator[LiveServer]:
     env = {"FIGSERVE_JOBS_DIR": str(jobs_dir)}
-    with live_server(workers=2, env=env, app="tests.ops_app:app") as srv:
+    with live_server(workers=2, env=env, app="tests.support.app:app") as srv:
         yield srv
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Browser, Page
 
-pytestmark = [pytest.mark.live, pytest.mark.browser]
+from tests.support.browser import ALL_IMAGES_LOADED
 
-ALL_IMAGES_LOADED = "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
+pytestmark = [pytest.mark.live, pytest.mark.browser]
 
 
 def open_page(browser: Browser, url: str, **context) -> Page:

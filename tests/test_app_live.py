@@ -1,13 +1,12 @@
-"""Production behaviour against real Hypercorn servers on 127.0.0.1: overload, cancellation on
-disconnect, metrics summed over two workers, and graceful stop by SIGTERM to the master alone or
-to the whole process group, with renders in flight.
+"""The server as shipped, a real Hypercorn on 127.0.0.1: images of a page side by side, errors,
+logs, overload, metrics summed over workers, and stopping with SIGTERM, renders in flight.
 
-Renders that must stay in flight use the test-only figure ``gated`` of ``tests/gates.py``: they
-block in their render process until the test opens their gate.
-"""
+Renders that must stay in flight use the test-only figure ``gated`` (``tests/support/gates.py``):
+they block in their render process until the test opens their gate."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import os
@@ -19,13 +18,47 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
-from .conftest import decode
-from .gates import Gate
-from .live import LiveServer
-from .ops_app import worker_of
-from .ops_helpers import metric, until_sync
+from tests.conftest import decode
+from tests.support.app import worker_of
+from tests.support.gates import Gate
+from tests.support.html import image_urls
+from tests.support.live import LiveServer
+from tests.support.procs import alive, group_pids
+from tests.support.prometheus import metric
+from tests.support.waiting import until_sync
+
+pytestmark = pytest.mark.live
+
+
+async def test_all_images_of_a_page_load_concurrently(server):
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+        page = await http.get("/normal/5_3")
+        assert page.status_code == 200
+        urls = image_urls(page.text)  # every 1x and 2x image: 12 requests at once
+        assert len(urls) >= 12
+        responses = await asyncio.gather(*(http.get(u) for u in urls))
+    assert [r.status_code for r in responses] == [200] * len(urls)
+    for url, resp in zip(urls, responses, strict=True):
+        assert resp.headers["content-type"] == "image/png"
+        size = decode(resp.content).size
+        assert size == ((800, 600) if "dpr=2" in url else (400, 300))
+
+
+async def test_live_errors_are_4xx_not_5xx(server):
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        for path in ["/normal/abc", "/normal/5_3_1", "/fig/x_1", "/fig/5_0", "/fig/nan_1"]:
+            assert (await http.get(path)).status_code == 400
+        assert (await http.get("/nothing")).status_code == 404
+
+
+def test_access_log_records_requests(server):
+    with httpx.Client(base_url=server.url) as http:
+        http.get("/healthz?probe=access-log")
+    server.wait_for('"GET /healthz?probe=access-log 1.1" 200', timeout=10)
+
 
 pytestmark = pytest.mark.live
 
@@ -36,7 +69,7 @@ def gated_server(
 ) -> Iterator[LiveServer]:
     server = LiveServer(
         workers=workers,
-        app="tests.ops_app:app",
+        app="tests.support.app:app",
         env={"FIGSERVE_RENDER_TIMEOUT": "60", **env},
         args=args,
     )
@@ -82,16 +115,6 @@ def scrape(server: LiveServer) -> str:
     reply = fetch(server, "/metrics")
     assert reply.status == 200
     return reply.body.decode()
-
-
-def pid_exists(pid: int) -> bool:
-    """Whether ``pid`` still runs. An exited worker stays a zombie until the master reaps it,
-    which it may do only after joining the other worker."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_overload_sheds_503_with_retry_after_while_health_answers(gate: Gate) -> None:
@@ -247,12 +270,11 @@ def test_sigterm_stops_gracefully_and_every_started_response_completes(
         for tag, worker in workers.items():
             if worker == first:
                 gate.let_through(tag)
-        until_sync(lambda: not pid_exists(first), "the first worker to exit", timeout=30)
+        until_sync(lambda: not alive(first), "the first worker to exit", timeout=30)
         sigterms = 2 if target == "process-group" else 1
         until_sync(
             lambda: (
-                server.output.count(f"worker {second} got SIGTERM") >= sigterms
-                or not pid_exists(second)
+                server.output.count(f"worker {second} got SIGTERM") >= sigterms or not alive(second)
             ),  # how a worker without the fix takes it
             "the master's SIGTERM to the second worker",
         )
@@ -266,22 +288,8 @@ def test_sigterm_stops_gracefully_and_every_started_response_completes(
         for reply in replies:
             assert decode(reply.body).format == "PNG"
         assert server.proc.wait(timeout=60) == 0
-        assert not pid_exists(second)
+        assert not alive(second)
         assert server.output.count("render pool closed") == 2
-
-
-def group_pids(pgid: int) -> set[int]:
-    """Live (not zombie) processes of a process group."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == pgid and fields[0] != "Z":
-                found.add(int(entry.name))
-    return found
 
 
 @pytest.mark.parametrize("target", ["master", "process-group"])

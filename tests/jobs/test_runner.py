@@ -1,112 +1,36 @@
-"""Background jobs through the API, in process: life cycle, validation, cancel, expiry, and
-nothing lost when a worker stops or a render process dies.
-
-Items of the ``gated`` test figure render in render processes and wait there until the test lets
-their tag through, so progress and cancellation are observed at exact points, not by timing.
-"""
+"""Running jobs: life cycle, results, progress, cancel, expiry, and nothing lost when a worker
+stops or a render process dies."""
 
 from __future__ import annotations
 
 import io
 import os
 import signal
-import sqlite3
-import subprocess
-import sys
-import threading
 import time
 import zipfile
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from urllib.parse import urlencode
 from xml.etree import ElementTree
 
 import pypdf
-import pytest
-from quart import Quart
 
 from src.app import create_app
-from src.jobs import JobRecord, JobRunner, JobState, SQLiteJobStore, new_job_id
+from src.jobs import JobState, SQLiteJobStore, new_job_id
 from src.web.owner import COOKIE, new_token, token_hash
-
-from .conftest import decode
-from .gates import Gate, registry_with_test_figures
-from .ops_helpers import until
-
-WAIT = 60  # seconds: a deadline for conditions, never a pause
-FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html"}
-
-
-@pytest.fixture
-def gate(tmp_path: Path) -> Iterator[Gate]:
-    g = Gate(tmp_path / "gate")
-    yield g
-    g.open()  # never leave a render blocked when a test fails
-
-
-def gated(gate: Gate, tag: str) -> dict:
-    return {"figure": "gated", "params": gate.params(tag)}
-
-
-async def entered(gate: Gate, count: int) -> None:
-    await until(lambda: len(gate.started()) >= count, f"{count} items to begin", WAIT)
-
-
-@pytest.fixture
-def jobs_dir(tmp_path: Path) -> Path:
-    return tmp_path / "jobs"
-
-
-@pytest.fixture
-def app_config(jobs_dir: Path) -> dict:
-    return {
-        "warm_up": False,
-        "jobs_dir": str(jobs_dir),
-        "registry": registry_with_test_figures(),
-        "render_processes": 1,
-    }
-
-
-@pytest.fixture
-async def app(app_config: dict, gate: Gate) -> AsyncIterator[Quart]:
-    application = create_app(app_config)
-    try:
-        async with application.test_app():
-            yield application
-    finally:
-        gate.open()
-
-
-def runner_of(app: Quart) -> JobRunner:
-    runner = app.extensions["figserve"].jobs
-    assert runner is not None
-    return runner
-
-
-async def start(client, items: list[dict], output: str = "pdf") -> dict:
-    resp = await client.post("/jobs", json={"items": items, "output": output})
-    assert resp.status_code == 202, await resp.get_data(as_text=True)
-    body = await resp.get_json()
-    assert resp.headers["Location"] == f"/jobs/{body['id']}"
-    return body
-
-
-async def get_job(client, job_id: str) -> dict:
-    resp = await client.get(f"/jobs/{job_id}")
-    assert resp.status_code == 200
-    assert resp.headers["Cache-Control"] == "no-store"
-    return await resp.get_json()
-
-
-def own(client) -> str:
-    """Give ``client`` an owner cookie; returns what the store keeps of it."""
-    token = new_token()
-    client.set_cookie("localhost", COOKIE, token, path="/jobs")
-    return token_hash(token)
-
-
-def files_in(jobs_dir: Path) -> list[str]:
-    return sorted(p.name for p in (jobs_dir / "results").iterdir())
+from tests.conftest import decode
+from tests.jobs.conftest import (
+    FORM,
+    WAIT,
+    dead_pid,
+    entered,
+    files_in,
+    gated,
+    get_job,
+    own,
+    record_of,
+    runner_of,
+    start,
+)
+from tests.support.waiting import until
 
 
 async def test_pdf_job_from_queued_to_downloaded(app, client, jobs_dir):
@@ -299,85 +223,6 @@ async def test_an_item_that_fails_to_draw_fails_the_job(app, client, jobs_dir):
     assert files_in(jobs_dir) == []
 
 
-async def test_every_bad_item_is_listed_and_nothing_is_queued(app, client, jobs_dir):
-    resp = await client.post(
-        "/jobs",
-        json={
-            "items": [
-                {"figure": "waves"},
-                {"figure": "no_such_figure"},
-                {"figure": "normal", "params": {"n": 0}},
-                {"figure": "waves", "w": 10, "colour": "red"},
-                {"figure": "heatmap", "format": "png"},
-                "waves",
-                {"figure": "waves", "w": 3000, "h": 3000, "dpr": 3},
-            ],
-            "output": "pdf",
-        },
-    )
-    assert resp.status_code == 400
-    assert resp.mimetype == "application/problem+json"
-    problem = await resp.get_json()
-    params = [e["param"] for e in problem["errors"]]
-    assert params == [
-        "items.1.figure",
-        "items.2.params.n",
-        "items.3.colour",
-        "items.3.w",
-        "items.4.format",
-        "items.5",
-        "items.6.w",
-    ]
-    assert problem["param"] == "items.1.figure"
-    assert "no_such_figure" in problem["errors"][0]["message"]
-    assert "pixels" in problem["errors"][-1]["message"]
-    assert (await (await client.get("/jobs")).get_json())["jobs"] == []
-    assert files_in(jobs_dir) == []
-
-
-@pytest.mark.parametrize(
-    ("body", "param"),
-    [
-        ({"items": []}, "items"),
-        ({"items": {"figure": "waves"}}, "items"),
-        ({"output": "pdf"}, "items"),
-        ({"items": [{"figure": "waves"}], "output": "tar"}, "output"),
-        ({"items": [], "output": {}}, "output"),
-        ({"items": [{"figure": ["waves"]}], "output": ["pdf"]}, "output"),
-        ({"items": [{"figure": "waves"}], "priority": 1}, "priority"),
-        ([{"figure": "waves"}], "body"),
-    ],
-)
-async def test_bad_job_bodies_name_the_parameter(client, body, param):
-    resp = await client.post("/jobs", json=body)
-    assert resp.status_code == 400
-    assert (await resp.get_json())["param"] == param
-
-
-async def test_item_and_active_job_limits(app_config, gate):
-    application = create_app({**app_config, "job_max_items": 3, "job_max_active": 1})
-    try:
-        async with application.test_app():
-            client = application.test_client()
-            resp = await client.post("/jobs", json={"items": [{"figure": "waves"}] * 4})
-            assert resp.status_code == 400
-            problem = await resp.get_json()
-            assert problem["param"] == "items"
-            assert "at most 3" in problem["detail"]
-
-            job = await start(client, [gated(gate, "a")])
-            resp = await client.post("/jobs", json={"items": [{"figure": "waves"}]})
-            assert resp.status_code == 503
-            assert resp.headers["Retry-After"]
-            assert "limit is 1" in (await resp.get_json())["detail"]
-            gate.let_through("a")
-            await runner_of(application).wait(job["id"], WAIT)
-            # The limit counts active jobs only: with that one done, a new one is accepted.
-            await start(client, [{"figure": "waves"}])
-    finally:
-        gate.open()
-
-
 async def test_output_byte_limit_fails_the_job(app_config, jobs_dir):
     application = create_app({**app_config, "job_max_output_bytes": 20_000})
     async with application.test_app():
@@ -394,28 +239,6 @@ async def test_output_byte_limit_fails_the_job(app_config, jobs_dir):
             shown = await get_job(client, job["id"])
             assert (shown["state"], shown["error"]) == ("failed", ended.error)
         assert files_in(jobs_dir) == []
-
-
-async def test_pdf_pixel_budget(app_config):
-    application = create_app({**app_config, "job_max_pdf_pixels": 1_000_000})
-    async with application.test_app():
-        client = application.test_client()
-        items = [{"figure": "waves", "w": 500, "h": 500}] * 5  # 1,250,000 pixels
-        resp = await client.post("/jobs", json={"items": items})
-        assert resp.status_code == 400
-        problem = await resp.get_json()
-        assert problem["param"] == "items"
-        assert "1,250,000" in problem["detail"]
-        # The same figures as separate images do not stay in memory.
-        await start(client, items, output="zip")
-
-
-@pytest.mark.parametrize("path", ["/jobs/{id}", "/jobs/{id}/result", "/jobs/nope", "/jobs/a.b"])
-async def test_unknown_and_malformed_ids_are_404(client, path):
-    resp = await client.get(path.format(id=new_job_id()))
-    assert resp.status_code == 404
-    assert resp.mimetype == "application/problem+json"
-    assert (await client.delete(path.format(id=new_job_id()))).status_code in {404, 405}
 
 
 async def test_results_expire_and_are_removed(app, client, jobs_dir):
@@ -439,13 +262,6 @@ async def test_results_expire_and_are_removed(app, client, jobs_dir):
     assert "removed" in (await resp.get_json())["detail"]
 
 
-def _record(job_id: str, state: JobState, **kw) -> JobRecord:
-    return JobRecord(
-        **{"id": job_id, "state": state, "output": "pdf", "total": 2, "done": 0, **kw},
-        created=time.time(),
-    )
-
-
 async def test_leftovers_are_removed_at_start(app_config, jobs_dir):
     results = jobs_dir / "results"
     results.mkdir(parents=True)
@@ -453,9 +269,11 @@ async def test_leftovers_are_removed_at_start(app_config, jobs_dir):
     kept, expired, failed = new_job_id(), new_job_id(), new_job_id()
     token = new_token()
     mine = token_hash(token)
-    store.create(_record(kept, JobState.DONE, expires=time.time() + 3600, client=mine), [], 10)
-    store.create(_record(expired, JobState.DONE, expires=time.time() - 1, client=mine), [], 10)
-    store.create(_record(failed, JobState.FAILED, expires=time.time() + 3600, client=mine), [], 10)
+    store.create(record_of(kept, JobState.DONE, expires=time.time() + 3600, client=mine), [], 10)
+    store.create(record_of(expired, JobState.DONE, expires=time.time() - 1, client=mine), [], 10)
+    store.create(
+        record_of(failed, JobState.FAILED, expires=time.time() + 3600, client=mine), [], 10
+    )
     store.close()
     for name in [
         f"{kept}.pdf",
@@ -489,7 +307,7 @@ async def test_jobs_of_dead_workers_go_back_to_the_queue_until_their_attempts_ru
         assert store is not None
         mine = own(client)
         quiet = time.time() - runner.settings.job_stale_after - 5
-        gone = _dead_pid()
+        gone = dead_pid()
         ids = {name: new_job_id() for name in ("stale", "exhausted", "dead_here", "alive")}
         for name, owner, beat, attempts in [
             ("stale", "elsewhere:1:aa", quiet, 1),
@@ -497,7 +315,7 @@ async def test_jobs_of_dead_workers_go_back_to_the_queue_until_their_attempts_ru
             ("dead_here", f"{runner.host}:{gone}:cc", time.time(), 1),
             ("alive", "elsewhere:3:dd", time.time(), 1),
         ]:
-            record = _record(
+            record = record_of(
                 ids[name],
                 JobState.RUNNING,
                 owner=owner,
@@ -522,13 +340,6 @@ async def test_jobs_of_dead_workers_go_back_to_the_queue_until_their_attempts_ru
         assert "worker" not in failed
         requeued = store.get(ids["stale"])
         assert requeued is not None and (requeued.done, requeued.owner) == (1, None)
-
-
-def _dead_pid() -> int:
-    """The pid of a process that has ended (and been reaped)."""
-    with subprocess.Popen([sys.executable, "-c", "pass"]) as proc:
-        proc.wait()
-    return proc.pid
 
 
 async def test_stopping_gives_a_running_job_back_and_the_next_start_resumes_it(
@@ -601,24 +412,6 @@ async def test_gallery_form_starts_a_report(app, client):
     assert len(pypdf.PdfReader(io.BytesIO(data)).pages) == 5
 
 
-async def test_gallery_form_errors_come_as_a_page_naming_each_field(client):
-    form = [
-        ("figure", "histogram"),
-        ("copies.histogram", "2"),
-        ("histogram.bins", "0"),
-        ("histogram.n", "many"),
-        ("output", "zip"),
-        ("format", "gif"),
-    ]
-    resp = await client.post("/jobs", data=urlencode(form), headers=FORM)
-    assert resp.status_code == 400
-    assert resp.mimetype == "text/html"
-    html = await resp.get_data(as_text=True)
-    for name in ("format", "histogram.bins", "histogram.n"):
-        assert f"<code>{name}</code>" in html
-    assert (await (await client.get("/jobs")).get_json())["jobs"] == []
-
-
 async def test_job_pages_for_browsers(app, client):
     job = await start(client, [{"figure": "waves"}])
     await runner_of(app).wait(job["id"], WAIT)
@@ -639,35 +432,3 @@ async def test_job_pages_for_browsers(app, client):
     missing = await client.get(f"/jobs/{new_job_id()}", headers={"Accept": "text/html"})
     assert missing.status_code == 404
     assert missing.mimetype == "text/html"
-
-
-async def test_jobs_are_in_the_openapi_document(client):
-    doc = await (await client.get("/openapi.json")).get_json()
-    assert set(doc["paths"]["/jobs"]) == {"get", "post"}
-    assert set(doc["paths"]["/jobs/{job_id}"]) == {"get", "delete"}
-    post = doc["paths"]["/jobs"]["post"]
-    assert post["tags"] == ["jobs"]
-    assert "202" in post["responses"]
-    assert "application/json" in post["requestBody"]["content"]
-
-
-def test_workers_starting_together_all_open_a_fresh_store(tmp_path: Path) -> None:
-    # Every Hypercorn worker opens the shared database at start; none may fail with "locked".
-    failures: list[str] = []
-    for round_ in range(20):
-        path = tmp_path / f"jobs-{round_}.sqlite3"
-        barrier = threading.Barrier(8)
-
-        def open_store(path: Path = path, barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            try:
-                SQLiteJobStore(path).close()
-            except sqlite3.OperationalError as exc:
-                failures.append(repr(exc))
-
-        threads = [threading.Thread(target=open_store) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    assert failures == []

@@ -1,0 +1,111 @@
+"""Jobs through the API in process: an app whose ``gated`` items wait in their render process
+until the test lets their tag through, so progress and cancellation are observed at exact
+points, not by timing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from quart import Quart
+
+from src.app import create_app
+from src.jobs import JobRecord, JobRunner, JobState
+from src.web.owner import COOKIE, new_token, token_hash
+from tests.support.gates import Gate, registry_with_test_figures
+from tests.support.waiting import until
+
+WAIT = 60  # seconds: a deadline for conditions, never a pause
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html"}
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Iterator[Gate]:
+    g = Gate(tmp_path / "gate")
+    yield g
+    g.open()  # never leave a render blocked when a test fails
+
+
+def gated(gate: Gate, tag: str) -> dict:
+    return {"figure": "gated", "params": gate.params(tag)}
+
+
+async def entered(gate: Gate, count: int) -> None:
+    await until(lambda: len(gate.started()) >= count, f"{count} items to begin", WAIT)
+
+
+@pytest.fixture
+def jobs_dir(tmp_path: Path) -> Path:
+    return tmp_path / "jobs"
+
+
+@pytest.fixture
+def app_config(jobs_dir: Path) -> dict:
+    return {
+        "warm_up": False,
+        "jobs_dir": str(jobs_dir),
+        "registry": registry_with_test_figures(),
+        "render_processes": 1,
+    }
+
+
+@pytest.fixture
+async def app(app_config: dict, gate: Gate) -> AsyncIterator[Quart]:
+    application = create_app(app_config)
+    try:
+        async with application.test_app():
+            yield application
+    finally:
+        gate.open()
+
+
+def runner_of(app: Quart) -> JobRunner:
+    runner = app.extensions["figserve"].jobs
+    assert runner is not None
+    return runner
+
+
+async def start(client, items: list[dict], output: str = "pdf") -> dict:
+    resp = await client.post("/jobs", json={"items": items, "output": output})
+    assert resp.status_code == 202, await resp.get_data(as_text=True)
+    body = await resp.get_json()
+    assert resp.headers["Location"] == f"/jobs/{body['id']}"
+    return body
+
+
+async def get_job(client, job_id: str) -> dict:
+    resp = await client.get(f"/jobs/{job_id}")
+    assert resp.status_code == 200
+    assert resp.headers["Cache-Control"] == "no-store"
+    return await resp.get_json()
+
+
+def own(client) -> str:
+    """Give ``client`` an owner cookie; returns what the store keeps of it."""
+    token = new_token()
+    client.set_cookie("localhost", COOKIE, token, path="/jobs")
+    return token_hash(token)
+
+
+def files_in(jobs_dir: Path) -> list[str]:
+    return sorted(p.name for p in (jobs_dir / "results").iterdir())
+
+
+def record_of(job_id: str, state: JobState, **kw) -> JobRecord:
+    return JobRecord(
+        **{"id": job_id, "state": state, "output": "pdf", "total": 2, "done": 0, **kw},
+        created=time.time(),
+    )
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    with subprocess.Popen([sys.executable, "-c", "pass"]) as proc:
+        proc.wait()
+    return proc.pid

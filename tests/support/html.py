@@ -1,0 +1,42 @@
+"""Reading the images and title of an HTML page."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+
+class Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[dict[str, str]] = []
+        self.title = ""
+        self._in_title = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs))
+        self._in_title = tag == "title"
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title += data
+
+    def handle_endtag(self, tag):
+        self._in_title = False
+
+
+def parse(html: str) -> Images:
+    parser = Images()
+    parser.feed(html)
+    return parser
+
+
+def image_urls(html: str) -> list[str]:
+    """Every image URL of a page, ``src`` and each ``srcset`` candidate, once each."""
+    urls: list[str] = []
+    for img in parse(html).images:
+        for url in [img["src"], *re.findall(r"(\S+) [0-9.]+[xw]", img.get("srcset", ""))]:
+            if url not in urls:
+                urls.append(url)
+    return urls
