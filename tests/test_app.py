@@ -3,12 +3,14 @@ limits, and the factory's services."""
 
 from __future__ import annotations
 
+import ast
 from email.utils import parsedate_to_datetime
 
 import pytest
 from quart import Quart
 
 from src.app import create_app
+from tests.support.live import ROOT
 
 
 async def test_html_gets_security_headers(app: Quart) -> None:
@@ -57,3 +59,17 @@ async def test_serving_hooks_own_the_render_pool():
         assert state.renderer is not None and state.renderer.ready
         assert state.renderer.settings.render_threads == 1
     assert state.renderer is None
+
+
+def test_src_never_imports_pyplot():
+    offenders = []
+    for path in (ROOT / "src").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            if any(n in {"matplotlib.pyplot", "pylab"} for n in names):
+                offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []

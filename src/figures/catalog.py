@@ -8,7 +8,8 @@ from typing import Literal
 import numpy as np
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from .registry import FigureParams, Registry, SeededParams, rng_for, title_field
 
@@ -16,6 +17,19 @@ FIGURES = Registry()
 
 # Bounds keep every figure cheap to draw: no parameter can make one render take seconds.
 _BIG = 1e6
+# A spread must be at least this fraction of the mean's size (or of 1): float64 holds about 16
+# digits, so a finer spread around a large mean collapses the sample onto a few values that
+# numpy cannot split into bins. 1e-9 leaves seven digits of room.
+_MIN_RELATIVE_SPREAD = 1e-9
+# matplotlib draws dates from year 1 to 9999. The axis reaches past the data (margins, and
+# ticks rounded out to whole years), so a series keeps a century away from either end.
+FIRST_DAY = dt.date(100, 1, 1)
+LAST_DAY = dt.date(9899, 12, 31)
+
+
+def _legend_below(fig: Figure, ncols: int) -> None:
+    """The legend under the plot, outside the axes: it can never cover the data."""
+    fig.legend(loc="outside lower center", ncols=ncols, fontsize="small", frameon=False)
 
 
 class NormalParams(SeededParams):
@@ -41,8 +55,11 @@ def normal(fig: Figure, p: NormalParams) -> None:
     rng = rng_for(p)
     xs = rng.normal(p.mean, p.var, p.n)
     ys = rng.normal(p.mean, p.var, p.n)
+    # The same margin on every side, wide enough for the markers at the edges.
+    fig.set_layout_engine("constrained")
     ax = fig.add_subplot()
     ax.scatter(xs, ys, s=100, marker="h", color="red", alpha=0.3)
+    ax.margins(0.08)
 
 
 class HistogramParams(SeededParams):
@@ -51,6 +68,18 @@ class HistogramParams(SeededParams):
     n: int = Field(1000, ge=10, le=100_000, description="Sample size.")
     bins: int = Field(30, ge=1, le=200, description="Number of histogram bins.")
     title: str = title_field()
+
+    @field_validator("std")
+    @classmethod
+    def _spread_is_representable(cls, std: float, info: ValidationInfo) -> float:
+        least = _MIN_RELATIVE_SPREAD * max(1.0, abs(info.data.get("mean", 0.0)))
+        if std < least:
+            raise PydanticCustomError(
+                "spread_too_small",
+                "must be at least {least} (1e-9 of the mean's size, or of 1)",
+                {"least": f"{least:g}"},
+            )
+        return std
 
 
 @FIGURES.figure(
@@ -65,24 +94,51 @@ def histogram(fig: Figure, p: HistogramParams) -> None:
     mu, sigma = float(sample.mean()), float(sample.std())
     fig.set_layout_engine("constrained")
     ax = fig.add_subplot()
-    ax.hist(sample, bins=p.bins, density=True, color="#4c72b0", alpha=0.6, label="sample")
+    # One filled outline instead of a patch per bin: looks the same, draws in constant time.
+    ax.hist(
+        sample,
+        bins=p.bins,
+        density=True,
+        histtype="stepfilled",
+        color="#4c72b0",
+        alpha=0.6,
+        label="sample",
+    )
     if sigma > 0:
         xs = np.linspace(sample.min(), sample.max(), 200)
         pdf = np.exp(-0.5 * ((xs - mu) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
         ax.plot(xs, pdf, color="#c44e52", lw=2, label=f"fit: μ={mu:.3g}, σ={sigma:.3g}")  # noqa: RUF001
     ax.set_ylabel("density")
-    ax.legend(loc="best", fontsize="small")
+    _legend_below(fig, ncols=2)
     if p.title:
         ax.set_title(p.title, parse_math=False)
 
 
 class TimeseriesParams(SeededParams):
     days: int = Field(180, ge=2, le=3650, description="Length of the series in days.")
-    start: dt.date = Field(dt.date(2026, 1, 1), description="First day (YYYY-MM-DD).")
+    start: dt.date = Field(
+        dt.date(2026, 1, 1),
+        ge=FIRST_DAY,
+        le=LAST_DAY,
+        description=f"First day (YYYY-MM-DD); the series lies within {FIRST_DAY} to {LAST_DAY}.",
+    )
     drift: float = Field(0.05, ge=-100, le=100, description="Mean daily change.")
     volatility: float = Field(1.0, ge=0, le=100, description="Standard deviation of daily change.")
     window: int = Field(7, ge=1, le=365, description="Days in the moving average.")
     title: str = title_field()
+
+    @field_validator("start")
+    @classmethod
+    def _ends_in_range(cls, start: dt.date, info: ValidationInfo) -> dt.date:
+        days = info.data.get("days")
+        if days is not None and start.toordinal() + days - 1 > LAST_DAY.toordinal():
+            last = LAST_DAY.toordinal() - days + 1
+            raise PydanticCustomError(
+                "series_too_late",
+                "a series of {days} days must start by {last} to end by {end}",
+                {"days": days, "last": str(dt.date.fromordinal(last)), "end": str(LAST_DAY)},
+            )
+        return start
 
 
 @FIGURES.figure(
@@ -102,10 +158,11 @@ def timeseries(fig: Figure, p: TimeseriesParams) -> None:
     ax = fig.add_subplot()
     ax.plot(days, values, color="#8c8c8c", lw=1, label="daily")
     ax.plot(days[window - 1 :], smooth, color="#dd8452", lw=2, label=f"{window}-day mean")
-    locator = AutoDateLocator()
+    # Few enough ticks that year labels never run into each other, even in a gallery preview.
+    locator = AutoDateLocator(minticks=3, maxticks=7)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    ax.legend(loc="upper left", fontsize="small")
+    _legend_below(fig, ncols=2)
     ax.grid(alpha=0.3)
     if p.title:
         ax.set_title(p.title, parse_math=False)

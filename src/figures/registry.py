@@ -7,27 +7,99 @@ HTTP or threads; the renderer decides where and how a figure is drawn and encode
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
+from matplotlib import font_manager
 from matplotlib.figure import Figure
-from pydantic import BaseModel, ConfigDict, Field
+from matplotlib.ft2font import FT2Font
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 # Query keys the image routes use for size and format; figure parameters may not take them.
 RESERVED_NAMES = frozenset({"w", "h", "dpr", "dpi", "format"})
 MAX_SEED = 2**32 - 1
 TEXT_MAX = 80
-# Printable text only: control characters have no business in a title.
-TEXT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+
+# Characters no figure text may hold: controls, format characters (zero-width space, byte order
+# mark: the PDF writer fails on some), private use, surrogates, unassigned code points, and line
+# or paragraph separators, which matplotlib does not break lines on.
+_UNDRAWABLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
+
+
+@cache
+def _glyphs() -> frozenset[int]:
+    """Code points the font of figure text has a glyph for (DejaVu Sans unless configured).
+
+    The first font of the family is enough: a character it has is never looked up elsewhere, so
+    it never warns about a missing glyph, whatever fallback fonts a machine has.
+    """
+    font = FT2Font(font_manager.findfont(font_manager.FontProperties()))
+    return frozenset(font.get_charmap())
+
+
+def describe_char(char: str) -> str:
+    """``U+200B (ZERO WIDTH SPACE)``: a character named so a person can find it."""
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}" + (f" ({name})" if name else "")
+
+
+def undrawable(chars: Iterable[str]) -> set[str]:
+    """The characters of ``chars`` that figure text may not hold."""
+    glyphs = _glyphs()
+    return {
+        c
+        for c in set(chars)
+        if ord(c) not in glyphs or unicodedata.category(c) in _UNDRAWABLE_CATEGORIES
+    }
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be drawn in every format without a warning, or None if it can.
+
+    One rule for every text a figure draws (titles, text parameters, uploaded column names and
+    labels): each character has a glyph in the figure font and is not a control, format,
+    private-use, unassigned or separator character, and the text does not open with a
+    combining mark (it would have no letter to mark).
+    """
+    if text and unicodedata.category(text[0]).startswith("M"):
+        return f"{describe_char(text[0])} must follow the character it marks"
+    bad = undrawable(text)
+    if not bad:
+        return None
+    first = next(c for c in text if c in bad)
+    return char_problem(first)
+
+
+def char_problem(char: str) -> str:
+    """The message for a character ``undrawable`` returned."""
+    if unicodedata.category(char) in _UNDRAWABLE_CATEGORIES:
+        return f"{describe_char(char)} cannot be drawn (a control or invisible character)"
+    return f"{describe_char(char)} cannot be drawn (the figure font has no glyph for it)"
 
 
 class FigureParams(BaseModel):
-    """Base of every parameter model: unknown keys and NaN/inf are errors, values immutable."""
+    """Base of every parameter model: unknown keys and NaN/inf are errors, values immutable.
+
+    Every text parameter must be drawable (see ``text_problem``): a figure draws its text, and
+    refusing a character up front beats a failed or warning render later.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _drawable_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            problem = text_problem(value)
+            if problem:
+                raise PydanticCustomError("undrawable_text", "{problem}", {"problem": problem})
+        return value
 
 
 class SeededParams(FigureParams):
@@ -42,8 +114,8 @@ class SeededParams(FigureParams):
 
 
 def title_field(default: str = "") -> Any:
-    """A user-supplied title: short, printable, drawn with math parsing off."""
-    return Field(default, max_length=TEXT_MAX, pattern=TEXT_PATTERN, description="Title text.")
+    """A user-supplied title: short, drawable (``text_problem``), drawn with math parsing off."""
+    return Field(default, max_length=TEXT_MAX, description="Title text.")
 
 
 def rng_for(params: FigureParams) -> np.random.Generator:
