@@ -18,6 +18,11 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
 @pytest.fixture
+def jobs_dir(tmp_path: Path) -> Path:
+    return tmp_path / "jobs"
+
+
+@pytest.fixture
 def app_config() -> dict:
     """Settings for the in-process app; tests override this fixture to change them."""
     return {"warm_up": False}

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from src.config import Settings
+from tests.support.strategies import scalar_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,15 +46,6 @@ def test_settings_come_from_the_environment():
     assert settings.warm_up is False
     with pytest.raises(ValueError, match="FIGSERVE_RENDER_THREADS"):
         Settings.from_env({"FIGSERVE_RENDER_THREADS": "many"})
-
-
-def scalar_text() -> st.SearchStrategy[str]:
-    numbers = st.one_of(
-        st.integers(-(2**40), 2**40).map(str),
-        st.floats(allow_nan=True, allow_infinity=True).map(repr),
-        st.sampled_from(["", "nan", "inf", "-0", "1e309", "0x10", "1_000", " 3 ", "true"]),
-    )
-    return numbers | st.text(max_size=20)
 
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

@@ -17,6 +17,7 @@ from src.validation import (
     from_stored,
     parse_flat,
 )
+from tests.support.strategies import scalar_text
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 SPECS = list(FIGURES)
@@ -33,15 +34,6 @@ def assert_named(exc: Invalid) -> None:
 
 
 keys = st.sampled_from(sorted(OPTION_NAMES | {"seed", "n", "mean", "title", "bins", "x"}))
-
-
-def scalar_text() -> st.SearchStrategy[str]:
-    numbers = st.one_of(
-        st.integers(-(2**40), 2**40).map(str),
-        st.floats(allow_nan=True, allow_infinity=True).map(repr),
-        st.sampled_from(["", "nan", "inf", "-0", "1e309", "0x10", "1_000", " 3 ", "true"]),
-    )
-    return numbers | st.text(max_size=20)
 
 
 @FAST

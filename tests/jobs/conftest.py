@@ -41,11 +41,6 @@ async def entered(gate: Gate, count: int) -> None:
 
 
 @pytest.fixture
-def jobs_dir(tmp_path: Path) -> Path:
-    return tmp_path / "jobs"
-
-
-@pytest.fixture
 def app_config(jobs_dir: Path) -> dict:
     return {
         "warm_up": False,

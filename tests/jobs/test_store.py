@@ -42,6 +42,26 @@ def record(state: JobState = JobState.QUEUED, **kw) -> JobRecord:
     )
 
 
+def open_together(path: Path, count: int) -> list[str]:
+    """Open the store at ``path`` from ``count`` threads at once; the errors they met."""
+    failures: list[str] = []
+    barrier = threading.Barrier(count)
+
+    def open_store() -> None:
+        barrier.wait()
+        try:
+            SQLiteJobStore(path).close()
+        except sqlite3.Error as exc:
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=open_store) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
+
+
 @pytest.fixture
 def store(tmp_path: Path):
     s = SQLiteJobStore(tmp_path / "jobs.sqlite3")
@@ -58,21 +78,8 @@ def test_a_database_of_the_previous_version_gains_the_owner_columns(tmp_path: Pa
             "INSERT INTO jobs (id, state, output, total, created, items) VALUES (?, ?, ?, ?, ?, ?)",
             (old_id, "done", "pdf", 1, time.time(), "[]"),
         )
-    failures: list[str] = []
-
-    def open_store() -> None:
-        try:
-            SQLiteJobStore(path).close()
-        except sqlite3.Error as exc:
-            failures.append(repr(exc))
-
     # Every worker opens it at start, at once.
-    threads = [threading.Thread(target=open_store) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    assert open_together(path, 6) == []
     store = SQLiteJobStore(path)
     try:
         old = store.get(old_id)
@@ -176,21 +183,5 @@ def test_admission_matches_a_model_of_the_limits(tmp_path_factory, events, total
 
 def test_workers_starting_together_all_open_a_fresh_store(tmp_path: Path) -> None:
     # Every Hypercorn worker opens the shared database at start; none may fail with "locked".
-    failures: list[str] = []
     for round_ in range(20):
-        path = tmp_path / f"jobs-{round_}.sqlite3"
-        barrier = threading.Barrier(8)
-
-        def open_store(path: Path = path, barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            try:
-                SQLiteJobStore(path).close()
-            except sqlite3.OperationalError as exc:
-                failures.append(repr(exc))
-
-        threads = [threading.Thread(target=open_store) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    assert failures == []
+        assert open_together(tmp_path / f"jobs-{round_}.sqlite3", 8) == []

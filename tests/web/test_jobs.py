@@ -34,11 +34,6 @@ WAVES = {"items": [{"figure": "waves", "format": "svg"}], "output": "zip"}
 
 
 @pytest.fixture
-def jobs_dir(tmp_path: Path) -> Path:
-    return tmp_path / "jobs"
-
-
-@pytest.fixture
 def app_config(jobs_dir: Path) -> dict:
     return {
         "warm_up": False,
