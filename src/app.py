@@ -70,7 +70,6 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     register_error_handlers(app)
     security.install(app, settings)  # cross-site refusal, relative redirects, no-store default
     metrics_module.install(app, lambda: state.metrics)
-    app.asgi_app = ops.health_first(ops.answer_when_cut(app.asgi_app))  # type: ignore[method-assign]
     app.asgi_app = guard(app.asgi_app, body_timeout=settings.body_timeout)  # type: ignore[method-assign]
 
     # Each long-lived service is one function: it starts the service, yields while the app

@@ -1,5 +1,8 @@
-"""The outermost ASGI layer: what must hold before Quart sees a connection.
+"""The outermost ASGI layer: what must hold before Quart sees a connection, or after it gave up.
 
+- ``GET /healthz`` is answered here, before routing, hooks and metrics: under a flood the event
+  loop is busy with requests, and the fewer loop steps a liveness probe takes, the sooner it
+  answers (liveness responses are therefore not counted in the request metrics).
 - figserve has no WebSocket endpoint. Quart would route an upgrade request and fail in its error
   handlers (they need an HTTP request); here every WebSocket handshake is refused at once with a
   403, and nothing is logged but the server's access log line.
@@ -7,11 +10,14 @@
   The server applies no such deadline of its own, so a client sending a byte now and then could
   hold a connection (and a task) for ever; past the deadline the request answers 408 and its
   connection closes.
+- A request the server cuts short (its graceful stop time ran out) answers 503, instead of the
+  500 Hypercorn sends for a request the app never answered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,6 +29,13 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PROBLEM_JSON = b"application/problem+json"
+HEALTH_BODY = b"ok\n"
+_HEALTH_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(HEALTH_BODY)).encode()),
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+]
 
 
 class _BodyTimeout(Exception):
@@ -54,8 +67,14 @@ async def _refuse_websocket(scope: Scope, send: Send) -> None:
         await send({"type": "websocket.close", "code": 1008})  # the server answers 403
 
 
+async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def guard(app: ASGIApp, *, body_timeout: float) -> ASGIApp:
-    """Wrap ``app``: WebSocket handshakes refused, HTTP bodies read against a deadline."""
+    """Wrap ``app``: liveness first, WebSocket handshakes refused, HTTP bodies read against a
+    deadline, and a request cut short by a stop answered."""
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -63,6 +82,10 @@ def guard(app: ASGIApp, *, body_timeout: float) -> ASGIApp:
             return
         if scope["type"] != "http":
             await app(scope, receive, send)
+            return
+        if scope["path"] == "/healthz" and scope["method"] in {"GET", "HEAD"}:
+            body = HEALTH_BODY if scope["method"] == "GET" else b""
+            await _answer(send, 200, _HEALTH_HEADERS, body)
             return
         deadline = asyncio.get_running_loop().time() + body_timeout
         body_done = False
@@ -95,7 +118,14 @@ def guard(app: ASGIApp, *, body_timeout: float) -> ASGIApp:
                 detail = f"The request body did not arrive within {body_timeout:g} seconds."
                 headers, body = _problem(408, "Request Timeout", detail)
                 headers.append((b"connection", b"close"))
-                await send({"type": "http.response.start", "status": 408, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                await _answer(send, 408, headers, body)
+        except asyncio.CancelledError:
+            # The server stopped waiting for this request (its stop's grace time ran out).
+            if not started:
+                headers, body = _problem(503, "Stopping", "The server is stopping.")
+                headers.append((b"retry-after", b"1"))
+                with contextlib.suppress(Exception):
+                    await _answer(send, 503, headers, body)
+            raise
 
     return guarded
