@@ -3,7 +3,9 @@ budget of results, and opening a database of a previous version."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from src.jobs import (
     Admission,
@@ -37,9 +40,8 @@ CREATE TABLE jobs (
 
 
 def record(state: JobState = JobState.QUEUED, **kw) -> JobRecord:
-    return JobRecord(
-        id=new_job_id(), state=state, output="zip", total=1, done=0, created=time.time(), **kw
-    )
+    fields = {"output": "zip", "total": 1, "done": 0, **kw}
+    return JobRecord(id=new_job_id(), state=state, created=time.time(), **fields)
 
 
 def open_together(path: Path, count: int) -> list[str]:
@@ -185,3 +187,112 @@ def test_workers_starting_together_all_open_a_fresh_store(tmp_path: Path) -> Non
     # Every Hypercorn worker opens the shared database at start; none may fail with "locked".
     for round_ in range(20):
         assert open_together(tmp_path / f"jobs-{round_}.sqlite3", 8) == []
+
+
+class JobsNeverLost(RuleBasedStateMachine):
+    """Any interleaving of runners claiming, progressing, stopping, dying and being taken back,
+    and of clients cancelling: every job stays in the store, an active job has exactly one
+    runner or none, progress never goes back, and a job fails for dying runners only after its
+    attempts are used up."""
+
+    MAX_ATTEMPTS = 3
+    STALE = 30.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp())
+        self.store = SQLiteJobStore(self.dir / "jobs.sqlite3")
+        self.now = 1000.0
+        self.ids: list[str] = []
+        self.done: dict[str, int] = {}
+        self.running: dict[str, str] = {}  # job -> the runner that claimed it
+        self.ended: set[str] = set()
+
+    def teardown(self) -> None:
+        self.store.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @rule(total=st.integers(1, 4))
+    def submit(self, total: int) -> None:
+        job = record(total=total)
+        self.store.create(job, [{}] * total, 10**6)
+        self.ids.append(job.id)
+        self.done[job.id] = 0
+
+    @rule(runner=st.sampled_from(["a", "b", "c"]))
+    def claim(self, runner: str) -> None:
+        claimed = self.store.claim(runner, self.now)
+        if claimed is not None:
+            assert claimed.id not in self.running and claimed.id not in self.ended
+            assert claimed.done == self.done[claimed.id]  # resumes where it stopped
+            self.running[claimed.id] = runner
+
+    @rule(data=st.data())
+    def progress(self, data) -> None:
+        if not self.running:
+            return
+        job_id = data.draw(st.sampled_from(sorted(self.running)))
+        job = self.store.get(job_id)
+        assert job is not None
+        if job.done < job.total and self.store.progress(
+            job_id, self.running[job_id], job.done + 1, self.now
+        ):
+            self.done[job_id] = job.done + 1
+
+    @rule(data=st.data())
+    def orderly_stop(self, data) -> None:
+        if self.running:
+            job_id = data.draw(st.sampled_from(sorted(self.running)))
+            assert self.store.requeue(job_id, self.running.pop(job_id))
+
+    @rule(data=st.data(), ok=st.booleans())
+    def finish(self, data, ok: bool) -> None:
+        if self.running:
+            job_id = data.draw(st.sampled_from(sorted(self.running)))
+            state = JobState.DONE if ok else JobState.FAILED
+            assert self.store.finish(job_id, self.running.pop(job_id), state, self.now, self.now)
+            self.ended.add(job_id)
+
+    @rule(data=st.data())
+    def cancel(self, data) -> None:
+        if self.ids:
+            job_id = data.draw(st.sampled_from(self.ids))
+            if self.store.cancel(job_id, self.now, self.now) is not None:
+                self.running.pop(job_id, None)
+                self.ended.add(job_id)
+
+    @rule(runner=st.sampled_from(["a", "b", "c"]), wait=st.floats(0, 60))
+    def runner_dies(self, runner: str, wait: float) -> None:
+        # Its heartbeat stops; later another runner takes its jobs back (or one of this machine
+        # sees its process gone at once).
+        self.now += wait
+        for other in {"a", "b", "c"} - {runner}:
+            self.store.heartbeat(other, self.now)
+        requeued, failed = self.store.take_back(
+            self.now - self.STALE, [runner], self.now, self.now, self.MAX_ATTEMPTS
+        )
+        for job_id in requeued + failed:
+            assert self.running.pop(job_id, None) is not None
+        for job_id in failed:
+            job = self.store.get(job_id)
+            assert job is not None and job.attempts >= self.MAX_ATTEMPTS
+            self.ended.add(job_id)
+
+    @invariant()
+    def nothing_is_lost(self) -> None:
+        for job_id in self.ids:
+            job = self.store.get(job_id)
+            assert job is not None, "a job vanished"
+            assert job.done == self.done[job_id] <= job.total
+            if job_id in self.ended:
+                assert not job.active
+            elif job_id in self.running:
+                assert job.state is JobState.RUNNING and job.owner == self.running[job_id]
+            else:
+                assert job.state is JobState.QUEUED and job.owner is None
+
+
+JobsNeverLost.TestCase.settings = settings(
+    max_examples=40, stateful_step_count=30, deadline=None, suppress_health_check=list(HealthCheck)
+)
+test_jobs_are_never_lost = JobsNeverLost.TestCase
