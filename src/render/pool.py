@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -217,6 +218,13 @@ class RenderProcess:
             return None
         return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
+    def exited(self) -> bool:
+        """Whether the process has ended (its pidfd is readable then)."""
+        if self._pidfd is None:
+            return not os.path.exists(f"/proc/{self.pid}")
+        readable, _, _ = select.select([self._pidfd], [], [], 0)
+        return bool(readable)
+
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError, OSError):
             if self._pidfd is not None:
@@ -285,6 +293,15 @@ class _Lane:
             self.reserved -= 1
             self.cond.notify()
 
+    def drop_exited(self) -> list[RenderProcess]:
+        """Take the idle processes that have ended out of the lane, and return them."""
+        with self.cond:
+            gone = [p for p in self.idle if p.exited()]
+            for proc in gone:
+                self.idle.remove(proc)
+                self.live.discard(proc)
+            return gone
+
     def give_back(self, proc: RenderProcess) -> None:
         with self.cond:
             if proc in self.live and not self.closed:
@@ -328,6 +345,8 @@ class RenderPool:
         self._server: ForkServer | None = None
         self.started = False
         self.closed = False
+        self._reviving = False
+        self._reviving_lock = threading.Lock()
         self.kills = 0  # processes killed at the deadline
         self.crashes = 0
         self.recycled = 0
@@ -342,9 +361,33 @@ class RenderPool:
 
     @property
     def healthy(self) -> bool:
-        """Can take work: started, not closing, and its fork server runs."""
+        """Can take work: started, not closing, and its fork server runs. A dead fork server is
+        replaced in the background (a server taken out of rotation gets no render that would
+        replace it)."""
+        if not self.started or self.closed:
+            return False
         server = self._server
-        return self.started and not self.closed and server is not None and server.alive
+        if server is not None and server.alive:
+            return True
+        with self._reviving_lock:
+            if not self._reviving:
+                self._reviving = True
+                threading.Thread(target=self._revive, name="figserve-revive", daemon=True).start()
+        return False
+
+    def _revive(self) -> None:
+        try:
+            self._server = fork_server(self._preload, self._warm_up)
+            for lane in self._lanes.values():
+                for proc in lane.drop_exited():
+                    proc.close()
+                while lane.reserve():
+                    lane.give_back(self._spawn_into(lane))
+        except Exception:
+            log.exception("cannot start the render fork server again; readiness stays 503")
+        finally:
+            with self._reviving_lock:
+                self._reviving = False
 
     def pids(self) -> list[int]:
         return sorted(p.pid for lane in self._lanes.values() for p in list(lane.live))

@@ -275,3 +275,17 @@ def test_many_renders_from_many_threads_all_arrive_intact(make_pool) -> None:
         results = list(ex.map(render, range(24)))
     sizes = [Image.open(io.BytesIO(r)).size for r in results]
     assert sizes == [(100 + i, 80) for i in range(24)]
+
+
+def test_readiness_brings_back_a_dead_fork_server(make_pool) -> None:
+    # Taken out of rotation while not ready, a server gets no render that would revive it:
+    # asking whether it is ready must be enough.
+    pool = make_pool(processes=1, background=0)
+    server = fork_server(PRELOAD)
+    os.kill(server.pid, signal.SIGKILL)
+    until_sync(lambda: not server.alive, "the fork server to die")
+    assert not pool.healthy
+    until_sync(lambda: pool.healthy, "a new fork server", timeout=60)
+    assert fork_server(PRELOAD).pid != server.pid
+    assert len(pool.pids()) == 1 and all(alive(p) for p in pool.pids())
+    png(pool)
