@@ -340,13 +340,14 @@ def _check_labels(table: Table, column: str, *, distinct: bool, limits: Limits) 
     Runs after the point limits, so there are at most as many distinct cells as a drawing of
     this kind may have points."""
     cells: list[str] = table.columns[column].tolist()
-    kinds = dict.fromkeys(cells)  # distinct, in order of first appearance
-    if distinct and len(kinds) > limits.labels:
+    distinct_cells = dict.fromkeys(cells)  # in order of first appearance
+    if distinct and len(distinct_cells) > limits.labels:
         raise DataError(
             "x",
-            f"column {column!r}: {len(kinds):,} distinct labels, the limit is {limits.labels:,}",
+            f"column {column!r}: {len(distinct_cells):,} distinct labels, "
+            f"the limit is {limits.labels:,}",
         )
-    for cell in kinds:
+    for cell in distinct_cells:
         problem = text_problem(cell)
         if len(cell) > limits.label_chars:
             problem = f"a label of {len(cell):,} characters, the limit is {limits.label_chars:,}"
@@ -426,9 +427,16 @@ def draw_table(fig: Figure, table: Table, p: PlotParams, limits: Limits = LIMITS
             ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True))
         ax.set_xlabel(x_name or "row", parse_math=False)
         if len(y_names) > 1:
+            # As many columns as fit across (a small-font character is about 5 points wide).
+            longest = max(len(name) for name in y_names)
+            fits = int(fig.get_figwidth() * 72 // (5 * longest + 30))
             legend = fig.legend(
-                loc="outside lower center", ncols=min(4, len(y_names)), fontsize="small"
+                loc="outside lower center",
+                ncols=max(1, min(4, len(y_names), fits)),
+                fontsize="small",
+                frameon=False,
             )
+
             for text in legend.get_texts():
                 text.set_parse_math(False)
         else:

@@ -43,13 +43,13 @@ def _glyphs() -> frozenset[int]:
     return frozenset(font.get_charmap())
 
 
-def describe_char(char: str) -> str:
+def _describe(char: str) -> str:
     """``U+200B (ZERO WIDTH SPACE)``: a character named so a person can find it."""
     name = unicodedata.name(char, "")
     return f"U+{ord(char):04X}" + (f" ({name})" if name else "")
 
 
-def undrawable(chars: Iterable[str]) -> set[str]:
+def _undrawable(chars: Iterable[str]) -> set[str]:
     """The characters of ``chars`` that figure text may not hold."""
     glyphs = _glyphs()
     return {
@@ -68,19 +68,19 @@ def text_problem(text: str) -> str | None:
     combining mark (it would have no letter to mark).
     """
     if text and unicodedata.category(text[0]).startswith("M"):
-        return f"{describe_char(text[0])} must follow the character it marks"
-    bad = undrawable(text)
+        return f"{_describe(text[0])} must follow the character it marks"
+    bad = _undrawable(text)
     if not bad:
         return None
     first = next(c for c in text if c in bad)
-    return char_problem(first)
+    return _char_problem(first)
 
 
-def char_problem(char: str) -> str:
-    """The message for a character ``undrawable`` returned."""
+def _char_problem(char: str) -> str:
+    """The message for a character ``_undrawable`` returned."""
     if unicodedata.category(char) in _UNDRAWABLE_CATEGORIES:
-        return f"{describe_char(char)} cannot be drawn (a control or invisible character)"
-    return f"{describe_char(char)} cannot be drawn (the figure font has no glyph for it)"
+        return f"{_describe(char)} cannot be drawn (a control or invisible character)"
+    return f"{_describe(char)} cannot be drawn (the figure font has no glyph for it)"
 
 
 class FigureParams(BaseModel):

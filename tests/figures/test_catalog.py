@@ -127,7 +127,7 @@ PROPERTY = settings(
 
 @pytest.mark.property
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
-@settings(PROPERTY, max_examples=20)
+@settings(PROPERTY, max_examples=12)
 @given(data=st.data())
 def test_whatever_validation_accepts_draws_as_png(spec: FigureSpec, data: st.DataObject) -> None:
     params = accepted(spec, data.draw(params_for(spec.params)))
@@ -137,7 +137,7 @@ def test_whatever_validation_accepts_draws_as_png(spec: FigureSpec, data: st.Dat
 @pytest.mark.property
 @pytest.mark.parametrize("fmt", FORMATS[1:])
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
-@settings(PROPERTY, max_examples=3)
+@settings(PROPERTY, max_examples=2)
 @given(data=st.data())
 def test_whatever_validation_accepts_draws_in_every_format(
     spec: FigureSpec, fmt: str, data: st.DataObject
