@@ -8,7 +8,7 @@ from typing import Any
 from quart import Blueprint, Response, url_for
 from quart_schema import DataSource, document_request, tag
 
-from ..figures.data import DataError, draw_table, parse_table, resolve_columns
+from ..figures.data import DataError, Table, draw_table, parse_table, resolve_columns
 from ..render import MEDIA_TYPES, Drawing, ImageOptions, RenderJob, canvas_for
 from ..validation import RenderSpec, from_spec
 from .body import json_object
@@ -79,12 +79,14 @@ async def plot() -> Response:
     """Plot uploaded data (CSV with a header row, or .npy) as line, scatter, bar or hist."""
     settings = app_state().settings
     params, opts, data, filename = await plot_from_form(settings.max_body_bytes)
+    def checked_table() -> Table:
+        table = parse_table(filename, data, settings.max_upload_rows, settings.max_upload_columns)
+        resolve_columns(table, params)  # the plot's limits, before anything is drawn
+        return table
+
     try:
-        # Parsing a large CSV takes a while: keep it off the event loop.
-        table = await asyncio.to_thread(
-            parse_table, filename, data, settings.max_upload_rows, settings.max_upload_columns
-        )
-        resolve_columns(table, params)
+        # Parsing and checking a large table takes a while: keep it off the event loop.
+        table = await asyncio.to_thread(checked_table)
     except DataError as exc:
         raise field_error(exc.param, str(exc), "Unusable data") from None
     job = RenderJob(
