@@ -7,6 +7,7 @@ HTTP or threads; the renderer decides where and how a figure is drawn and encode
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
-# Query keys the image routes use for size and format; figure parameters may not take them.
-RESERVED_NAMES = frozenset({"w", "h", "dpr", "dpi", "format"})
+# Query keys the image routes use for size and format, and the keywords of the pages'
+# ``figure()`` helper: figure parameters may not take them.
+RESERVED_NAMES = frozenset({"w", "h", "dpr", "dpi", "format", "alt", "sizes", "loading", "class_"})
 MAX_SEED = 2**32 - 1
 TEXT_MAX = 80
 
@@ -151,6 +153,14 @@ class FigureSpec:
         return self.alt.format(**params.model_dump())
 
 
+def origin(spec: FigureSpec) -> str:
+    """Where a figure was declared, as a person looks for it: its function's module."""
+    module = spec.draw.__module__
+    if module.startswith("src.figures."):
+        return f"{module} (shipped with figserve)"
+    return f"module {module}"
+
+
 class Registry:
     """An ordered catalog of figures; the app takes one, tests may build their own."""
 
@@ -160,12 +170,14 @@ class Registry:
             self.add(spec)
 
     def add(self, spec: FigureSpec) -> FigureSpec:
-        import re
-
         if not re.match(NAME_PATTERN, spec.name):
             raise ValueError(f"figure name {spec.name!r} must match {NAME_PATTERN}")
-        if spec.name in self._specs:
-            raise ValueError(f"figure {spec.name!r} is already registered")
+        taken = self._specs.get(spec.name)
+        if taken is not None:
+            raise ValueError(
+                f"figure {spec.name!r} of {origin(spec)} clashes with the figure "
+                f"{taken.name!r} of {origin(taken)}: give one of them another name"
+            )
         clash = RESERVED_NAMES & set(spec.params.model_fields)
         if clash:
             raise ValueError(f"figure {spec.name!r} uses reserved parameter names {sorted(clash)}")
@@ -204,6 +216,10 @@ class Registry:
 
     def get(self, name: str) -> FigureSpec | None:
         return self._specs.get(name)
+
+    def discard(self, name: str) -> None:
+        """Forget a figure (one whose module failed to load)."""
+        self._specs.pop(name, None)
 
     def copy(self) -> Registry:
         return Registry(list(self._specs.values()))
