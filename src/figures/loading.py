@@ -40,10 +40,10 @@ def module_names(setting: str) -> list[str]:
         name = raw.strip()
         if not name:
             continue
-        if not _MODULE_NAME.fullmatch(name):
+        if not _MODULE_NAME.fullmatch(name) or name.endswith(".py"):
             raise FigureModuleError(
                 f"{SETTING}: {name[:80]!r} is not a module name; give dotted Python module "
-                "names such as myfigures or mypackage.figures, separated by commas"
+                "names such as myfigures or mypackage.figures (no .py), separated by commas"
             )
         if name not in names:
             names.append(name)

@@ -98,14 +98,14 @@ def create_images_blueprint(registry: Registry) -> Blueprint:
             methods=["GET"],
         )
 
-    async def unknown_figure(name: str, fmt: str) -> Response:
-        # Not a figure: answered like the image routes (an error image for an <img>).
+    async def unknown_figure(rest: str) -> Response:
+        # Any other path here names no figure: answered like the image routes, so an <img>
+        # shows the error as an image.
+        name = rest.rpartition(".")[0] or rest
         spec_or_404(app_state().registry, name)
-        raise Problem(404, "Not Found", "No such figure.")  # a figure added after start
+        raise Problem(404, "Unknown figure", f"There is no figure at /figures/{rest[:60]}.")
 
-    bp.add_url_rule(
-        "/figures/<name>.<fmt>", "unknown_figure", hide(unknown_figure), methods=["GET"]
-    )
+    bp.add_url_rule("/figures/<path:rest>", "unknown_figure", hide(unknown_figure), methods=["GET"])
 
     normal = registry.get("normal")
     if normal is not None:
