@@ -7,6 +7,7 @@ HTTP or threads; the renderer decides where and how a figure is drawn and encode
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
@@ -18,7 +19,7 @@ import numpy as np
 from matplotlib import font_manager
 from matplotlib.figure import Figure
 from matplotlib.ft2font import FT2Font
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
@@ -85,14 +86,62 @@ def char_problem(char: str) -> str:
     return f"{describe_char(char)} cannot be drawn (the figure font has no glyph for it)"
 
 
+def _class(code_points: list[int]) -> str:
+    """A regex character class of ``code_points``, as ranges; Python's ``re`` and ECMAScript
+    (unicode mode) read it alike: BMP characters escaped, others written as themselves."""
+
+    def char(c: int) -> str:
+        return f"\\u{c:04x}" if c <= 0xFFFF else chr(c)
+
+    ranges: list[list[int]] = []
+    for c in code_points:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return "[" + "".join(char(a) if a == b else f"{char(a)}-{char(b)}" for a, b in ranges) + "]"
+
+
+@cache
+def drawable_pattern() -> str:
+    """``text_problem`` as a regular expression: the text of a schema's ``DrawableText``."""
+    ok = sorted(c for c in _glyphs() if unicodedata.category(chr(c)) not in _UNDRAWABLE_CATEGORIES)
+    first = [c for c in ok if not unicodedata.category(chr(c)).startswith("M")]
+    return f"^(?:{_class(first)}{_class(ok)}*)?$"
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+
+
+def _mark_text(schema: dict[str, Any]) -> None:
+    """Mark every free-text property (``x-drawable``): the OpenAPI document gives it the
+    pattern of drawable text (``drawable_pattern``)."""
+    for prop in schema.get("properties", {}).values():
+        for variant in prop.get("anyOf", [prop]):
+            if variant.get("type") == "string" and not {"enum", "format", "const"} & set(variant):
+                variant["x-drawable"] = True
+
+
 class FigureParams(BaseModel):
     """Base of every parameter model: unknown keys and NaN/inf are errors, values immutable.
 
     Every text parameter must be drawable (see ``text_problem``): a figure draws its text, and
-    refusing a character up front beats a failed or warning render later.
+    refusing a character up front beats a failed or warning render later. Dates are given as
+    ``YYYY-MM-DD`` only (not as timestamps or times), as the schema says.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, json_schema_extra=_mark_text
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _dates_as_text(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation is dt.date and not _ISO_DATE.fullmatch(value):
+                raise PydanticCustomError("date_text", "a date as YYYY-MM-DD")
+        return value
 
     @field_validator("*", mode="after")
     @classmethod
