@@ -139,8 +139,15 @@ class FigureParams(BaseModel):
     def _dates_as_text(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str) and info.field_name is not None:
             annotation = cls.model_fields[info.field_name].annotation
-            if annotation is dt.date and not _ISO_DATE.fullmatch(value):
-                raise PydanticCustomError("date_text", "a date as YYYY-MM-DD")
+            if annotation is dt.date:
+                try:
+                    if not _ISO_DATE.fullmatch(value):
+                        raise ValueError(value)
+                    return dt.date.fromisoformat(value)
+                except ValueError:
+                    raise PydanticCustomError(
+                        "date_text", "a date of the calendar as YYYY-MM-DD"
+                    ) from None
         return value
 
     @field_validator("*", mode="after")
