@@ -15,7 +15,13 @@ from ..render import MEDIA_TYPES, ImageOptions
 from ..validation import Invalid, parse_flat, pydantic_errors
 from .embed import densities_for, img_tag
 from .errors import Problem
-from .params import format_number, parse_mean_var, single_values, spec_or_404
+from .params import (
+    format_number,
+    mean_var_in_range,
+    parse_mean_var,
+    single_values,
+    spec_or_404,
+)
 from .state import app_state
 
 bp = Blueprint("pages", __name__)
@@ -96,9 +102,7 @@ def _variants(mean: float, var: float, count: int = 6) -> list[tuple[float, floa
     ]
     out: list[tuple[float, float]] = []
     for m, v in candidates:
-        try:
-            NormalParams(mean=m, var=v)
-        except ValueError:
+        if not mean_var_in_range(f"{format_number(m)}_{format_number(v)}"):
             continue
         if (m, v) not in out:
             out.append((m, v))
