@@ -15,6 +15,7 @@ from urllib.request import Request, urlopen
 import pytest
 
 from tests.conftest import decode
+from tests.support.browser import ALL_IMAGES_LOADED
 from tests.support.html import image_urls, parse
 from tests.support.live import ROOT, live_server
 from tests.support.usercode import spiral_module
@@ -39,7 +40,10 @@ def fetch(url: str, accept: str = "*/*") -> tuple[int, str, bytes]:
         return resp.status, resp.headers.get_content_type(), resp.read()
 
 
-def test_the_readme_commands_serve_the_example_figure_and_page(tmp_path: Path) -> None:
+@pytest.mark.browser
+def test_the_readme_commands_serve_the_example_figure_and_page(
+    tmp_path: Path, browser, artifacts: Path
+) -> None:
     commands = readme_commands()
     assert "127.0.0.1:8000" in commands
     env = {"FIGSERVE_JOBS_DIR": str(tmp_path / "jobs")}
@@ -63,6 +67,18 @@ def test_the_readme_commands_serve_the_example_figure_and_page(tmp_path: Path) -
         assert "/figures/spiral.{fmt}" in document["paths"]
         gallery = fetch(f"{server.url}/", "text/html")[2].decode()
         assert 'id="spiral"' in gallery
+        # In a browser, on a wide screen and a phone: every figure shows, nothing overflows.
+        for width in (1280, 390):
+            context = browser.new_context(
+                viewport={"width": width, "height": 900},
+                device_scale_factor=2 if width < 500 else 1,
+            )
+            page = context.new_page()
+            page.goto(f"{server.url}/pages/spirals", wait_until="load")
+            assert page.evaluate(ALL_IMAGES_LOADED)
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+            page.screenshot(path=artifacts / f"user_page_{width}.png", full_page=True)
+            context.close()
 
 
 def test_reload_picks_up_an_edited_figure_module(tmp_path: Path) -> None:

@@ -133,6 +133,7 @@ async def figure_page(name: str) -> tuple[str, int]:
         errors=errors,
         # Errors of keys that have no field in the form (unknown ones, dpi, dpr): listed apart.
         other_errors={k: v for k, v in errors.items() if k not in shown},
+        known=[*spec.params.model_fields, *ImageOptions.model_fields],
         fields=form_fields(spec.params, values, errors),
         options=form_fields(ImageOptions, values, errors, skip={"dpi", "dpr"}),
     )
@@ -210,6 +211,40 @@ def form_fields(
             }
         )
     return out
+
+
+def schema_type(schema: dict[str, Any]) -> str:
+    """A parameter's schema in a few words: ``integer 1 to 200``, ``one of png, svg``."""
+    kinds = [k for k in schema.get("anyOf", [schema]) if k.get("type") != "null"]
+    words = []
+    for kind in kinds:
+        if kind.get("maxLength") == 0 and kind.get("type") == "string":
+            continue  # blank: not given
+        if "anyOf" in kind:
+            words.append(schema_type(kind))
+        elif "enum" in kind:
+            words.append("one of " + ", ".join(str(v) for v in kind["enum"]))
+        elif kind.get("format") == "date":
+            words.append("date")
+        else:
+            word = str(kind.get("type", "text"))
+            low = kind.get("minimum", kind.get("exclusiveMinimum"))
+            high = kind.get("maximum", kind.get("exclusiveMaximum"))
+            if low is not None and high is not None:
+                word += f" {_number(low)} to {_number(high)}"
+            elif kind.get("maxLength") is not None:
+                word = f"text, at most {kind['maxLength']}"
+            words.append(word)
+    return " or ".join(words) or "text"
+
+
+def _number(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
+@bp.app_template_filter("schema_type")
+def _schema_type_filter(schema: dict[str, Any]) -> str:
+    return schema_type(schema)
 
 
 @bp.get("/docs")
