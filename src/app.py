@@ -23,17 +23,24 @@ from quart_schema import QuartSchema
 from . import metrics as metrics_module
 from .config import Settings
 from .figures import FIGURES, Registry
+from .figures.loading import load_figure_modules
 from .jobs import JobRunner
 from .metrics import Metrics
 from .render import ImageOptions, Renderer, RenderJob, job_for
-from .web import api, body, jobs, ops, pages, security
+from .web import api, body, embed, jobs, ops, pages, security, static, transfer, userpages
 from .web.asgi import guard
 from .web.errors import register_error_handlers
 from .web.images import create_images_blueprint
 from .web.openapi import FigserveOpenAPI
 from .web.state import AppState
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+# A checkout keeps templates/ beside src/; `pip install .` puts them inside the package.
+TEMPLATES = next(
+    (p for p in (PACKAGE / "templates", PACKAGE.parent / "templates") if p.is_dir()),
+    PACKAGE / "templates",
+)
+STATIC = PACKAGE / "static"
 VERSION = "0.1.0"
 
 HTML_CSP = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
@@ -43,13 +50,17 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     """Build the app. ``config`` overrides settings by name (see ``src/config.py``); the key
     ``registry`` replaces the figure catalog (tests register extra figures that way)."""
     config = dict(config or {})
-    registry: Registry = config.pop("registry", None) or FIGURES
+    custom: Registry | None = config.pop("registry", None)
     settings = Settings.from_env().updated(config)
     _configure_logging(settings.log_level)
+    _check_package_data()
+    registry = _with_user_figures(custom, settings)
 
-    app = Quart(__name__, template_folder=str(ROOT / "templates"), static_folder="static")
+    app = Quart(__name__, template_folder=str(TEMPLATES), static_folder=None)
+    transfer.install(app)  # first installed, so it runs last: validators, compression, 304s
+    static.install(app, STATIC)  # fingerprinted, long-cached static files
     body.install(app, settings)  # body, form and time limits of every request
-    app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 3600
+    embed.install(app)  # figure(name, **params) in every page
     state = AppState(settings=settings, registry=registry)
     app.extensions["figserve"] = state
 
@@ -67,6 +78,8 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(jobs.bp)
+    if settings.pages:
+        userpages.install(app, settings.pages)
     register_error_handlers(app)
     security.install(app, settings)  # cross-site refusal, relative redirects, no-store default
     metrics_module.install(app, lambda: state.metrics)
@@ -144,6 +157,28 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
         return response
 
     return app
+
+
+def _check_package_data() -> None:
+    """Templates and static files travel with the package; say so plainly if they did not."""
+    for folder, needed in ((TEMPLATES, "base.html"), (STATIC, "style.css")):
+        if not (folder / needed).is_file():
+            raise RuntimeError(
+                f"figserve's {folder.name} folder is missing ({folder}): install figserve with "
+                "its package data (pip install . from a checkout), or run it from a checkout"
+            )
+
+
+def _with_user_figures(custom: Registry | None, settings: Settings) -> Registry:
+    """The catalog with the figures of ``FIGSERVE_FIGURES``; they register into the shipped
+    ``FIGURES`` (the documented decorator), and join a test's own registry too."""
+    own = load_figure_modules(settings.figures)
+    if custom is None:
+        return FIGURES
+    for spec in own:
+        if custom.get(spec.name) is not spec:
+            custom.add(spec)
+    return custom
 
 
 def _figure_modules(registry: Registry) -> list[str]:

@@ -105,6 +105,11 @@ class Settings:
     # scheme: absolute links use it, and requests from it count as same-origin. Empty: links
     # are relative, and only the request's own origin is trusted.
     public_url: str = ""
+    # The user's own figure modules, comma-separated dotted names imported at start from the
+    # current directory or PYTHONPATH (see src/figures/loading.py).
+    figures: str = ""
+    # A folder of the user's own Jinja pages, served at /pages/<name>; empty: none.
+    pages: str = ""
 
     def __post_init__(self) -> None:
         for f in fields(self):

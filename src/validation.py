@@ -14,7 +14,7 @@ import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -22,6 +22,7 @@ from .figures import FigureParams, FigureSpec, Registry
 from .render import Format, ImageOptions, LimitExceeded, RenderJob, job_for
 
 OPTION_NAMES = frozenset(ImageOptions.model_fields)
+ModelT = TypeVar("ModelT", bound=BaseModel)
 MAX_TEXT_VALUE = 200  # characters of one text value; no parameter needs more
 MAX_NUMBER_TEXT = 40  # characters of one number given as text
 # Numbers given as text: ASCII digits only (``str.isdigit`` and ``\d`` accept superscripts and
@@ -143,24 +144,32 @@ def _validate(
     params_prefix: str,
     options_prefix: str,
     errors: list[FieldError],
+    json_types: bool = False,
 ) -> tuple[FigureParams, ImageOptions]:
     """Validate parameters and image options (the size defaults to ``default_size``); raise
-    ``Invalid`` with ``errors`` and every new one, if there are any."""
+    ``Invalid`` with ``errors`` and every new one, if there are any.
+
+    Text values (a query, a form) are read as their fields' types; JSON values must have them
+    already (``json_types``): 5 for an integer, never "5" or true, as the schema says."""
     options = {k: v for k, v in option_values.items() if v is not None}
     options.setdefault("w", default_size[0])
     options.setdefault("h", default_size[1])
     params = opts = None
     try:
-        params = model.model_validate(dict(param_values))
+        params = _model_of(model, dict(param_values), json_types)
     except ValidationError as exc:
         errors += pydantic_errors(exc, params_prefix)
     try:
-        opts = ImageOptions.model_validate(options)
+        opts = _model_of(ImageOptions, options, json_types)
     except ValidationError as exc:
         errors += pydantic_errors(exc, options_prefix)
     if errors or params is None or opts is None:
         raise Invalid(errors)
     return params, opts
+
+
+def _model_of(model: type[ModelT], values: dict[str, Any], json_types: bool) -> ModelT:
+    return model.model_validate(values, strict=json_types)
 
 
 def parse_flat(
@@ -220,6 +229,7 @@ def parse_nested(
         params_prefix=prefix + "params." if params_prefix is None else params_prefix,
         options_prefix=prefix,
         errors=[],
+        json_types=True,
     )
 
 
@@ -272,10 +282,11 @@ class RenderSpec(BaseModel):
     figure: str = Field(max_length=32, description="Name of a figure from GET /api/figures.")
     params: dict[str, Any] = Field(default_factory=dict, description="The figure's parameters.")
     format: Format = "png"
+    # Bounds are ImageOptions', checked with the figure's parameters (every error at once).
     w: int | None = Field(None, description="Width in CSS pixels (default: the figure's).")
     h: int | None = Field(None, description="Height in CSS pixels (default: the figure's).")
     dpr: float | None = Field(None, description="Device pixel ratio, 1-3.")
-    dpi: int | None = Field(None, description="Dots per inch, instead of dpr.")
+    dpi: int | None = Field(None, description="Dots per inch; when given, used instead of dpr.")
 
 
 def unknown_figure(registry: Registry, name: str, param: str) -> FieldError:
@@ -297,14 +308,14 @@ def from_spec(
     values = {**(defaults or {}), **raw}
     errors: list[FieldError] = []
     try:
-        spec_in = RenderSpec.model_validate(values)
+        spec_in = RenderSpec.model_validate(values, strict=True)
     except ValidationError as exc:
         errors = pydantic_errors(exc, prefix)
         if any(e["type"] != "extra_forbidden" for e in exc.errors()):
             raise Invalid(errors) from None
         # Only unknown keys: check the rest too, so every error is listed at once.
         spec_in = RenderSpec.model_validate(
-            {k: values[k] for k in RenderSpec.model_fields & values.keys()}
+            {k: values[k] for k in RenderSpec.model_fields & values.keys()}, strict=True
         )
     spec = registry.get(spec_in.figure)
     if spec is None:

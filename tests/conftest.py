@@ -14,6 +14,8 @@ from src.app import create_app
 from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS
 from tests.support.live import LiveServer, live_server
 
+pytest_plugins = ["tests.support.usercode"]
+
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 

@@ -106,7 +106,7 @@ class PlotParams(FigureParams):
     )
     y: str | None = Field(
         None,
-        max_length=8 * (MAX_COLUMN_NAME + 1),
+        max_length=200,  # as any text value of a form
         description="Column(s) for y, comma-separated (default: the second); not used by hist.",
     )
     title: str = title_field()

@@ -7,6 +7,8 @@ HTTP or threads; the renderer decides where and how a figure is drawn and encode
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -17,12 +19,13 @@ import numpy as np
 from matplotlib import font_manager
 from matplotlib.figure import Figure
 from matplotlib.ft2font import FT2Font
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
-# Query keys the image routes use for size and format; figure parameters may not take them.
-RESERVED_NAMES = frozenset({"w", "h", "dpr", "dpi", "format"})
+# Query keys the image routes use for size and format, and the keywords of the pages'
+# ``figure()`` helper: figure parameters may not take them.
+RESERVED_NAMES = frozenset({"w", "h", "dpr", "dpi", "format", "alt", "sizes", "loading", "class_"})
 MAX_SEED = 2**32 - 1
 TEXT_MAX = 80
 
@@ -83,14 +86,69 @@ def _char_problem(char: str) -> str:
     return f"{_describe(char)} cannot be drawn (the figure font has no glyph for it)"
 
 
+def _class(code_points: list[int]) -> str:
+    """A regex character class of ``code_points``, as ranges; Python's ``re`` and ECMAScript
+    (unicode mode) read it alike: BMP characters escaped, others written as themselves."""
+
+    def char(c: int) -> str:
+        return f"\\u{c:04x}" if c <= 0xFFFF else chr(c)
+
+    ranges: list[list[int]] = []
+    for c in code_points:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return "[" + "".join(char(a) if a == b else f"{char(a)}-{char(b)}" for a, b in ranges) + "]"
+
+
+@cache
+def drawable_pattern() -> str:
+    """``text_problem`` as a regular expression: the text of a schema's ``DrawableText``."""
+    ok = sorted(c for c in _glyphs() if unicodedata.category(chr(c)) not in _UNDRAWABLE_CATEGORIES)
+    first = [c for c in ok if not unicodedata.category(chr(c)).startswith("M")]
+    return f"^(?:{_class(first)}{_class(ok)}*)?$"
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+
+
+def _mark_text(schema: dict[str, Any]) -> None:
+    """Mark every free-text property (``x-drawable``): the OpenAPI document gives it the
+    pattern of drawable text (``drawable_pattern``)."""
+    for prop in schema.get("properties", {}).values():
+        for variant in prop.get("anyOf", [prop]):
+            if variant.get("type") == "string" and not {"enum", "format", "const"} & set(variant):
+                variant["x-drawable"] = True
+
+
 class FigureParams(BaseModel):
     """Base of every parameter model: unknown keys and NaN/inf are errors, values immutable.
 
     Every text parameter must be drawable (see ``text_problem``): a figure draws its text, and
-    refusing a character up front beats a failed or warning render later.
+    refusing a character up front beats a failed or warning render later. Dates are given as
+    ``YYYY-MM-DD`` only (not as timestamps or times), as the schema says.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, json_schema_extra=_mark_text
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _dates_as_text(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation is dt.date:
+                try:
+                    if not _ISO_DATE.fullmatch(value):
+                        raise ValueError(value)
+                    return dt.date.fromisoformat(value)
+                except ValueError:
+                    raise PydanticCustomError(
+                        "date_text", "a date of the calendar as YYYY-MM-DD"
+                    ) from None
+        return value
 
     @field_validator("*", mode="after")
     @classmethod
@@ -151,6 +209,14 @@ class FigureSpec:
         return self.alt.format(**params.model_dump())
 
 
+def origin(spec: FigureSpec) -> str:
+    """Where a figure was declared, as a person looks for it: its function's module."""
+    module = spec.draw.__module__
+    if module.startswith("src.figures."):
+        return f"{module} (shipped with figserve)"
+    return f"module {module}"
+
+
 class Registry:
     """An ordered catalog of figures; the app takes one, tests may build their own."""
 
@@ -160,12 +226,14 @@ class Registry:
             self.add(spec)
 
     def add(self, spec: FigureSpec) -> FigureSpec:
-        import re
-
         if not re.match(NAME_PATTERN, spec.name):
             raise ValueError(f"figure name {spec.name!r} must match {NAME_PATTERN}")
-        if spec.name in self._specs:
-            raise ValueError(f"figure {spec.name!r} is already registered")
+        taken = self._specs.get(spec.name)
+        if taken is not None:
+            raise ValueError(
+                f"figure {spec.name!r} of {origin(spec)} clashes with the figure "
+                f"{taken.name!r} of {origin(taken)}: give one of them another name"
+            )
         clash = RESERVED_NAMES & set(spec.params.model_fields)
         if clash:
             raise ValueError(f"figure {spec.name!r} uses reserved parameter names {sorted(clash)}")
@@ -204,6 +272,10 @@ class Registry:
 
     def get(self, name: str) -> FigureSpec | None:
         return self._specs.get(name)
+
+    def discard(self, name: str) -> None:
+        """Forget a figure (one whose module failed to load)."""
+        self._specs.pop(name, None)
 
     def copy(self) -> Registry:
         return Registry(list(self._specs.values()))

@@ -100,7 +100,7 @@ def plan_from_json(registry: Registry, body: dict[str, Any], settings: Settings)
     errors: list[FieldError] = []
     output = "pdf"
     try:
-        output = JobRequest.model_validate(body).output
+        output = JobRequest.model_validate(body, strict=True).output
     except ValidationError as exc:
         # The job as a whole here; each item is checked below, as a render of its own.
         errors = [e for e in pydantic_errors(exc) if _item_index(e) < 0]

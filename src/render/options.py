@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,9 +28,12 @@ class ImageOptions(BaseModel):
     format: Format = Field("png", description="Image format.")
     w: int = Field(400, ge=50, le=3000, description="Width in CSS pixels.")
     h: int = Field(300, ge=50, le=3000, description="Height in CSS pixels.")
-    dpr: float = Field(1.0, ge=1, le=3, description="Device pixel ratio (1-3); or give dpi.")
+    dpr: float = Field(1.0, ge=1, le=3, description="Device pixel ratio (1-3).")
     dpi: int | None = Field(
-        None, ge=20, le=600, description="Dots per inch (100 per CSS pixel); instead of dpr."
+        None,
+        ge=20,
+        le=600,
+        description="Dots per inch (100 per CSS pixel); when given, used instead of dpr.",
     )
 
 
@@ -58,15 +62,18 @@ class Canvas:
 
 
 def canvas_for(opts: ImageOptions, max_pixels: int) -> Canvas:
-    if opts.dpi is not None and "dpr" in opts.model_fields_set:
-        raise LimitExceeded("dpi", "give either dpr or dpi, not both")
+    """Pixels and dpi of an image. ``dpi``, when given, sets the density (``dpr`` is then not
+    used); otherwise ``dpr`` does. An image that would pass ``max_pixels`` is drawn at the
+    highest density that fits: the same figure, with fewer pixels."""
     dpi = float(opts.dpi) if opts.dpi is not None else CSS_DPI * opts.dpr
     width_px = max(1, round(opts.w * dpi / CSS_DPI))
     height_px = max(1, round(opts.h * dpi / CSS_DPI))
     if width_px * height_px > max_pixels:
-        raise LimitExceeded(
-            "w",
-            f"{width_px}x{height_px} pixels exceeds the limit of {max_pixels:,} pixels; "
-            "lower w, h, dpr or dpi",
-        )
+        dpi = CSS_DPI * math.sqrt(max_pixels / (opts.w * opts.h))
+        # Rounded down, with room for float error (50.0 must not become 49).
+        width_px = max(1, math.floor(opts.w * dpi / CSS_DPI + 1e-9))
+        height_px = max(1, math.floor(opts.h * dpi / CSS_DPI + 1e-9))
+        while width_px * height_px > max_pixels:  # a tiny limit: 1 px on one side
+            width_px, height_px = max(1, width_px - 1), max(1, height_px - 1)
+        dpi = CSS_DPI * min(width_px / opts.w, height_px / opts.h)
     return Canvas(width_px, height_px, dpi)

@@ -76,6 +76,13 @@ class Outcome:
     pid: int
 
 
+def _import_path() -> list[str]:
+    """``sys.path`` with every entry absolute ('' is the current directory): render processes
+    import figure modules, the user's own among them, from the same folders as the worker."""
+    cwd = os.getcwd()
+    return [os.path.abspath(p) if p else cwd for p in sys.path]
+
+
 # -- the fork server handle --------------------------------------------------------------
 
 
@@ -175,7 +182,7 @@ def fork_server(preload: list[str], warm_up: Task | None = None) -> ForkServer:
             _server = None
         if _server is None:
             started = time.perf_counter()
-            _server = ForkServer(ServerInit(list(sys.path), list(preload), warm_up))
+            _server = ForkServer(ServerInit(_import_path(), list(preload), warm_up))
             log.info(
                 "render fork server %d ready in %.0f ms",
                 _server.pid,

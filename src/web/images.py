@@ -10,15 +10,16 @@ from typing import Any
 
 from pydantic import create_model
 from quart import Blueprint, Response, request
-from quart_schema import document_querystring, tag
+from quart_schema import document_querystring, hide, tag
 
 from ..figures import FigureParams, FigureSpec, Registry
 from ..render import MEDIA_TYPES, ImageOptions, Rendered
 from ..validation import FieldError, RenderRequest, parse_flat
 from .errors import SVG_CSP, Problem
 from .openapi import image_responses, responds
-from .params import parse_mean_var, single_values
+from .params import parse_mean_var, single_values, spec_or_404
 from .state import app_state, renderer
+from .transfer import COMPRESSIBLE, encoding_for, matches, not_modified, variant_tag
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -31,11 +32,12 @@ async def serve_figure(
         spec.params, values, default_size=(spec.width, spec.height), fixed=fixed
     )
     job = RenderRequest.of(spec, params, opts, state.settings.max_pixels).job
-    if job.key is not None and request.if_none_match.contains_weak(job.key[:40]):
-        # The client has exactly these bytes already: no render needed.
-        resp = Response(b"", status=304)
-        _cache_headers(resp, job.etag)
-        return resp
+    if job.etag is not None and matches(job.etag):
+        # The client has exactly these bytes already: no render needed. The 304 says what
+        # the 200 would about caching, in the coding the 200 would have.
+        media_type = MEDIA_TYPES[opts.format]
+        vary = ["Accept-Encoding"] if media_type in COMPRESSIBLE else []
+        return not_modified(variant_tag(job.etag, encoding_for(media_type)), IMMUTABLE, vary)
     result = await renderer().render(job)
     return image_response(result, filename=f"{spec.name}.{opts.format}")
 
@@ -95,6 +97,15 @@ def create_images_blueprint(registry: Registry) -> Blueprint:
             ),
             methods=["GET"],
         )
+
+    async def unknown_figure(rest: str) -> Response:
+        # Any other path here names no figure: answered like the image routes, so an <img>
+        # shows the error as an image.
+        name = rest.rpartition(".")[0] or rest
+        spec_or_404(app_state().registry, name)
+        raise Problem(404, "Unknown figure", f"There is no figure at /figures/{rest[:60]}.")
+
+    bp.add_url_rule("/figures/<path:rest>", "unknown_figure", hide(unknown_figure), methods=["GET"])
 
     normal = registry.get("normal")
     if normal is not None:

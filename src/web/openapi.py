@@ -11,7 +11,11 @@ from typing import Any, TypeVar
 
 from quart_schema import OpenAPIProvider
 
-from ..render import MEDIA_TYPES
+from ..config import Settings
+from ..figures import Registry
+from ..figures.registry import drawable_pattern
+from ..render import MEDIA_TYPES, ImageOptions
+from .params import MEAN_VAR_MAX, MEAN_VAR_PATTERN
 
 T = TypeVar("T", bound=Callable[..., Any])
 _ATTR = "_figserve_responses"
@@ -64,6 +68,7 @@ def image_responses(media_types: list[str]) -> dict[str, Any]:
         "304": {"description": "Not modified: seeded figure, If-None-Match matched."},
         "400": {"description": "Invalid parameter.", "content": _PROBLEM_OR_SVG},
         "404": {"description": "Unknown figure or format.", "content": _PROBLEM_OR_SVG},
+        "422": {"description": "Too complex to draw in time.", "content": _PROBLEM_OR_SVG},
         "503": {"description": "Busy or timed out; see Retry-After.", "content": _PROBLEM_OR_SVG},
     }
 
@@ -88,13 +93,23 @@ PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "fmt": {"type": "string", "enum": list(MEDIA_TYPES)},
     "mean_var": {
         "type": "string",
-        "pattern": r"^[+-]?(\d+(\.\d*)?|\.\d+)_[+-]?(\d+(\.\d*)?|\.\d+)$",
-        "description": "<mean>_<var>, e.g. 5_3 or -2.5_0.5",
+        "pattern": MEAN_VAR_PATTERN,
+        "maxLength": MEAN_VAR_MAX,
+        "description": "<mean>_<var>, e.g. 5_3 or -2.5_0.5: decimals, mean from -1000000 to "
+        "1000000, var above 0 (at most 300 zeros after the point) up to 1000000",
     },
 }
+DRAWABLE = "DrawableText"
+BLANK = {"type": "string", "maxLength": 0, "description": "Blank: not given."}
+_DRAWABLE_REF = {"$ref": f"#/components/schemas/{DRAWABLE}"}
 
 
 class FigserveOpenAPI(OpenAPIProvider):
+    """quart-schema's document, made to tell the truth about what the server accepts: every
+    figure's parameters in the bodies that name a figure, the text rule, the upload's file,
+    the job limits and the exact path syntax. Built once per app (the catalog is fixed at
+    start)."""
+
     def build_paths(self, rule: Any) -> tuple[dict, dict]:
         paths, components = super().build_paths(rule)
         responses = getattr(self._app.view_functions[rule.endpoint], _ATTR, None)
@@ -105,4 +120,132 @@ class FigserveOpenAPI(OpenAPIProvider):
                 for param in operation["parameters"]:
                     if param.get("in") == "path" and param["name"] in PATH_SCHEMAS:
                         param["schema"] = PATH_SCHEMAS[param["name"]]
+                    elif param.get("in") == "query" and not _takes_blank(param["schema"]):
+                        # A blank value is "not given" (an HTML form sends empty fields).
+                        param["schema"] = {"anyOf": [param["schema"], BLANK]}
+                if "requestBody" in operation:
+                    operation["requestBody"]["required"] = True
         return paths, components
+
+    def schema(self) -> dict[str, Any]:
+        cached = getattr(self, "_figserve_schema", None)
+        if cached is None:
+            state = self._app.extensions["figserve"]
+            cached = self._figserve_schema = truthful(
+                super().schema(), state.registry, state.settings
+            )
+        return cached
+
+
+def _takes_blank(schema: dict[str, Any]) -> bool:
+    """Whether the empty string is already a value of ``schema`` (plain or drawable text)."""
+    kinds = schema.get("anyOf", [schema])
+    return any(
+        k.get("type") == "string"
+        and not {"enum", "const", "format", "minLength"} & set(k)
+        and ("pattern" not in k or k.get("x-drawable"))
+        for k in kinds
+    )
+
+
+def _options_schema(nullable: bool) -> dict[str, Any]:
+    """The image options as a body gives them (null: not given) or a form (text)."""
+    out: dict[str, Any] = {}
+    for name, prop in ImageOptions.model_json_schema()["properties"].items():
+        base = next(p for p in prop.get("anyOf", [prop]) if p.get("type") != "null")
+        base = {k: v for k, v in base.items() if k not in {"default", "title"}}
+        if "description" in prop:
+            base["description"] = prop["description"]
+        if name != "format" and nullable:
+            base = {"anyOf": [base, {"type": "null"}], "description": base.pop("description")}
+        out[name] = base
+    return out
+
+
+def render_spec_schema(registry: Registry) -> dict[str, Any]:
+    """A body naming a figure: one branch per figure, with that figure's parameters."""
+    branches = []
+    for spec in registry:
+        params = spec.params.model_json_schema()
+        params["description"] = "The figure's parameters."
+        branches.append(
+            {
+                "title": spec.name,
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["figure"],
+                "properties": {
+                    "figure": {"const": spec.name, "description": spec.title},
+                    "params": params,
+                    **_options_schema(nullable=True),
+                },
+            }
+        )
+    return {
+        "description": "A figure to render: which one (see GET /api/figures), its parameters, "
+        "and the output format and size.",
+        "oneOf": branches,
+    }
+
+
+def truthful(doc: dict[str, Any], registry: Registry, settings: Settings) -> dict[str, Any]:
+    components = doc.setdefault("components", {}).setdefault("schemas", {})
+    components["RenderSpec"] = render_spec_schema(registry)
+    components[DRAWABLE] = {
+        "type": "string",
+        "pattern": drawable_pattern(),
+        "description": "Text a figure can draw: each character has a glyph in the figure "
+        "font and is not a control, format, private-use, unassigned or separator character; "
+        "it does not open with a combining mark.",
+    }
+    jobs = doc["paths"].get("/jobs", {}).get("post")
+    if jobs is not None:
+        body = jobs["requestBody"]["content"]["application/json"]["schema"]
+        body["properties"]["items"]["maxItems"] = settings.job_max_items
+        # A PDF report draws every item as a page: its items leave format out, or give pdf.
+        body["if"] = {"properties": {"output": {"const": "pdf"}}}
+        body["then"] = {
+            "properties": {"items": {"items": {"properties": {"format": {"const": "pdf"}}}}}
+        }
+        jobs["description"] = (
+            f"At most {settings.job_max_items} items. The output pixels of all items together "
+            f"(each w x h x density squared, at most {settings.max_pixels:,}) are at most "
+            f"{settings.job_max_pixels:,}, and at most {settings.job_max_pdf_pixels:,} for a "
+            "PDF; past either, 400."
+        )
+    plot = doc["paths"].get("/api/plot", {}).get("post")
+    if plot is not None:
+        form = plot["requestBody"]["content"]["multipart/form-data"]["schema"]
+        form["properties"].update(_options_schema(nullable=False))
+        form["properties"]["file"] = {
+            "type": "string",
+            "format": "binary",
+            "description": "The data: CSV with a header row of column names, or .npy.",
+        }
+        form["required"] = ["file"]
+        plot["description"] = (
+            "Whether an upload can be plotted depends on its file: x and y must name its "
+            "columns, and the file must parse; otherwise 400 naming the field."
+        )
+    _rewrite(doc, components)
+    return doc
+
+
+def _rewrite(node: Any, components: dict[str, Any]) -> None:
+    """Replace text markers with the drawable-text schema, and move local ``$defs`` (from
+    pydantic) into the components, pointing their references there."""
+    if isinstance(node, dict):
+        defs = node.pop("$defs", None)
+        if defs:
+            components.update(defs)
+            _rewrite(defs, components)
+        if node.pop("x-drawable", False):
+            node["allOf"] = [dict(_DRAWABLE_REF)]
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            node["$ref"] = "#/components/schemas/" + ref.removeprefix("#/$defs/")
+        for value in list(node.values()):
+            _rewrite(value, components)
+    elif isinstance(node, list):
+        for value in node:
+            _rewrite(value, components)

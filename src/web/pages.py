@@ -13,22 +13,20 @@ from ..figures import FigureParams, FigureSpec
 from ..figures.catalog import NormalParams
 from ..render import MEDIA_TYPES, ImageOptions
 from ..validation import Invalid, parse_flat, pydantic_errors
+from .embed import densities_for, img_tag
 from .errors import Problem
-from .params import format_number, parse_mean_var, single_values, spec_or_404
+from .params import (
+    format_number,
+    mean_var_in_range,
+    parse_mean_var,
+    single_values,
+    spec_or_404,
+)
 from .state import app_state
 
 bp = Blueprint("pages", __name__)
 
-RASTER = {"png", "webp", "jpeg"}
 PREVIEW_W, PREVIEW_H = 320, 240
-
-
-def image_urls(endpoint: str, query: dict[str, Any], **path: Any) -> dict[str, str]:
-    """``src`` for 1x screens and a ``srcset`` that gives 2x screens a sharp image."""
-    base = url_for(endpoint, **path)
-    one = f"{base}?{urlencode(query)}" if query else base
-    two = f"{base}?{urlencode({**query, 'dpr': 2})}"
-    return {"src": one, "srcset": f"{one} 1x, {two} 2x"}
 
 
 def _non_default(model: BaseModel) -> dict[str, Any]:
@@ -41,15 +39,11 @@ async def index() -> str:
     state = app_state()
     cards = []
     for spec in state.registry:
-        query: dict[str, Any] = {"w": PREVIEW_W, "h": PREVIEW_H}
-        if spec.random:
-            query["seed"] = 1  # previews are fixed samples, so browsers cache them
-        params = spec.params.model_validate({"seed": 1} if spec.random else {})
         cards.append(
             {
                 "spec": spec,
-                "img": image_urls(f"images.figure_{spec.name}", query, fmt="png"),
-                "alt": spec.alt_text(params),
+                # Previews are fixed samples, so browsers cache them.
+                "preview": {"seed": 1} if spec.random else {},
                 "fields": form_fields(spec.params, {}),
                 "options": form_fields(ImageOptions, {}, skip={"dpi", "dpr"}),
             }
@@ -72,12 +66,14 @@ async def normal_page(mean_var: str) -> str:
     for m, v in _variants(mean, var):
         params = NormalParams(mean=m, var=v)
         path = f"{format_number(m)}_{format_number(v)}"
+        href = url_for("images.seed_figure", mean_var=path)
         images.append(
             {
-                **image_urls("images.seed_figure", {}, mean_var=path),
-                "alt": spec.alt_text(params),
+                "img": img_tag(
+                    href, {}, width=spec.width, height=spec.height, alt=spec.alt_text(params)
+                ),
                 "caption": f"mean {format_number(m)}, spread {format_number(v)}",
-                "href": url_for("images.seed_figure", mean_var=path),
+                "href": href,
             }
         )
     return await render_template(
@@ -106,9 +102,7 @@ def _variants(mean: float, var: float, count: int = 6) -> list[tuple[float, floa
     ]
     out: list[tuple[float, float]] = []
     for m, v in candidates:
-        try:
-            NormalParams(mean=m, var=v)
-        except ValueError:
+        if not mean_var_in_range(f"{format_number(m)}_{format_number(v)}"):
             continue
         if (m, v) not in out:
             out.append((m, v))
@@ -130,7 +124,7 @@ async def figure_page(name: str) -> tuple[str, int]:
     except Invalid as exc:
         errors = {e.param: e.message for e in exc.errors}
     else:
-        result = _result(spec, params, opts, "dpr" in opts.model_fields_set)
+        result = _result(spec, params, opts)
     shown = set(spec.params.model_fields) | (set(ImageOptions.model_fields) - {"dpi", "dpr"})
     html = await render_template(
         "pages/figure.html",
@@ -139,33 +133,39 @@ async def figure_page(name: str) -> tuple[str, int]:
         errors=errors,
         # Errors of keys that have no field in the form (unknown ones, dpi, dpr): listed apart.
         other_errors={k: v for k, v in errors.items() if k not in shown},
+        known=[*spec.params.model_fields, *ImageOptions.model_fields],
         fields=form_fields(spec.params, values, errors),
         options=form_fields(ImageOptions, values, errors, skip={"dpi", "dpr"}),
     )
     return html, 400 if errors else 200
 
 
-def _result(
-    spec: FigureSpec, params: FigureParams, opts: ImageOptions, fixed_dpr: bool
-) -> dict[str, Any]:
+def _result(spec: FigureSpec, params: FigureParams, opts: ImageOptions) -> dict[str, Any]:
     query = {**_non_default(params), **_non_default(opts)}
     query.pop("format", None)
     query.setdefault("w", opts.w)
     query.setdefault("h", opts.h)
-    endpoint = f"images.figure_{spec.name}"
-    urls = image_urls(endpoint, query, fmt=opts.format)
-    if fixed_dpr or opts.format not in RASTER:
-        urls["srcset"] = None
+    base = url_for(f"images.figure_{spec.name}", fmt=opts.format)
+    src = f"{base}?{urlencode(query)}"
+    alt = spec.alt_text(params)
     return {
-        **urls,
+        "src": src,
+        "img": img_tag(
+            base,
+            {k: str(v) for k, v in query.items()},
+            width=opts.w,
+            height=opts.h,
+            alt=alt,
+            densities=densities_for(opts, app_state().settings.max_pixels),
+        ),
         # Never from the Host header, which the client chooses: the operator's public address,
         # or a link relative to this page.
-        "permalink": app_state().settings.public_url.rstrip("/") + urls["src"],
+        "permalink": app_state().settings.public_url.rstrip("/") + src,
         "format": opts.format,
         "media_type": MEDIA_TYPES[opts.format],
         "width": opts.w,
         "height": opts.h,
-        "alt": spec.alt_text(params),
+        "alt": alt,
         "seeded": spec.deterministic(params),
         "random": spec.random,
     }
@@ -211,6 +211,40 @@ def form_fields(
             }
         )
     return out
+
+
+def schema_type(schema: dict[str, Any]) -> str:
+    """A parameter's schema in a few words: ``integer 1 to 200``, ``one of png, svg``."""
+    kinds = [k for k in schema.get("anyOf", [schema]) if k.get("type") != "null"]
+    words = []
+    for kind in kinds:
+        if kind.get("maxLength") == 0 and kind.get("type") == "string":
+            continue  # blank: not given
+        if "anyOf" in kind:
+            words.append(schema_type(kind))
+        elif "enum" in kind:
+            words.append("one of " + ", ".join(str(v) for v in kind["enum"]))
+        elif kind.get("format") == "date":
+            words.append("date")
+        else:
+            word = str(kind.get("type", "text"))
+            low = kind.get("minimum", kind.get("exclusiveMinimum"))
+            high = kind.get("maximum", kind.get("exclusiveMaximum"))
+            if low is not None and high is not None:
+                word += f" {_number(low)} to {_number(high)}"
+            elif kind.get("maxLength") is not None:
+                word = f"text, at most {kind['maxLength']}"
+            words.append(word)
+    return " or ".join(words) or "text"
+
+
+def _number(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
+@bp.app_template_filter("schema_type")
+def _schema_type_filter(schema: dict[str, Any]) -> str:
+    return schema_type(schema)
 
 
 @bp.get("/docs")

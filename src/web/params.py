@@ -7,20 +7,42 @@ import re
 from collections.abc import Iterable
 
 import numpy as np
+from pydantic import ValidationError
 from quart import request
 from werkzeug.datastructures import MultiDict
 
 from ..figures import FigureSpec, Registry
-from ..validation import DECIMAL, MAX_TEXT_VALUE, FieldError, shown, unknown_keys
+from ..figures.catalog import NormalParams
+from ..validation import (
+    DECIMAL,
+    MAX_TEXT_VALUE,
+    FieldError,
+    pydantic_errors,
+    shown,
+    unknown_keys,
+)
 from .errors import Problem, field_error, invalid
 
 MAX_PATH_NUMBER = 400  # a double written out in full (no exponent) has at most 330
+MEAN_VAR_MAX = 2 * MAX_PATH_NUMBER + 1
 _MEAN_VAR = re.compile(rf"({DECIMAL})_({DECIMAL})", re.ASCII)
+# What the path takes, exactly (the OpenAPI document states this pattern): a mean from -1e6 to
+# 1e6, and a var above 0 (at most 300 zeros after the point, so it never rounds to 0) up to
+# 1e6, both as plain decimals.
+_MEAN = r"[+-]?0*(?:[0-9]{1,6}(?:\.[0-9]*)?|1000000(?:\.0*)?|\.[0-9]+)"
+_VAR = r"\+?0*(?:[1-9][0-9]{0,5}(?:\.[0-9]*)?|1000000(?:\.0*)?|\.0{0,300}[1-9][0-9]*)"
+MEAN_VAR_PATTERN = rf"^(?:{_MEAN})_(?:{_VAR})$"
+_IN_RANGE = re.compile(MEAN_VAR_PATTERN, re.ASCII)
+
+
+def mean_var_in_range(text: str) -> bool:
+    return len(text) <= MEAN_VAR_MAX and _IN_RANGE.fullmatch(text) is not None
 
 
 def parse_mean_var(text: str) -> tuple[float, float]:
-    """``"5_3"`` or ``"-2.5_0.5"`` as two floats; anything else is a 400 naming the format."""
-    match = _MEAN_VAR.fullmatch(text) if len(text) <= 2 * MAX_PATH_NUMBER + 1 else None
+    """``"5_3"`` or ``"-2.5_0.5"`` as two floats, within the normal figure's range; anything
+    else is a 400 naming the format, or the number out of range."""
+    match = _MEAN_VAR.fullmatch(text) if len(text) <= MEAN_VAR_MAX else None
     if not match:
         raise field_error(
             "mean_var",
@@ -28,7 +50,19 @@ def parse_mean_var(text: str) -> tuple[float, float]:
             f"(got {text[:40]!r})",
             title="Malformed path",
         )
-    return float(match.group(1)), float(match.group(2))
+    mean, var = float(match.group(1)), float(match.group(2))
+    if not _IN_RANGE.fullmatch(text):
+        try:
+            NormalParams(mean=mean, var=var)
+        except ValidationError as exc:
+            raise invalid(pydantic_errors(exc)) from None
+        # Within the figure's bounds once rounded to a float, not as written.
+        raise field_error(
+            "mean_var",
+            "mean from -1000000 to 1000000, var above 0 (at most 300 zeros after the point) "
+            f"up to 1000000, as written (got {text[:40]!r})",
+        )
+    return mean, var
 
 
 def format_number(value: float) -> str:

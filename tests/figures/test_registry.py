@@ -107,8 +107,14 @@ def test_registry_rejects_reserved_and_duplicate_names() -> None:
     with pytest.raises(ValueError, match="reserved"):
         registry.add(FigureSpec("bad", "t", "d", Bad, spec.draw, "alt"))
     registry.add(spec)
-    with pytest.raises(ValueError, match="already"):
-        registry.add(spec)
+    clash = FigureSpec("normal", "t", "d", SpiralParams, spiral, "alt")
+    with pytest.raises(ValueError) as caught:
+        registry.add(clash)
+    # Both figures are named, each with where it was declared.
+    assert str(caught.value) == (
+        f"figure 'normal' of module {__name__} clashes with the figure 'normal' of "
+        "src.figures.catalog (shipped with figserve): give one of them another name"
+    )
 
 
 class SpiralParams(SeededParams):

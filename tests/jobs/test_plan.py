@@ -25,7 +25,9 @@ async def test_every_bad_item_is_listed_and_nothing_is_queued(app, client, jobs_
                 {"figure": "waves", "w": 10, "colour": "red"},
                 {"figure": "heatmap", "format": "png"},
                 "waves",
+                # Past the pixel limit: drawn at the density that fits, not an error.
                 {"figure": "waves", "w": 3000, "h": 3000, "dpr": 3},
+                {"figure": "waves", "params": {"components": "3"}},
             ],
             "output": "pdf",
         },
@@ -41,11 +43,11 @@ async def test_every_bad_item_is_listed_and_nothing_is_queued(app, client, jobs_
         "items.3.w",
         "items.4.format",
         "items.5",
-        "items.6.w",
+        "items.7.params.components",  # JSON values have their types: 3, not "3"
     ]
     assert problem["param"] == "items.1.figure"
     assert "no_such_figure" in problem["errors"][0]["message"]
-    assert "pixels" in problem["errors"][-1]["message"]
+    assert "valid integer" in problem["errors"][-1]["message"]
     assert (await (await client.get("/jobs")).get_json())["jobs"] == []
     assert files_in(jobs_dir) == []
 

@@ -22,7 +22,6 @@ from src.render import (
     Canvas,
     Drawing,
     ImageOptions,
-    LimitExceeded,
     RenderJob,
     canvas_for,
     encode,
@@ -182,13 +181,12 @@ def test_formats_have_their_signature(fmt, check):
     assert check(render("waves", fmt=fmt, w=500, h=250))
 
 
-def test_pixel_cap_is_enforced_before_drawing():
-    with pytest.raises(LimitExceeded) as err:
-        canvas_for(ImageOptions(w=3000, h=3000, dpr=3), MAX_PIXELS)
-    assert err.value.param == "w"
+def test_pixel_cap_lowers_the_density_before_drawing():
+    canvas = canvas_for(ImageOptions(w=3000, h=3000, dpr=3), MAX_PIXELS)
+    assert (canvas.width_px, canvas.height_px) == (2449, 2449)
     assert canvas_for(ImageOptions(w=400, h=300, dpi=300), MAX_PIXELS).width_px == 1200
 
 
-def test_dpr_and_dpi_together_are_refused():
-    with pytest.raises(LimitExceeded):
-        canvas_for(ImageOptions(w=400, h=300, dpr=2, dpi=200), MAX_PIXELS)
+def test_dpi_is_used_when_dpr_is_given_too():
+    canvas = canvas_for(ImageOptions(w=400, h=300, dpr=2, dpi=150), MAX_PIXELS)
+    assert (canvas.width_px, canvas.height_px, canvas.dpi) == (600, 450, 150)

@@ -33,18 +33,25 @@ class LiveServer:
         env: dict[str, str] | None = None,
         args: Sequence[str] = (),
         app: str = "src.app:app",
+        shell: str | None = None,
+        cwd: Path = ROOT,
     ) -> None:
+        """``shell``: a command line run by bash instead (a README's, say), with ``{port}``
+        standing for the free port; stop it with ``stop(group=True)``."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
-        cmd = [sys.executable, "-m", "hypercorn", "--config", "hypercorn.toml"]
-        cmd += ["--bind", f"127.0.0.1:{self.port}"]
-        if workers is not None:
-            cmd += ["--workers", str(workers)]
-        cmd += [*args, app]
+        if shell is not None:
+            cmd = ["bash", "-c", shell.replace("{port}", str(self.port))]
+        else:
+            cmd = [sys.executable, "-m", "hypercorn", "--config", "hypercorn.toml"]
+            cmd += ["--bind", f"127.0.0.1:{self.port}"]
+            if workers is not None:
+                cmd += ["--workers", str(workers)]
+            cmd += [*args, app]
         self.proc = subprocess.Popen(
             cmd,
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -125,4 +132,4 @@ def live_server(**kwargs: object) -> Iterator[LiveServer]:
         yield server.start()
     finally:
         if server.proc.poll() is None:
-            server.stop()
+            server.stop(group="shell" in kwargs)

@@ -147,10 +147,16 @@ async def test_every_bound_is_a_400_for_both_kinds_of_client(client, figure, par
     assert img.content_type.startswith("image/svg+xml")
 
 
-async def test_pixel_cap_is_a_400_naming_the_size(client):
-    resp = await client.get("/figures/normal.png?w=3000&h=3000&dpr=3")
-    assert resp.status_code == 400
-    assert "pixels" in (await resp.get_json())["detail"]
+async def test_past_the_pixel_cap_the_image_is_drawn_at_a_density_that_fits(client):
+    resp = await client.get("/figures/waves.png?w=3000&h=3000&dpr=3")
+    assert resp.status_code == 200
+    assert decode(await resp.get_data()).size == (2449, 2449)  # 6,000,000 pixels at most
+
+
+async def test_dpi_is_used_when_dpr_is_given_too(client):
+    resp = await client.get("/figures/waves.png?w=400&h=300&dpr=2&dpi=150")
+    assert resp.status_code == 200
+    assert decode(await resp.get_data()).size == (600, 450)
 
 
 async def test_title_with_control_characters_is_refused(client):

@@ -16,7 +16,13 @@ async def test_figure_page_shows_the_image_and_its_permalink(client):
     path, _, query = img["src"].partition("?")
     assert path == "/figures/histogram.png"
     assert sorted(query.split("&")) == ["bins=12", "h=300", "seed=3", "w=500"]
-    assert img["srcset"].endswith("dpr=2 2x")
+    # A candidate for each density screens have, each the same URL with its dpr.
+    densities = [c.rsplit(" ", 1) for c in img["srcset"].split(", ")]
+    assert [d for _, d in densities] == ["1x", "1.5x", "2x", "3x"]
+    assert [u for u, _ in densities] == [img["src"]] + [
+        f"{img['src']}&dpr={d}" for d in ("1.5", "2", "3")
+    ]
+    assert img["fetchpriority"] == "high"  # the page's one figure comes first
     assert (img["width"], img["height"]) == ("500", "300")
     # The permalink is relative: nothing taken from the Host header (see tests/web/test_pages.py).
     assert "<code>/figures/histogram.png?" in html
@@ -77,7 +83,12 @@ async def test_normal_page_embeds_sized_described_images(client):
     for img in page.images:
         assert img["width"] == "400" and img["height"] == "300"
         assert img["alt"].startswith("Scatter of 100 random-normal points")
-        assert re.fullmatch(r"\S+ 1x, \S+dpr=2 2x", img["srcset"])
+        assert re.fullmatch(
+            r"(\S+) 1x, \1\?dpr=1.5 1.5x, \1\?dpr=2 2x, \1\?dpr=3 3x", img["srcset"]
+        )
+    # The first is fetched first; all six load at once (none waits to be scrolled to).
+    assert [img.get("fetchpriority") for img in page.images] == ["high"] + [None] * 5
+    assert not any("loading" in img for img in page.images)
     # Every image on the page answers with a PNG.
     for img in page.images:
         assert (await client.get(img["src"])).status_code == 200

@@ -92,3 +92,51 @@ def test_phone_width_layout(browser, server, artifacts):
     # Nothing wider than the screen: no horizontal scrolling.
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
     page.screenshot(path=artifacts / "normal_phone.png")
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        ("gallery", "/"),
+        ("figure", "/gallery/histogram?bins=12&seed=3&title=Twelve"),
+        ("jobs", "/jobs"),
+        ("docs", "/docs"),
+        ("invalid", "/gallery/histogram?bins=0&colour=red"),
+    ],
+)
+def test_pages_fit_the_screen(browser, server, artifacts, name: str, path: str, width: int):
+    phone = width < 500
+    context = browser.new_context(
+        viewport={"width": width, "height": 900},
+        device_scale_factor=2 if phone else 1,
+        is_mobile=phone,
+    )
+    page = context.new_page()
+    # A report of this browser's own, so the list of reports has a row to lay out.
+    created = page.request.post(
+        f"{server.url}/jobs", data={"items": [{"figure": "waves"}], "output": "zip"}
+    )
+    assert created.status == 202
+    page.goto(f"{server.url}{path}", wait_until="load")
+    assert page.evaluate(ALL_IMAGES_LOADED)
+    # Nothing wider than the screen: no sideways scrolling.
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+    page.screenshot(path=artifacts / f"{name}_{width}.png", full_page=True)
+    if name == "invalid":
+        summary = page.locator(".errors-summary").inner_text()
+        assert "colour: unknown parameter; this figure takes seed, mean, std" in summary
+        assert "bins: Input should be greater than or equal to 1" in summary
+        marked = page.locator("[aria-invalid=true]")
+        assert marked.count() == 1 and marked.get_attribute("name") == "bins"
+    context.close()
+
+
+def test_the_first_figure_comes_first_and_far_ones_wait(browser, server):
+    page = open_page(browser, f"{server.url}/", viewport={"width": 1280, "height": 900})
+    priorities = page.eval_on_selector_all(
+        ".card img", "imgs => imgs.map(i => [i.fetchPriority, i.loading])"
+    )
+    # Chromium reads the attributes as the page gives them (loading "auto" is eager).
+    assert priorities[0] == ["high", "auto"]
+    assert all(p == ["auto", "auto"] for p in priorities[1:6])

@@ -1,0 +1,202 @@
+"""Figures in pages: one ``<img>`` per figure, sized, described and sharp on every screen.
+
+``figure(name, **params)`` is a Jinja global of every page, figserve's own and the user's:
+``{{ figure("histogram", bins=40, seed=1) }}`` gives
+
+    <img src="/figures/histogram.png?bins=40&seed=1&w=400&h=300"
+         srcset="... 1x, ...&dpr=1.5 1.5x, ...&dpr=2 2x, ...&dpr=3 3x"
+         width="400" height="300" alt="Histogram of 1000 samples ..." decoding="async"
+         fetchpriority="high">
+
+The first figure of a page is fetched first (``fetchpriority="high"``); the next few load at
+once beside it, the rest when they come near the screen (``loading="lazy"``). Parameters are
+checked as the image route will check them: a wrong one gives an ``<img>`` whose URL answers
+with the error drawn as an image, in place, never a failed page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from markupsafe import Markup, escape
+from quart import Quart, g, has_request_context, url_for
+
+from ..render import MEDIA_TYPES, ImageOptions, canvas_for
+from ..render.options import LimitExceeded
+from ..validation import FieldError, Invalid, RenderRequest, parse_flat
+from .state import app_state
+
+log = logging.getLogger("figserve.web")
+
+# The densities screens have; each candidate of a srcset is the same figure with more pixels.
+DENSITIES: tuple[float, ...] = (1, 1.5, 2, 3)
+# Figures of a page that load at once; later ones wait until they come near the screen. Six
+# fill a wide screen of cards, and a browser opens six connections to one host.
+EAGER = 6
+RASTER = frozenset({"png", "webp", "jpeg"})
+_LOADING = frozenset({"eager", "lazy"})
+
+
+def _text(value: Any) -> str | None:
+    """A keyword's value as it travels in a URL; None leaves it out."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _position() -> int:
+    """1 for the first figure of this page, 2 for the next..."""
+    if not has_request_context():
+        return 1
+    count = g.get("_figserve_figures", 0) + 1
+    g._figserve_figures = count
+    return count
+
+
+def img_tag(
+    base: str,
+    query: Mapping[str, str],
+    *,
+    width: int,
+    height: int,
+    alt: str,
+    densities: Sequence[float] = DENSITIES,
+    sizes: str | None = None,
+    loading: str | None = None,
+    css_class: str | None = None,
+    error: bool = False,
+) -> Markup:
+    """The ``<img>`` of a figure at ``base`` (a path) with ``query``; a candidate per density
+    (``dpr`` added), as density descriptors or, given ``sizes``, as width descriptors."""
+    src = f"{base}?{urlencode(query)}" if query else base
+    attrs: list[tuple[str, str]] = [("src", src)]
+    if len(densities) > 1:
+        candidates = []
+        for d in densities:
+            url = src if d == 1 else f"{base}?{urlencode({**query, 'dpr': _number(d)})}"
+            descriptor = f"{round(width * d)}w" if sizes else f"{_number(d)}x"
+            candidates.append(f"{url} {descriptor}")
+        attrs.append(("srcset", ", ".join(candidates)))
+        if sizes:
+            attrs.append(("sizes", sizes))
+    attrs += [("width", str(width)), ("height", str(height)), ("alt", alt)]
+    if css_class:
+        attrs.append(("class", css_class))
+    if error:
+        attrs.append(("data-figure-error", ""))
+    attrs.append(("decoding", "async"))
+    position = _position()
+    if loading in _LOADING:
+        attrs.append(("loading", loading))
+    elif position > EAGER:
+        attrs.append(("loading", "lazy"))
+    if position == 1 and loading != "lazy":
+        attrs.append(("fetchpriority", "high"))
+    html = " ".join(f'{name}="{escape(value)}"' for name, value in attrs)
+    return Markup(f"<img {html}>")
+
+
+def densities_for(opts: ImageOptions, max_pixels: int) -> tuple[float, ...]:
+    """The densities worth a candidate: raster images whose density the request leaves open,
+    each within the pixel limit (a larger one would be drawn at the limit anyway)."""
+    if opts.format not in RASTER or {"dpr", "dpi"} & opts.model_fields_set:
+        return (1,)
+    return tuple(d for d in DENSITIES if d == 1 or opts.w * opts.h * d * d <= max_pixels)
+
+
+def figure(name: str, /, **keywords: Any) -> Markup:
+    """The Jinja global ``figure(name, **params)``: see the module's docstring.
+
+    Besides the figure's parameters it takes the image options (``w``, ``h``, ``format``,
+    ``dpr``, ``dpi``) and, for the tag itself, ``alt``, ``sizes``, ``loading`` and ``class_``.
+    """
+    state = app_state()
+    alt = keywords.pop("alt", None)
+    sizes = keywords.pop("sizes", None)
+    loading = keywords.pop("loading", None)
+    css_class = keywords.pop("class_", None)
+    values = {k: t for k, v in keywords.items() if (t := _text(v)) is not None}
+    fmt = values.pop("format", "png")
+    spec = state.registry.get(name)
+    if spec is None or fmt not in MEDIA_TYPES:
+        # The image route answers this URL with the error drawn as an image.
+        w, h = _box(values)
+        base = f"/figures/{quote(str(name)[:40], safe='')}.{quote(fmt[:20], safe='')}"
+        message = f"no figure {str(name)[:40]!r}" if spec is None else f"no format {fmt[:20]!r}"
+        return _failed(base, values, w, h, message, alt, css_class)
+    base = url_for(f"images.figure_{spec.name}", fmt=fmt)
+    try:
+        params, opts = parse_flat(
+            spec.params, values, default_size=(spec.width, spec.height), fixed={"format": fmt}
+        )
+        RenderRequest.of(spec, params, opts, state.settings.max_pixels)
+    except Invalid as exc:
+        w, h = _box(values, (spec.width, spec.height))
+        return _failed(base, values, w, h, _message(exc.errors), alt, css_class)
+    query = {**values, "w": str(opts.w), "h": str(opts.h)}
+    return img_tag(
+        base,
+        query,
+        width=opts.w,
+        height=opts.h,
+        alt=spec.alt_text(params) if alt is None else str(alt),
+        densities=densities_for(opts, state.settings.max_pixels),
+        sizes=None if sizes is None else str(sizes),
+        loading=None if loading is None else str(loading),
+        css_class=None if css_class is None else str(css_class),
+    )
+
+
+def _message(errors: Sequence[FieldError]) -> str:
+    return "; ".join(f"{e.param}: {e.message}" for e in errors)
+
+
+def _box(values: Mapping[str, str], default: tuple[int, int] = (400, 300)) -> tuple[int, int]:
+    """The box a failed figure keeps on the page: its size if that is valid, else a default."""
+    try:
+        opts = ImageOptions.model_validate(
+            {"w": values.get("w", default[0]), "h": values.get("h", default[1])}
+        )
+        canvas_for(opts, 10**12)
+    except (ValueError, LimitExceeded):
+        return default
+    return opts.w, opts.h
+
+
+def _failed(
+    base: str,
+    values: Mapping[str, str],
+    width: int,
+    height: int,
+    message: str,
+    alt: Any,
+    css_class: Any,
+) -> Markup:
+    log.info("page figure error path=%s detail=%r", base, message[:200])
+    return img_tag(
+        base,
+        values,
+        width=width,
+        height=height,
+        alt=f"Figure error: {message}" if alt is None else str(alt),
+        densities=(1,),
+        loading="eager",
+        css_class=None if css_class is None else str(css_class),
+        error=True,
+    )
+
+
+def install(app: Quart) -> None:
+    app.jinja_env.globals["figure"] = figure

@@ -1,0 +1,44 @@
+"""Schemathesis hooks of the contract test (``SCHEMATHESIS_HOOKS``).
+
+A job's work limit is a sum over its items (each item's output pixels), which a JSON Schema
+cannot state; the document says it in words. Generated jobs are kept within it, so a 400 for
+a job the document allows stays a failure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import schemathesis
+
+from src.config import Settings
+from src.figures import FIGURES
+from src.render import ImageOptions, canvas_for
+
+SETTINGS = Settings.from_env()  # the server under test runs with the same environment
+
+
+def _pixels(item: Any) -> int:
+    spec = FIGURES.get(item.get("figure")) if isinstance(item, dict) else None
+    if spec is None:
+        return 0
+    size = {k: item.get(k) for k in ("w", "h", "dpr", "dpi") if item.get(k) is not None}
+    try:
+        opts = ImageOptions.model_validate({"w": spec.width, "h": spec.height, **size})
+    except ValueError:
+        return 0  # refused for its size anyway
+    return canvas_for(opts, SETTINGS.max_pixels).pixels
+
+
+@schemathesis.hook
+def filter_body(context: Any, body: Any) -> bool:
+    operation = context.operation
+    if operation is None or (operation.method.upper(), operation.path) != ("POST", "/jobs"):
+        return True
+    if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+        return True
+    pixels = sum(_pixels(item) for item in body["items"])
+    budget = SETTINGS.job_max_pixels
+    if body.get("output", "pdf") == "pdf":
+        budget = min(budget, SETTINGS.job_max_pdf_pixels)
+    return pixels <= budget

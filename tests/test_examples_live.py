@@ -1,0 +1,142 @@
+"""The README's "Your own figures in five minutes", run as written, and what it promises:
+a user's figure module and page served by a real server, edits picked up by ``--reload``, and
+a broken module stopping the start with a message that names it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.request import Request, urlopen
+
+import pytest
+
+from tests.conftest import decode
+from tests.support.browser import ALL_IMAGES_LOADED
+from tests.support.html import image_urls, parse
+from tests.support.live import ROOT, live_server
+from tests.support.usercode import spiral_module
+from tests.support.waiting import until_sync
+
+pytestmark = pytest.mark.live
+SECTION = "## Your own figures in five minutes"
+
+
+def readme_commands() -> str:
+    """The shell block of the section, as one command line."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index(SECTION) :]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    lines = [line for line in block.group(1).splitlines() if line and not line.startswith("#")]
+    return " && ".join(lines)
+
+
+def fetch(url: str, accept: str = "*/*") -> tuple[int, str, bytes]:
+    with urlopen(Request(url, headers={"Accept": accept}), timeout=30) as resp:
+        return resp.status, resp.headers.get_content_type(), resp.read()
+
+
+@pytest.mark.browser
+def test_the_readme_commands_serve_the_example_figure_and_page(
+    tmp_path: Path, browser, artifacts: Path
+) -> None:
+    commands = readme_commands()
+    assert "127.0.0.1:8000" in commands
+    env = {"FIGSERVE_JOBS_DIR": str(tmp_path / "jobs")}
+    shell = commands.replace("127.0.0.1:8000", "127.0.0.1:{port}")
+    with live_server(shell=shell, workers=1, env=env) as server:
+        status, kind, body = fetch(f"{server.url}/pages/spirals", "text/html")
+        assert (status, kind) == (200, "text/html")
+        html = body.decode()
+        images = parse(html).images
+        assert len(images) == 4 and images[0]["fetchpriority"] == "high"
+        assert images[0]["src"].startswith("/figures/spiral.png?")
+        # Every image of the page, at every density, decodes at its size.
+        for url in image_urls(html):
+            status, kind, data = fetch(server.url + url.replace("&amp;", "&"), "image/*")
+            assert (status, kind) == (200, "image/png"), url
+            dpr = float(re.search(r"dpr=([0-9.]+)", url).group(1)) if "dpr=" in url else 1
+            assert decode(data).size == (round(400 * dpr), round(300 * dpr))
+        catalog = json.loads(fetch(f"{server.url}/api/figures")[2])
+        assert "spiral" in [f["name"] for f in catalog["figures"]]
+        document = json.loads(fetch(f"{server.url}/openapi.json")[2])
+        assert "/figures/spiral.{fmt}" in document["paths"]
+        gallery = fetch(f"{server.url}/", "text/html")[2].decode()
+        assert 'id="spiral"' in gallery
+        # In a browser, on a wide screen and a phone: every figure shows, nothing overflows.
+        for width in (1280, 390):
+            context = browser.new_context(
+                viewport={"width": width, "height": 900},
+                device_scale_factor=2 if width < 500 else 1,
+            )
+            page = context.new_page()
+            page.goto(f"{server.url}/pages/spirals", wait_until="load")
+            assert page.evaluate(ALL_IMAGES_LOADED)
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+            page.screenshot(path=artifacts / f"user_page_{width}.png", full_page=True)
+            context.close()
+
+
+def test_reload_picks_up_an_edited_figure_module(tmp_path: Path) -> None:
+    module = tmp_path / "mine.py"
+    module.write_text(spiral_module("minespiral", title="First title"))
+    env = {"FIGSERVE_FIGURES": "mine", "FIGSERVE_JOBS_DIR": str(tmp_path / "jobs")}
+    shell = f"{sys.executable} -m hypercorn --reload --bind 127.0.0.1:{{port}} src.app:app"
+    with live_server(shell=shell, workers=1, env=env, cwd=tmp_path) as server:
+
+        def title() -> str:
+            figures = json.loads(fetch(f"{server.url}/api/figures")[2])["figures"]
+            return next(f["title"] for f in figures if f["name"] == "minespiral")
+
+        assert title() == "First title"
+        before = module.stat().st_mtime_ns
+        module.write_text(spiral_module("minespiral", title="Second title"))
+        # A later modification time, even on a file system of coarse timestamps.
+        os.utime(module, ns=(before + 2_000_000_000, before + 2_000_000_000))
+        # The master checks its modules' files every second and restarts the workers.
+        server.wait_for("Running on", count=2, timeout=60)
+        until_sync(lambda: _quietly(title) == "Second title", "the edited title", timeout=30)
+        status, kind, _ = fetch(f"{server.url}/figures/minespiral.png?seed=1", "image/*")
+        assert (status, kind) == (200, "image/png")
+
+
+def _quietly(get):
+    try:
+        return get()
+    except OSError:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("import math\n\ndef broken(:\n", r"module 'bad' has a syntax error at .*bad\.py, line 3"),
+        ("X = 1\nY = X / 0\n", r"module 'bad' failed while importing, at .*bad\.py, line 2"),
+        (None, r"no module 'bad' in the current directory"),
+    ],
+)
+def test_a_broken_module_stops_the_start_naming_it(
+    tmp_path: Path, source: str | None, expected: str
+) -> None:
+    if source is not None:
+        (tmp_path / "bad.py").write_text(source)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hypercorn", "--bind", "127.0.0.1:0", "src.app:app"],
+        cwd=tmp_path,
+        env={**_env(), "FIGSERVE_FIGURES": "bad"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # The worker fails to import the app and Hypercorn's master stops with it (its exit status
+    # is 0 all the same: Hypercorn 0.18 loses the worker's status once it has reaped it).
+    assert "Running on" not in proc.stderr
+    assert re.search(rf"FigureModuleError: FIGSERVE_FIGURES: {expected}", proc.stderr), proc.stderr
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("FIGSERVE_")}
