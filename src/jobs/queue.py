@@ -421,7 +421,7 @@ class JobWorkers:
                 log.exception("job watch round failed")
 
     async def watch(self) -> None:
-        """End every active job whose task ran out of attempts; queue again what was lost."""
+        """End every active job whose task ran out of attempts; run again what was lost."""
         for job_id in await self.store.active_ids():
             record = await self.store.get(job_id)
             if record is None or not record.active:
@@ -430,8 +430,7 @@ class JobWorkers:
             if plan is None:
                 await enqueue_plan(self.jobs_q, job_id, self.tuning)
                 continue
-            if plan.status in (Status.FAILED, Status.ABORTED):
-                await self._fail(job_id, _gave_up("the job could not be started", plan))
+            if await self._taken_back(plan, "the job could not be started", job_id):
                 continue
             if plan.status is not Status.COMPLETE:
                 continue
@@ -441,18 +440,36 @@ class JobWorkers:
                 task = await self.jobs_q.job(f"assemble:{job_id}")
                 if task is None:
                     await self._enqueue_assemble(record)
-                elif task.status in (Status.FAILED, Status.ABORTED):
-                    await self._fail(job_id, _gave_up("the result could not be built", task))
+                else:
+                    await self._taken_back(task, "the result could not be built", job_id)
                 continue
             tasks = await self.items_q.jobs([f"item:{job_id}:{i}" for i in missing])
             for index, task in zip(missing, tasks, strict=True):
-                if task is not None and task.status in (Status.FAILED, Status.ABORTED):
-                    message = _gave_up(f"item {index + 1} could not be rendered", task)
-                    await self._fail(job_id, message)
-                    break
                 if task is None:  # lost (a Redis that restarted without its data)
                     await enqueue_plan(self.jobs_q, job_id, self.tuning)
                     break
+                what = f"item {index + 1} could not be rendered"
+                if await self._taken_back(task, what, job_id) and not task.retryable:
+                    break
+
+    async def _taken_back(self, task: Job, what: str, job_id: str) -> bool:
+        """Deal with a task that SAQ left ended without success: fail the job once the task is
+        out of attempts; queue it again if a sweep that was taking it back never finished (its
+        worker died while it ran). True if the task was such a one."""
+        if task.status not in (Status.ABORTING, Status.ABORTED, Status.FAILED):
+            return False
+        if not task.retryable:
+            await self._fail(job_id, _gave_up(what, task))
+            return True
+        # A sweep aborts a task, waits 5 s for it to stop, then queues it again: leave it that
+        # long, then finish what it started.
+        last = max(task.touched, task.started, task.queued, task.completed) / 1000
+        if time.time() - last > self.tuning.heartbeat + self.tuning.sweep + 10:
+            log.warning(
+                "job %s: %s was taken back but never queued again; queueing it", job_id, task.key
+            )
+            await task.get_queue().retry(task, SWEPT)
+        return True
 
 
 def _gave_up(what: str, task: Job) -> str:
