@@ -95,7 +95,8 @@ def _ended(scale: Cluster, client: httpx.Client, url: str, timeout: float = WAIT
     except AssertionError as exc:
         logs = "\n".join(s.output[-4000:] for s in scale.instances)
         logs += "\n".join(w.output[-4000:] for w in scale.workers)
-        raise AssertionError(f"{exc}\n{_saq_records(scale, url.rsplit('/', 1)[1])}\n{logs}")
+        records = _saq_records(scale, url.rsplit("/", 1)[1])
+        raise AssertionError(f"{exc}\n{records}\n{logs}") from None
 
 
 def _gated_items(gate: Gate, prefix: str, count: int) -> list[dict]:
@@ -326,7 +327,10 @@ def test_redis_lost_while_serving_degrades_to_rendering_without_it(tmp_path: Pat
             assert jobs.headers["Retry-After"]
             assert json.loads(jobs.text)["title"] == "Jobs unavailable"
             assert httpx.get(server.url + "/healthz").status_code == 200
-        assert " 500 " not in server.output and "Traceback" not in server.output
+        # No answer was a 500, and figserve logged no error (SAQ's workers log their failed
+        # rounds while Redis is away: that is theirs to say).
+        assert '" 500 ' not in server.output
+        assert "ERROR figserve" not in server.output
 
 
 def test_the_shipped_nginx_configuration_is_valid() -> None:

@@ -134,8 +134,8 @@ class QueuedJobs:
 
     async def close(self) -> None:
         self._ready = False
-        await self._plans.disconnect()
-        await self._redis.aclose()
+        await _quietly(self._plans.disconnect())
+        await _quietly(self._redis.aclose())
 
     async def create(
         self,
@@ -270,9 +270,8 @@ class JobWorkers:
         await asyncio.gather(*(w.stop() for w in self._workers), return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for queue in (self.jobs_q, self.items_q):
-            with contextlib.suppress(Exception):
-                await queue.disconnect()
-        await self._redis.aclose()
+            await _quietly(queue.disconnect())
+        await _quietly(self._redis.aclose())
 
     # -- the tasks --------------------------------------------------------------------------
 
@@ -476,6 +475,12 @@ def _gave_up(what: str, task: Job) -> str:
     if (task.error or "").strip() == SWEPT:
         return f"{what}: its job worker stopped responding {task.attempts} times"
     return f"{what} after {task.attempts} attempts; the error has been logged"
+
+
+async def _quietly(closing: Awaitable[None]) -> None:
+    """Close a connection; a Redis that is gone has nothing left to close."""
+    with contextlib.suppress(RedisError, OSError):
+        await closing
 
 
 async def _beat(ctx: dict[str, Any]) -> None:

@@ -146,7 +146,8 @@ class SharedCache:
         for futures in self._waiters.values():
             for future in futures:
                 future.cancel()
-        await self.redis.aclose()
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.aclose()
 
     # -- the breaker ---------------------------------------------------------------------------
 

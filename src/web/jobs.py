@@ -33,7 +33,7 @@ from ..jobs import (
 )
 from ..render import MEDIA_TYPES
 from .body import is_json, json_object, unsupported_media_type
-from .errors import Problem, wants_html
+from .errors import Problem, problem_response, wants_html
 from .forms import report_from_form
 from .openapi import BODY_ERRORS, HTML, json_of, problem, responds
 from .owner import Caller, bucket, caller, new_token, set_owner_cookie
@@ -93,8 +93,13 @@ async def _no_query_string() -> None:
 @bp.errorhandler(JobsUnavailable)
 async def _unavailable(exc: JobsUnavailable) -> Response:
     # The shared job store (scale-out mode) did not answer: a moment's outage.
-    raise Problem(
-        503, "Jobs unavailable", "Jobs cannot be reached right now.", headers={"Retry-After": "2"}
+    return await problem_response(
+        Problem(
+            503,
+            "Jobs unavailable",
+            "Jobs cannot be reached right now; try again shortly.",
+            headers={"Retry-After": "2"},
+        )
     )
 
 
@@ -290,7 +295,8 @@ async def result(job_id: str) -> Response:
     resp.set_etag(f"{job.id}-{stored.size}")
     if job.finished is not None:
         resp.last_modified = job.finished
-    # Range requests and If-None-Match work as for a file, in both modes.
+    # Range requests (an interrupted download goes on) and If-None-Match, in both modes.
+    resp.headers["Accept-Ranges"] = "bytes"
     await resp.make_conditional(request, accept_ranges=True, complete_length=stored.size)
     return resp  # Cache-Control: no-store, as every job response (one client's only)
 
