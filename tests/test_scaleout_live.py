@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from pypdf import PdfReader
 
 from tests.support.cluster import Cluster, JobWorker, cluster, kill_instance, scaleout_env
 from tests.support.gates import Gate
-from tests.support.live import LiveServer, free_port, live_server
+from tests.support.live import ROOT, LiveServer, free_port, live_server
 from tests.support.prometheus import metric
 from tests.support.redis import redis_server
 from tests.support.waiting import until_sync
@@ -342,3 +343,28 @@ def test_the_shipped_nginx_configuration_is_valid() -> None:
     finally:
         front.stop()
     assert checked.returncode == 0, checked.stderr
+
+
+def test_the_shipped_prometheus_configuration_scrapes_each_instance() -> None:
+    import shutil
+    import subprocess
+
+    import yaml
+
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    targets = [t for group in job["static_configs"] for t in group["targets"]]
+    nginx_upstreams = re.findall(
+        r"(?m)^\s+server (\S+) ", (ROOT / "deploy" / "nginx.conf").read_text()
+    )
+    assert targets == nginx_upstreams  # the same instances, scraped one by one
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian: prometheus); the YAML was checked")
+    checked = subprocess.run(
+        [promtool, "check", "config", str(ROOT / "deploy" / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -156,9 +156,7 @@ async def test_the_total_stays_within_the_budget_dropping_the_least_recently_use
                     await cache.fetch_or_render(again, draw)  # a hit: now most recent
                     used_order.remove(again)
                     used_order.append(again)
-            sizes_now = {
-                k.decode(): int(v) for k, v in (await cache.redis.hgetall(SIZES)).items()
-            }
+            sizes_now = {k.decode(): int(v) for k, v in (await cache.redis.hgetall(SIZES)).items()}
             used = int(await cache.redis.get(USED) or 0)
             assert used == sum(sizes_now.values()) <= budget
             for k in sizes_now:  # what is counted is there

@@ -533,7 +533,7 @@ async def test_jobs_are_in_the_openapi_document(client):
     assert "application/json" in post["requestBody"]["content"]
 
 
-# --- downloads -------------------------------------------------------------------------------------
+# --- downloads ---------------------------------------------------------------------------------
 
 
 async def test_a_result_is_streamed_with_ranges_and_validators(app):
