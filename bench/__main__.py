@@ -7,6 +7,7 @@ root. One suite per run:
     python -m bench --soak                 # 10,000 renders, memory, burst, overload: soak.md
     python -m bench --jobs                 # page latency with a report job running: jobs.md
     python -m bench --profile              # where a live worker's time goes (py-spy): profile.md
+    python -m bench --scaleout             # 2 instances against 1 behind nginx, Redis: scaleout.md
 
 ``--quick`` makes any suite a short smoke run that writes to ``results/quick/`` (git-ignored).
 Everything is on 127.0.0.1, every load has a fixed duration, every server is stopped at the end
@@ -39,6 +40,7 @@ BUDGETS = {  # seconds: (full, --quick)
     "soak": (480, 120),
     "jobs": (300, 120),
     "profile": (120, 60),
+    "scaleout": (300, 120),
 }
 
 
@@ -85,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     suite.add_argument("--soak", action="store_true", help="memory over 10,000 renders; overload")
     suite.add_argument("--jobs", action="store_true", help="page latency with a job running")
     suite.add_argument("--profile", action="store_true", help="py-spy a worker under load")
+    suite.add_argument(
+        "--scaleout", action="store_true", help="2 instances against 1 behind nginx, with Redis"
+    )
     parser.add_argument("--quick", action="store_true", help="short smoke run into results/quick")
     parser.add_argument(
         "--starts", type=_bounded(1, 10, int),
@@ -106,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         "soak" if args.soak else
         "jobs" if args.jobs else
         "profile" if args.profile else
+        "scaleout" if args.scaleout else
         "main"
     )  # fmt: skip
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
@@ -156,6 +162,15 @@ def _run(name: str, args: argparse.Namespace, out: Path, budget: Budget, command
         plan = soak.Plan.quick() if args.quick else soak.Plan()
         result = soak.run(out, plan, budget)
         soak.write(result, out, command)
+    elif name == "scaleout":
+        from . import scaleout
+
+        plan = scaleout.Plan.quick() if args.quick else scaleout.Plan()
+        if args.starts:
+            plan = replace(plan, starts=args.starts)
+        if args.seconds:
+            plan = replace(plan, seconds=args.seconds)
+        scaleout.write(scaleout.run(out, plan, budget), out, command)
     elif name == "jobs":
         from . import jobs
 

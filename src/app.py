@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from .figures.loading import load_figure_modules
 from .jobs import JobRunner
 from .metrics import Metrics
 from .render import ImageOptions, Renderer, RenderJob, job_for
+from .render.renderer import RenderObserver, pool_settings
 from .web import api, body, embed, jobs, ops, pages, security, static, transfer, userpages
 from .web.asgi import guard
 from .web.errors import register_error_handlers
@@ -104,24 +106,25 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
 
     @asynccontextmanager
     async def _renderer() -> AsyncIterator[None]:
-        renderer = Renderer(
-            settings,
-            observer=state.metrics,
-            preload=_figure_modules(registry),
-            warm_up=_warm_up_job(registry, settings) if settings.warm_up else None,
-        )
-        await renderer.start()
-        state.renderer = renderer
-        try:
-            yield
-        finally:
-            # The render processes are killed: renders still running end with a 503.
-            state.renderer = None
-            await renderer.close()
+        async with serving_renderer(settings, registry, state.metrics) as renderer:
+            state.renderer = renderer
+            try:
+                yield
+            finally:
+                # The render processes are killed: renders still running end with a 503.
+                state.renderer = None
 
     @asynccontextmanager
     async def _jobs() -> AsyncIterator[None]:
         assert state.renderer is not None
+        if settings.redis_url:
+            async with _queued_jobs(settings, registry, state.renderer) as service:
+                state.jobs = service
+                try:
+                    yield
+                finally:
+                    state.jobs = None
+            return
         runner = JobRunner(settings, registry, state.renderer)
         await runner.start()
         state.jobs = runner
@@ -179,6 +182,79 @@ def _with_user_figures(custom: Registry | None, settings: Settings) -> Registry:
         if custom.get(spec.name) is not spec:
             custom.add(spec)
     return custom
+
+
+@asynccontextmanager
+async def serving_renderer(
+    settings: Settings,
+    registry: Registry,
+    observer: RenderObserver | None = None,
+    *,
+    interactive: bool = True,
+) -> AsyncIterator[Renderer]:
+    """A started renderer, with the shared cache level in scale-out mode; closed on leaving.
+
+    ``interactive=False`` (a standalone job worker) starts render processes for jobs only: one
+    per ``job_threads``, plus one for a result's assembly.
+    """
+    pool = pool_settings(settings)
+    if settings.redis_url and settings.job_threads:
+        # Items take job_threads processes; a plan or an assembly runs beside them.
+        pool = replace(pool, background=settings.job_threads + 1)
+    if not interactive:
+        pool = replace(pool, processes=0)
+    shared: Any = None
+    if settings.redis_url and settings.shared_cache_bytes and interactive:
+        # Scale-out only: its packages come with the "scale" extra.
+        from . import scaleout
+        from .render.shared import SharedCache
+
+        client = scaleout.cache_client(settings)
+        try:
+            await scaleout.check(client, settings, "the render cache")
+        except BaseException:
+            await client.aclose()
+            raise
+        shared = SharedCache(client, settings.shared_cache_bytes, settings.shared_cache_ttl)
+        await shared.start()
+    renderer = Renderer(
+        settings,
+        observer=observer,
+        preload=_figure_modules(registry),
+        warm_up=_warm_up_job(registry, settings) if settings.warm_up else None,
+        shared=shared,
+        pool=pool,
+    )
+    try:
+        await renderer.start()
+        yield renderer
+    finally:
+        await renderer.close()
+        if shared is not None:
+            await shared.close()
+
+
+@asynccontextmanager
+async def _queued_jobs(
+    settings: Settings, registry: Registry, renderer: Renderer
+) -> AsyncIterator[Any]:
+    """Scale-out jobs: the service the routes use, and this worker's SAQ job workers unless
+    FIGSERVE_JOB_THREADS=0 (then standalone job workers do all the work)."""
+    from .jobs.queue import JobWorkers, QueuedJobs
+
+    service = QueuedJobs(settings)
+    await service.start()
+    workers = None
+    try:
+        if settings.job_threads:
+            workers = JobWorkers(settings, registry, renderer)
+            await workers.start()
+        yield service
+    finally:
+        # Running tasks finish within the grace time or go back to their queue.
+        if workers is not None:
+            await workers.close()
+        await service.close()
 
 
 def _figure_modules(registry: Registry) -> list[str]:

@@ -20,6 +20,11 @@ SECONDS = 1.0
 DAYS = 86400 * SECONDS
 MIN_ADMIN_TOKEN = 16
 _PUBLIC_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/?$", re.ASCII)
+_REDIS_URL = re.compile(
+    r"^rediss?://(?:[^@/\s]*@)?(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])"
+    r"(?::[0-9]{1,5})?(?:/[0-9]{1,5})?/?$",
+    re.ASCII,
+)
 
 
 def _at_least(default: Any, minimum: float) -> Any:
@@ -110,6 +115,17 @@ class Settings:
     figures: str = ""
     # A folder of the user's own Jinja pages, served at /pages/<name>; empty: none.
     pages: str = ""
+    # Scale-out mode: redis://host:port/db of the Redis that every instance and job worker
+    # shares (render cache, jobs, results). Empty: embedded, no server needed.
+    redis_url: str = ""
+    # Byte budget of the render cache shared in Redis (0: no shared level); an entry may take
+    # at most a sixteenth of it.
+    shared_cache_bytes: int = _at_least(256 * MIB, 0)
+    # Seconds a shared cache entry is kept after it was written.
+    shared_cache_ttl: float = _at_least(DAYS, 1)
+    # Seconds a render-cache call to Redis may take before the shared level is skipped for a
+    # while (the render happens here instead).
+    redis_cache_timeout: float = _at_least(0.5 * SECONDS, 0.01)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -122,6 +138,11 @@ class Settings:
         if self.admin_token and len(self.admin_token) < MIN_ADMIN_TOKEN:
             raise ValueError(
                 f"FIGSERVE_ADMIN_TOKEN must have at least {MIN_ADMIN_TOKEN} characters"
+            )
+        if self.redis_url and not _REDIS_URL.match(self.redis_url):
+            raise ValueError(
+                "FIGSERVE_REDIS_URL must be redis://[[user]:password@]host[:port][/db] or "
+                f"rediss://... (got {redact(self.redis_url)!r})"
             )
         if self.public_url and not _PUBLIC_URL.match(self.public_url):
             raise ValueError(
@@ -183,3 +204,8 @@ def _convert(name: str, type_name: Any, raw: str) -> Any:
     except ValueError as exc:
         raise ValueError(f"FIGSERVE_{name.upper()}={raw!r} is not a valid {type_name}") from exc
     return raw
+
+
+def redact(url: str) -> str:
+    """A URL as it may be shown: without the password it may carry."""
+    return re.sub(r"(://[^:@/]*:)[^@/]*@", r"\1***@", url)

@@ -95,6 +95,10 @@ _RENDER_COUNTERS = {
     "failed": ("figserve_renders_failed", "Renders that raised an error."),
     "cache_hits": ("figserve_render_cache_hits", "Deterministic renders served from the cache."),
     "cache_misses": ("figserve_render_cache_misses", "Deterministic renders not in the cache."),
+    "shared_hits": (
+        "figserve_render_shared_cache_hits",
+        "Deterministic renders missing here but found in the cache shared through Redis.",
+    ),
     "rejected": ("figserve_renders_rejected", "Renders refused at the admission limit (503)."),
     "timeouts": ("figserve_render_timeouts", "Requests whose render missed the deadline (503)."),
     "cancelled": (

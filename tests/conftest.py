@@ -13,6 +13,7 @@ from quart import Quart
 from src.app import create_app
 from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS
 from tests.support.live import LiveServer, live_server
+from tests.support.redis import RedisServer
 
 pytest_plugins = ["tests.support.usercode"]
 
@@ -41,6 +42,21 @@ async def app(app_config: dict) -> AsyncIterator[Quart]:
 @pytest.fixture
 def client(app: Quart):
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def redis_service() -> Iterator[RedisServer]:
+    """One real redis-server for the in-process scale-out tests."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_service: RedisServer) -> str:
+    """The shared Redis, emptied for this test."""
+    redis_service.command("FLUSHALL")
+    return redis_service.url
 
 
 @pytest.fixture(scope="module")

@@ -48,8 +48,16 @@ def test_a_plain_install_serves_every_page(tmp_path: Path) -> None:
     ).stdout.strip()
     Path(packages, "test-deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--no-deps"]
-        + ["--disable-pip-version-check", str(source)],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--disable-pip-version-check",
+            str(source),
+        ],
         check=True,
         timeout=300,
     )

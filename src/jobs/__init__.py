@@ -8,6 +8,7 @@ the routes live in ``src/web/jobs.py``.
 from .assemble import JobFailed, render_job
 from .plan import OUTPUTS, JobPlan, JobRequest, check_cost, plan_from_json, reject
 from .runner import JobRunner, is_job_id, jobs_dir, new_job_id
+from .service import FileResult, JobService, JobsUnavailable, ResultStream
 from .store import (
     ACTIVE,
     Admission,
@@ -24,13 +25,17 @@ __all__ = [
     "ACTIVE",
     "OUTPUTS",
     "Admission",
+    "FileResult",
     "JobFailed",
     "JobPlan",
     "JobRecord",
     "JobRequest",
     "JobRunner",
+    "JobService",
     "JobState",
     "JobStore",
+    "JobsUnavailable",
+    "ResultStream",
     "ResultsFull",
     "SQLiteJobStore",
     "TooManyClientJobs",

@@ -48,6 +48,7 @@ from .assemble import (
     write_part,
 )
 from .plan import OUTPUTS
+from .service import FileResult
 from .store import (
     Admission,
     JobRecord,
@@ -218,6 +219,15 @@ class JobRunner:
 
     def result_path(self, record: JobRecord) -> Path:
         return self.results / f"{record.id}.{record.output}"
+
+    async def result(self, record: JobRecord) -> FileResult | None:
+        """The result file of a done job, or None once it is gone."""
+        path = self.result_path(record)
+        try:
+            size = await self._call(lambda: path.stat().st_size)
+        except FileNotFoundError:
+            return None
+        return FileResult(path, size)
 
     def _parts(self, job_id: str) -> Path:
         return self.results / f"{job_id}.parts"

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cachetools import LRUCache
 
@@ -34,6 +34,9 @@ from .errors import (
 from .forkserver import Task
 from .options import MEDIA_TYPES
 from .pool import PoolSettings, RenderPool
+
+if TYPE_CHECKING:
+    from .shared import SharedCache
 
 log = logging.getLogger("figserve.render")
 
@@ -63,7 +66,9 @@ class Rendered:
     data: bytes
     media_type: str
     etag: str | None
-    cache: Literal["hit", "miss", "shared", "off"]
+    # hit: this process's cache; shared: joined a render in flight here; redis: the cache
+    # shared by every instance; miss: rendered here; off: not cacheable
+    cache: Literal["hit", "miss", "shared", "redis", "off"]
 
 
 @dataclass
@@ -74,7 +79,8 @@ class RenderStats:
     finished: int = 0
     failed: int = 0  # the figure raised, or its process crashed or was killed
     cache_hits: int = 0
-    cache_misses: int = 0
+    cache_misses: int = 0  # not in this process's cache
+    shared_hits: int = 0  # of those, found in the cache shared through Redis
     rejected: int = 0
     timeouts: int = 0  # requests that stopped waiting at the deadline
     cancelled: int = 0  # queued renders dropped because nobody waited for them any more
@@ -109,8 +115,22 @@ class _Flight:
     # Resolved by ``_finished`` on the loop, after the bookkeeping, so a waiter never sees the
     # result before the cache has it.
     future: asyncio.Future[bytes]
-    work: concurrent.futures.Future[bytes]
+    # The render thread's work; None for a flight through the shared cache, whose ``task``
+    # looks the bytes up in Redis and, if it must render them, starts the ``inner`` flight.
+    work: concurrent.futures.Future[bytes] | None
     waiters: int = 0
+    task: asyncio.Task[None] | None = None
+    inner: _Flight | None = None
+    source: Literal["miss", "redis"] = "miss"
+
+    def abandon(self) -> None:
+        """Nobody waits for it any more: drop its render if no thread has picked it up."""
+        if self.work is not None:
+            self.work.cancel()
+        elif self.inner is not None:
+            self.inner.abandon()  # a render that runs finishes, and is stored for the next
+        elif self.task is not None:
+            self.task.cancel()  # still looking up or waiting for another instance
 
 
 class Renderer:
@@ -123,11 +143,15 @@ class Renderer:
         *,
         preload: list[str] | None = None,
         warm_up: RenderJob | None = None,
+        shared: SharedCache | None = None,
+        pool: PoolSettings | None = None,
     ) -> None:
         self.settings = settings
         self.stats = RenderStats()
         self.observer = observer or RenderObserver()
-        self.pool = RenderPool(pool_settings(settings), preload or [], warm_up)
+        self.pool = RenderPool(pool or pool_settings(settings), preload or [], warm_up)
+        # The second cache level, shared by every instance (scale-out mode); None: local only.
+        self.shared = shared
         # A thread per render process: it hands the render over and waits on the process's
         # socket, so a render not yet picked up by a thread can still be dropped.
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -135,7 +159,7 @@ class Renderer:
             thread_name_prefix="figserve-render",
         )
         self._background = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, settings.job_threads), thread_name_prefix="figserve-job"
+            max_workers=max(1, self.pool.settings.background), thread_name_prefix="figserve-job"
         )
         self._cache: LRUCache[str, bytes] = LRUCache(maxsize=settings.cache_bytes, getsizeof=len)
         self._flights: dict[str, _Flight] = {}
@@ -186,11 +210,15 @@ class Renderer:
         flight = self._flights.get(job.key) if job.key is not None else None
         if flight is not None and flight.future.cancelled():
             flight = None  # abandoned by its waiters; its render may still be finishing
-        shared = flight is not None
+        joined = flight is not None
         if flight is None:
-            flight = self._start(job)
+            if job.key is not None and self.shared is not None and self.shared.available:
+                flight = self._start_shared(job)
+            else:
+                flight = self._start(job)
         data = await self._wait(flight)
-        cache = "off" if job.key is None else ("shared" if shared else "miss")
+        cache: Literal["hit", "miss", "shared", "redis", "off"]
+        cache = "off" if job.key is None else ("shared" if joined else flight.source)
         self._log(job, cache, t0, len(data))
         return Rendered(data, media_type, job.etag, cache)
 
@@ -211,7 +239,47 @@ class Renderer:
             raise RenderUnavailable("the server is stopping") from exc
         return outcome.value
 
-    def _start(self, job: RenderJob) -> _Flight:
+    def _start_shared(self, job: RenderJob) -> _Flight:
+        """A flight that asks the shared cache first; it renders here only if it must."""
+        assert job.key is not None and self.shared is not None
+        if self._closing:
+            raise RenderUnavailable("the server is stopping")
+        flight = _Flight(job, asyncio.get_running_loop().create_future(), None)
+        flight.task = asyncio.create_task(self._through_shared(flight, self.shared))
+        self._flights[job.key] = flight
+        return flight
+
+    async def _through_shared(self, flight: _Flight, shared: SharedCache) -> None:
+        job, future = flight.job, flight.future
+        assert job.key is not None
+
+        async def render_here() -> bytes:
+            flight.inner = self._start(job, register=False)
+            return await flight.inner.future
+
+        try:
+            data, source = await shared.fetch_or_render(job.key, render_here)
+        except asyncio.CancelledError:
+            if not future.done():
+                future.cancel()
+            raise
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved: waiters that left need not see it
+            return
+        finally:
+            if self._flights.get(job.key) is flight:
+                del self._flights[job.key]
+        if source == "redis":
+            flight.source = "redis"
+            self._count("shared_hits", job)
+            if len(data) <= self._cache.maxsize:
+                self._cache[job.key] = data
+        if not future.done():
+            future.set_result(data)
+
+    def _start(self, job: RenderJob, register: bool = True) -> _Flight:
         if self._closing:
             raise RenderUnavailable("the server is stopping")
         if self._pending >= self.settings.render_queue_limit:
@@ -230,7 +298,7 @@ class Renderer:
         # Bookkeeping follows the render, not the waiters: a render that outlives its
         # requester (timeout) still occupies a process and still counts against the limit.
         work.add_done_callback(lambda _: _call_soon(loop, self._finished, flight))
-        if job.key is not None:
+        if job.key is not None and register:
             self._flights[job.key] = flight
         return flight
 
@@ -261,6 +329,7 @@ class Renderer:
 
     def _finished(self, flight: _Flight) -> None:
         job, work, future = flight.job, flight.work, flight.future
+        assert work is not None
         self._pending -= 1
         if job.key is not None and self._flights.get(job.key) is flight:
             del self._flights[job.key]
@@ -328,7 +397,7 @@ class Renderer:
             if flight.waiters == 0 and not flight.future.done():
                 # Nobody wants it any more: drop it if no thread has picked it up yet.
                 flight.future.cancel()
-                flight.work.cancel()
+                flight.abandon()
 
     def _log(self, job: RenderJob, cache: str, t0: float, size: int) -> None:
         if log.isEnabledFor(logging.INFO):

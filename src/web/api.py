@@ -79,6 +79,7 @@ async def plot() -> Response:
     """Plot uploaded data (CSV with a header row, or .npy) as line, scatter, bar or hist."""
     settings = app_state().settings
     params, opts, data, filename = await plot_from_form(settings.max_body_bytes)
+
     def checked_table() -> Table:
         table = parse_table(filename, data, settings.max_upload_rows, settings.max_upload_columns)
         resolve_columns(table, params)  # the plot's limits, before anything is drawn

@@ -8,19 +8,24 @@ as an unknown one.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from types import TracebackType
 from typing import Any
 
-from quart import Blueprint, Response, redirect, render_template, request, send_file, url_for
-from quart.wrappers.response import FileBody
+from quart import Blueprint, Response, redirect, render_template, request, url_for
+from quart.wrappers.response import ResponseBody
 from quart_schema import document_request, tag
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from ..jobs import (
     OUTPUTS,
     JobRecord,
     JobRequest,
-    JobRunner,
+    JobService,
     JobState,
+    JobsUnavailable,
     ResultsFull,
+    ResultStream,
     TooManyClientJobs,
     TooManyJobs,
     is_job_id,
@@ -28,7 +33,7 @@ from ..jobs import (
 )
 from ..render import MEDIA_TYPES
 from .body import is_json, json_object, unsupported_media_type
-from .errors import Problem, wants_html
+from .errors import Problem, problem_response, wants_html
 from .forms import report_from_form
 from .openapi import BODY_ERRORS, HTML, json_of, problem, responds
 from .owner import Caller, bucket, caller, new_token, set_owner_cookie
@@ -39,7 +44,6 @@ from .state import app_state
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 tag_names = ["jobs"]
 RECENT = 50
-DOWNLOAD_CHUNK = 256 * 1024
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 _JOB = json_of(JobOut.model_json_schema())
 # Any job route: no query string is taken, and a wrong operator token is refused.
@@ -49,14 +53,14 @@ _COMMON = {
 }
 
 
-def job_runner() -> JobRunner:
+def job_runner() -> JobService:
     runner = app_state().jobs
     if runner is None or not runner.ready:
         raise Problem(503, "Not ready", "Jobs are not running.", headers={"Retry-After": "1"})
     return runner
 
 
-async def job_or_404(runner: JobRunner, job_id: str, who: Caller) -> JobRecord:
+async def job_or_404(runner: JobService, job_id: str, who: Caller) -> JobRecord:
     """The caller's job; any other (someone else's, unknown, malformed) is the same 404."""
     job = None
     if is_job_id(job_id) and (who.admin or who.client is not None):
@@ -72,7 +76,7 @@ async def job_or_404(runner: JobRunner, job_id: str, who: Caller) -> JobRecord:
     return job
 
 
-def _shown(runner: JobRunner, job: JobRecord) -> JobOut:
+def _shown(runner: JobService, job: JobRecord) -> JobOut:
     return JobOut.of(job, runner.clock())
 
 
@@ -84,6 +88,19 @@ def _json(model: JobOut | JobList, status: int = 200) -> Response:
 async def _no_query_string() -> None:
     # No job route takes a query: anything there is a mistake, so say so.
     no_query()
+
+
+@bp.errorhandler(JobsUnavailable)
+async def _unavailable(exc: JobsUnavailable) -> Response:
+    # The shared job store (scale-out mode) did not answer: a moment's outage.
+    return await problem_response(
+        Problem(
+            503,
+            "Jobs unavailable",
+            "Jobs cannot be reached right now; try again shortly.",
+            headers={"Retry-After": "2"},
+        )
+    )
 
 
 @bp.after_request
@@ -267,17 +284,45 @@ async def result(job_id: str) -> Response:
         }[job.state]
         headers = {"Retry-After": "2"} if job.active else {}
         raise Problem(409, "No result", f"The job {detail}; there is no result.", headers=headers)
-    path = runner.result_path(job)
-    try:
-        resp = await send_file(
-            path,
-            mimetype=OUTPUTS[job.output],
-            as_attachment=True,
-            attachment_filename=f"figserve-{job.id[:8]}.{job.output}",
-            conditional=True,
-        )
-    except FileNotFoundError:
-        raise Problem(404, "Result expired", "The result has been removed.") from None
-    if isinstance(resp.response, FileBody):
-        resp.response.buffer_size = DOWNLOAD_CHUNK
+    stored = await runner.result(job)
+    if stored is None:
+        raise Problem(404, "Result expired", "The result has been removed.")
+    resp = Response(_StreamedResult(stored), mimetype=OUTPUTS[job.output])
+    resp.content_length = stored.size
+    resp.headers["Content-Disposition"] = (
+        f'attachment; filename="figserve-{job.id[:8]}.{job.output}"'
+    )
+    resp.set_etag(f"{job.id}-{stored.size}")
+    if job.finished is not None:
+        resp.last_modified = job.finished
+    # Range requests (an interrupted download goes on) and If-None-Match, in both modes.
+    resp.headers["Accept-Ranges"] = "bytes"
+    await resp.make_conditional(request, accept_ranges=True, complete_length=stored.size)
     return resp  # Cache-Control: no-store, as every job response (one client's only)
+
+
+class _StreamedResult(ResponseBody):
+    """A job's result as a response body: streamed in windows, with byte ranges."""
+
+    def __init__(self, stored: ResultStream) -> None:
+        self.stored = stored
+        self.begin = 0
+        self.end = stored.size
+        self._chunks: AsyncIterator[bytes] | None = None
+
+    async def __aenter__(self) -> AsyncIterator[bytes]:
+        self._chunks = self.stored.chunks(self.begin, self.end)
+        return self._chunks
+
+    async def __aexit__(
+        self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._chunks is not None and hasattr(self._chunks, "aclose"):
+            await self._chunks.aclose()
+
+    async def make_conditional(self, begin: int, end: int | None) -> int:
+        size = self.stored.size
+        self.begin, self.end = begin, size if end is None else min(size, end)
+        if self.begin >= self.end or abs(self.begin) > size:
+            raise RequestedRangeNotSatisfiable()
+        return size

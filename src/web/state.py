@@ -8,7 +8,7 @@ from quart import current_app
 
 from ..config import Settings
 from ..figures import Registry
-from ..jobs import JobRunner
+from ..jobs import JobService
 from ..metrics import Metrics
 from ..render import Renderer
 from .errors import Problem
@@ -23,7 +23,7 @@ class AppState:
     registry: Registry
     metrics: Metrics | None = None
     renderer: Renderer | None = None
-    jobs: JobRunner | None = None
+    jobs: JobService | None = None
 
 
 def app_state() -> AppState:

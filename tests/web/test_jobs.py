@@ -525,3 +525,29 @@ async def test_jobs_are_in_the_openapi_document(client):
     assert post["tags"] == ["jobs"]
     assert "202" in post["responses"]
     assert "application/json" in post["requestBody"]["content"]
+
+
+# --- downloads ---------------------------------------------------------------------------------
+
+
+async def test_a_result_is_streamed_with_ranges_and_validators(app):
+    token = new_token()
+    data = bytes(range(256)) * 4096  # 1 MiB: several windows
+    job_id = store_done(app, token_hash(token), data)
+    client = with_cookie(app, token)
+    whole = await client.get(f"/jobs/{job_id}/result")
+    assert whole.status_code == 200 and await whole.get_data() == data
+    assert whole.headers["Content-Length"] == str(len(data))
+    assert whole.headers["Accept-Ranges"] == "bytes"
+    assert (
+        whole.headers["Content-Disposition"] == f'attachment; filename="figserve-{job_id[:8]}.pdf"'
+    )
+    part = await client.get(f"/jobs/{job_id}/result", headers={"Range": "bytes=1000-299999"})
+    assert part.status_code == 206 and await part.get_data() == data[1000:300000]
+    assert part.headers["Content-Range"] == f"bytes 1000-299999/{len(data)}"
+    same = await client.get(
+        f"/jobs/{job_id}/result", headers={"If-None-Match": whole.headers["ETag"]}
+    )
+    assert same.status_code == 304
+    beyond = await client.get(f"/jobs/{job_id}/result", headers={"Range": f"bytes={len(data)}-"})
+    assert beyond.status_code == 416
