@@ -374,12 +374,14 @@ class RenderPool:
         if not self.started or self.closed:
             return False
         server = self._server
-        if server is not None and server.alive:
-            return True
         with self._reviving_lock:
-            if not self._reviving:
-                self._reviving = True
-                threading.Thread(target=self._revive, name="figserve-revive", daemon=True).start()
+            # Ready once the revival has also replaced the render processes.
+            if self._reviving:
+                return False
+            if server is not None and server.alive:
+                return True
+            self._reviving = True
+            threading.Thread(target=self._revive, name="figserve-revive", daemon=True).start()
         return False
 
     def _revive(self) -> None:
