@@ -170,6 +170,7 @@ def _serve_control(ctrl: socket.socket) -> None:
             send_control(ctrl, ("spawned", pid))
         elif kind == "preload":
             try:
+                sys.path.extend(p for p in message[2] if p not in sys.path)
                 _preload(message[1])
             except BaseException as exc:  # a broken module: the worker reports it
                 send_control(ctrl, ("error", f"{type(exc).__name__}: {exc}"))

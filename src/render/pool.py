@@ -140,7 +140,9 @@ class ForkServer:
         if not missing:
             return
         with self._lock:
-            send_control(self._ctrl, ("preload", missing))
+            # The worker's import path now: a module of the user's may come from a folder added
+            # after this server started.
+            send_control(self._ctrl, ("preload", missing, _import_path()))
             reply = self._reply(START_TIMEOUT)
         if reply[0] != "ok":
             raise RuntimeError(f"render processes cannot import {', '.join(missing)}: {reply[1]}")

@@ -199,8 +199,12 @@ def test_mean_var_parses_or_is_a_400(text: str) -> None:
 
 
 @FAST
-@given(finite, finite)
+@given(
+    st.floats(min_value=-1e6, max_value=1e6),
+    st.floats(min_value=1e-300, max_value=1e6),
+)
 def test_mean_var_round_trips_through_its_path_form(mean: float, var: float) -> None:
+    # Every value the normal figure takes, written as the page links write it.
     path = f"{format_number(mean)}_{format_number(var)}"
     assert "e" not in path.lower()
     assert parse_mean_var(path) == (mean + 0.0, var + 0.0)

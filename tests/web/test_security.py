@@ -253,7 +253,12 @@ def test_live_redirects_and_errors_do_not_reflect_the_host(web_server: LiveServe
 
 
 async def test_only_what_says_so_may_be_cached(client):
-    for path in ("/", "/normal/5_3", "/gallery/waves", "/docs", "/api/figures", "/nothing"):
+    # Pages and documents may be kept only if checked again (they carry an ETag); answers
+    # that are private or errors are never kept.
+    for path in ("/", "/normal/5_3", "/gallery/waves", "/docs", "/api/figures", "/openapi.json"):
+        resp = await client.get(path)
+        assert resp.headers["Cache-Control"] == "no-cache" and resp.headers["ETag"], path
+    for path in ("/nothing", "/jobs", "/figures/waves.png?w=3"):
         resp = await client.get(path)
         assert resp.headers["Cache-Control"] == "no-store", path
     seeded = await client.get("/figures/waves.png")
