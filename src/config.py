@@ -42,7 +42,7 @@ class Settings:
     render_threads: int = _at_least(0, 0)
     # Renders admitted per worker (running + queued) before new ones are shed with 503 and
     # Retry-After.
-    render_queue_limit: int = _at_least(16, 1)
+    render_queue_limit: int = _at_least(32, 1)
     # Seconds a request waits for its render, and a render may run in its process: past it the
     # process is killed and replaced.
     render_timeout: float = _at_least(10 * SECONDS, 0.1)
