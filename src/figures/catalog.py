@@ -76,7 +76,13 @@ _EDGE_PT = 4.0  # space left around the outermost text, in points
 
 def _fit_to_tick_labels(fig: Figure, ax: Axes) -> None:
     """Margins that just fit the tick labels, measured without drawing: a layout engine would
-    draw the figure twice (once to measure), which quadruples the cost of this cheap figure."""
+    draw the figure twice (once to measure), which doubles the cost of this cheap figure."""
+    # Twice: how many ticks an axis shows depends on its length, which the margins change.
+    for _ in range(2):
+        fig.subplots_adjust(**_margins_for(fig, ax))
+
+
+def _margins_for(fig: Figure, ax: Axes) -> dict[str, float]:
     xlabels, xoffset = _tick_texts(ax.xaxis, ax.get_xlim())
     ylabels, yoffset = _tick_texts(ax.yaxis, ax.get_ylim())
     font = FontProperties(size=rcParams["xtick.labelsize"])
@@ -92,12 +98,12 @@ def _fit_to_tick_labels(fig: Figure, ax: Axes) -> None:
     # Tiny figures: the axes keep at least 40% of each side.
     scale_x = min(1.0, 0.6 * wide / (left + right))
     scale_y = min(1.0, 0.6 * high / (bottom + top))
-    fig.subplots_adjust(
-        left=left * scale_x / wide,
-        right=1 - right * scale_x / wide,
-        bottom=bottom * scale_y / high,
-        top=1 - top * scale_y / high,
-    )
+    return {
+        "left": left * scale_x / wide,
+        "right": 1 - right * scale_x / wide,
+        "bottom": bottom * scale_y / high,
+        "top": 1 - top * scale_y / high,
+    }
 
 
 def _tick_texts(axis: Axis, limits: tuple[float, float]) -> tuple[list[str], str]:

@@ -261,6 +261,29 @@ def test_the_scatter_fills_its_figure_and_keeps_markers_whole(size, values) -> N
     assert (centres[:, 1] - box.y0 >= radius).all() and (box.y1 - centres[:, 1] >= radius).all()
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    mean=st.floats(min_value=-1e6, max_value=1e6),
+    var=st.floats(min_value=1e-3, max_value=1e6),
+    seed=st.integers(0, 2**32 - 1),
+    size=st.sampled_from([(4.0, 3.0), (3.2, 2.4), (6.0, 4.5), (2.0, 1.5)]),
+)
+def test_the_scatter_never_cuts_a_tick_label(mean, var, seed, size) -> None:
+    # Its margins are measured from the labels before drawing, not by a layout engine.
+    fig = _laid_out("normal", size, mean=mean, var=var, seed=seed)
+    (ax,) = fig.axes
+    texts = [ax.xaxis.get_offset_text(), ax.yaxis.get_offset_text()]
+    for axis, (low, high) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        low, high = sorted((low, high))
+        ticks = zip(axis.get_ticklabels(), axis.get_ticklocs(), strict=True)
+        texts += [t for t, v in ticks if low <= v <= high]
+    for text in texts:
+        if text.get_text():
+            box = text.get_window_extent()
+            assert fig.bbox.x0 - 0.5 <= box.x0 and box.x1 <= fig.bbox.x1 + 0.5, text.get_text()
+            assert fig.bbox.y0 - 0.5 <= box.y0 and box.y1 <= fig.bbox.y1 + 0.5, text.get_text()
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 def test_every_figure_draws_something_at_its_default_size(spec: FigureSpec) -> None:
     params = spec.params(**({"seed": 3} if spec.random else {}))
