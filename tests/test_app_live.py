@@ -112,6 +112,16 @@ def fetch(server: LiveServer, path: str, headers: dict[str, str] | None = None) 
         conn.close()
 
 
+def fetch_on(conn: http.client.HTTPConnection, path: str) -> Reply:
+    """One request on an open connection; a dropped connection is status 0."""
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return Reply(resp.status, resp.headers, resp.read())
+    except (ConnectionError, http.client.HTTPException) as exc:
+        return Reply(0, http.client.HTTPMessage(), repr(exc).encode())
+
+
 def scrape(server: LiveServer) -> str:
     reply = fetch(server, "/metrics")
     assert reply.status == 200
@@ -215,43 +225,43 @@ def test_metrics_are_summed_over_both_workers(gate: Gate) -> None:
 def test_sigterm_stops_gracefully_and_every_started_response_completes(
     gate: Gate, target: str
 ) -> None:
-    env = {"FIGSERVE_RENDER_PROCESSES": "8", "FIGSERVE_RENDER_QUEUE_LIMIT": "32"}
+    env = {"FIGSERVE_RENDER_PROCESSES": "2"}  # two renders per worker, both drawing
     # A long keep-alive, so an idle connection closes only because its worker is stopping.
     with (
         gated_server(gate, 2, env, args=("--keep-alive", "300")) as server,
         ThreadPoolExecutor(24) as pool,
         contextlib.ExitStack() as connections,
     ):
+        # Connections sorted by the worker that accepted them: per worker, one stays idle and
+        # two carry a render, so both workers have renders in flight whichever accepts more.
         idle: dict[int, http.client.HTTPConnection] = {}
-        for _ in range(100):
-            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        busy: dict[int, list[http.client.HTTPConnection]] = {}
+        for _ in range(200):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=90)
             connections.callback(conn.close)
             conn.request("GET", "/readyz")  # routed, so it names its worker
             resp = conn.getresponse()
             resp.read()
             pid = int(resp.headers["X-Test-Worker"])
-            if pid in idle:
-                conn.close()
-            else:
+            if pid not in idle:
                 idle[pid] = conn
-            if len(idle) == 2:
+            elif len(busy.setdefault(pid, [])) < 2:
+                busy[pid].append(conn)
+            else:
+                conn.close()
+            if len(busy) == 2 and all(len(c) == 2 for c in busy.values()):
                 break
-        assert len(idle) == 2
+        assert len(idle) == 2 and sorted(busy) == sorted(idle)
         first, second = sorted(idle)
 
         in_flight: list[Future[Reply]] = []
+        for i, conn in enumerate(c for conns in busy.values() for c in conns):
+            in_flight.append(pool.submit(fetch_on, conn, gated(gate, f"r{i}")))
+        until_sync(lambda: len(gate.started()) == len(in_flight), "renders to start")
         workers: dict[str, int] = {}  # tag -> worker whose render process draws it
-        for batch in range(6):  # until both workers have renders in flight
-            in_flight += [
-                pool.submit(fetch, server, gated(gate, f"b{batch}i{i}")) for i in range(4)
-            ]
-            n = len(in_flight)
-            until_sync(lambda n=n: len(gate.started()) == n, "renders to start")
-            for marker in gate.folder.glob("started-*"):
-                _, pid, tag, _ = marker.name.split("-")
-                workers.setdefault(tag, worker_of(int(pid)))
-            if set(workers.values()) == {first, second}:
-                break
+        for marker in gate.folder.glob("started-*"):
+            _, pid, tag, _ = marker.name.split("-")
+            workers.setdefault(tag, worker_of(int(pid)))
         assert set(workers.values()) == {first, second}
 
         if target == "master":
