@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(settings: Settings, registry: Registry) -> None:
-    from ..app import serving_renderer
+    from ..render.serving import serving_renderer
     from .queue import JobWorkers
 
     stop = asyncio.Event()
