@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from src.web import owner
+
 from .server import HOST
 
 # What Chromium sends for an <img>: figserve answers errors to it with an SVG image.
@@ -118,6 +120,9 @@ def fetch_together(
     return wall, out
 
 
+OWNER_COOKIE = f"{owner.COOKIE}={owner.new_token()}"
+
+
 def request(
     port: int,
     method: str,
@@ -128,7 +133,9 @@ def request(
     """One request on a connection of its own; a JSON ``body`` is sent as JSON."""
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        headers = {"Accept": "application/json"}
+        # One owner for every request of the run: reports are private to the client that
+        # started them.
+        headers = {"Accept": "application/json", "Cookie": OWNER_COOKIE}
         data = None
         if body is not None:
             data = json.dumps(body).encode()

@@ -126,8 +126,14 @@ def run(out: Path, seconds: float) -> ProfileResult:
     return result
 
 
+ROOT = str(Path(__file__).resolve().parent.parent)
+
+
 def write(r: ProfileResult, out: Path, command: str) -> None:
     write_json(r, out / "profile.json")
+    # Frames name the checkout's folder; the results speak of the repository only.
+    json_path = out / "profile.json"
+    json_path.write_text(json_path.read_text().replace(ROOT, "."))
     lines = [
         "# Where a worker's time goes (py-spy, 200 samples/s, all threads, idle left out)",
         "",
@@ -144,4 +150,4 @@ def write(r: ProfileResult, out: Path, command: str) -> None:
         for (fi, si), (fe, se) in zip(s.inclusive, s.exclusive, strict=False):
             lines.append(f"| `{fi}` | {si:.0%} | `{fe}` | {se:.0%} |")
         lines.append("")
-    (out / "profile.md").write_text("\n".join(lines))
+    (out / "profile.md").write_text("\n".join(lines).replace(ROOT, "."))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Literal
 
 import numpy as np
@@ -117,6 +118,13 @@ def _tick_texts(axis: Axis, limits: tuple[float, float]) -> tuple[list[str], str
 
 
 def _text_size(text: str, font: FontProperties) -> tuple[float, float]:
+    return _text_size_at(text, font.get_size_in_points(), font.get_family()[0])
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_size_at(text: str, points: float, family: str) -> tuple[float, float]:
+    # Tick labels repeat from image to image: measured once per render process.
+    font = FontProperties(family=family, size=points)
     width, height, _ = text_to_path.get_text_width_height_descent(text, font, ismath=False)
     return width, height
 
