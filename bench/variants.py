@@ -44,8 +44,8 @@ def levers() -> list[Variant]:
         Variant("access log off", shipped, toml={"accesslog": None}),
         Variant("one request per connection", shipped, toml={"keep_alive_max_requests": 1}),
         Variant("PNG level 6", shipped, env={"FIGSERVE_PNG_COMPRESS_LEVEL": "6"}),
-        Variant("render queue limit 8", shipped, env={"FIGSERVE_RENDER_QUEUE_LIMIT": "8"}),
-        Variant("render queue limit 32", shipped, env={"FIGSERVE_RENDER_QUEUE_LIMIT": "32"}),
+        Variant("render queue limit 16", shipped, env={"FIGSERVE_RENDER_QUEUE_LIMIT": "16"}),
+        Variant("render queue limit 64", shipped, env={"FIGSERVE_RENDER_QUEUE_LIMIT": "64"}),
     ]
 
 
