@@ -12,6 +12,7 @@ from quart import Quart
 
 from src.app import create_app
 from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS
+from tests.support.gates import Gate
 from tests.support.live import LiveServer, live_server
 from tests.support.redis import RedisServer
 
@@ -96,3 +97,11 @@ def figserve_logs(caplog: pytest.LogCaptureFixture):
         yield caplog
     finally:
         logger.removeHandler(caplog.handler)
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Iterator[Gate]:
+    """A gate that holds gated renders until the test opens it."""
+    g = Gate(tmp_path / "gate")
+    yield g
+    g.open()  # never leave a render held when a test fails

@@ -17,7 +17,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -87,11 +86,6 @@ def gated_server(
 
 def gated(gate: Gate, tag: str) -> str:
     return f"/figures/gated.png?{gate.query(tag)}"
-
-
-@pytest.fixture
-def gate(tmp_path: Path) -> Gate:
-    return Gate(tmp_path / "gate")
 
 
 class Reply:

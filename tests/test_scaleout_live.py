@@ -53,13 +53,6 @@ def clients() -> Iterator[Callable[..., httpx.Client]]:
         client.close()
 
 
-@pytest.fixture
-def gate(tmp_path: Path) -> Iterator[Gate]:
-    g = Gate(tmp_path / "gate")
-    yield g
-    g.open()  # never leave a render held when a test fails
-
-
 def _misses(server: LiveServer, figure: str) -> float:
     text = httpx.get(server.url + "/metrics", timeout=10).text
     return metric(text, "figserve_render_cache_misses_total", figure=figure)

@@ -49,9 +49,9 @@ from ..render import (
 )
 from .assemble import BuildPdf, BuildZip, JobFailed, item_name, render_job
 from .redis_store import RedisJobStore, ResultTooLarge
-from .runner import ASSEMBLE_SECONDS_PER_ITEM, new_job_id
+from .runner import ASSEMBLE_SECONDS_PER_ITEM, new_job
 from .service import FILE_CHUNK, JobsUnavailable
-from .store import ACTIVE, Admission, JobRecord, JobState
+from .store import ACTIVE, JobRecord, JobState
 
 log = logging.getLogger("figserve.jobs")
 
@@ -144,23 +144,7 @@ class QueuedJobs:
         client: str | None = None,
         bucket: str | None = None,
     ) -> JobRecord:
-        settings = self.settings
-        record = JobRecord(
-            id=new_job_id(),
-            state=JobState.QUEUED,
-            output=output,
-            total=len(items),
-            done=0,
-            created=self.clock(),
-            client=client,
-            bucket=bucket,
-        )
-        limits = Admission(
-            max_active=settings.job_max_active,
-            max_bucket_active=settings.job_max_client_active,
-            results_quota_bytes=settings.job_results_quota_bytes,
-            reserve_bytes=settings.job_max_output_bytes,
-        )
+        record, limits = new_job(self.settings, output, len(items), self.clock(), client, bucket)
         await _answer(self.store.create(record, items, limits))
         # If this fails, the workers' watch round queues the plan of the recorded job.
         await _answer(enqueue_plan(self._plans, record.id, self.tuning))

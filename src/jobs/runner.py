@@ -72,6 +72,34 @@ def new_job_id() -> str:
     return secrets.token_hex(ID_BYTES)
 
 
+def new_job(
+    settings: Settings,
+    output: str,
+    total: int,
+    now: float,
+    client: str | None,
+    bucket: str | None,
+) -> tuple[JobRecord, Admission]:
+    """A new queued job's record and the limits it must fit, in either mode."""
+    record = JobRecord(
+        id=new_job_id(),
+        state=JobState.QUEUED,
+        output=output,
+        total=total,
+        done=0,
+        created=now,
+        client=client,
+        bucket=bucket,
+    )
+    limits = Admission(
+        max_active=settings.job_max_active,
+        max_bucket_active=settings.job_max_client_active,
+        results_quota_bytes=settings.job_results_quota_bytes,
+        reserve_bytes=settings.job_max_output_bytes,
+    )
+    return record, limits
+
+
 def is_job_id(text: str) -> bool:
     return len(text) == 2 * ID_BYTES and all(c in "0123456789abcdef" for c in text)
 
@@ -174,23 +202,7 @@ class JobRunner:
         ``bucket``'s share. Raises ``TooManyJobs`` (``TooManyClientJobs`` for the bucket's
         share) at the active-jobs limits, ``ResultsFull`` when the results' disk budget has no
         room for it."""
-        record = JobRecord(
-            id=new_job_id(),
-            state=JobState.QUEUED,
-            output=output,
-            total=len(items),
-            done=0,
-            created=self.clock(),
-            client=client,
-            bucket=bucket,
-        )
-        settings = self.settings
-        limits = Admission(
-            max_active=settings.job_max_active,
-            max_bucket_active=settings.job_max_client_active,
-            results_quota_bytes=settings.job_results_quota_bytes,
-            reserve_bytes=settings.job_max_output_bytes,
-        )
+        record, limits = new_job(self.settings, output, len(items), self.clock(), client, bucket)
         await self._call(self._db.create, record, items, limits)
         self._wake.set()  # this worker claims it at once if it has a free job thread
         return record

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,13 +23,6 @@ WAIT = 60  # seconds: a deadline for conditions, never a pause
 
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html"}
-
-
-@pytest.fixture
-def gate(tmp_path: Path) -> Iterator[Gate]:
-    g = Gate(tmp_path / "gate")
-    yield g
-    g.open()  # never leave a render blocked when a test fails
 
 
 def gated(gate: Gate, tag: str) -> dict:

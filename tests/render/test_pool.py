@@ -67,13 +67,6 @@ def make_pool() -> Iterator:
         pool.close()
 
 
-@pytest.fixture
-def gate(tmp_path: Path) -> Iterator[Gate]:
-    g = Gate(tmp_path / "gate")
-    yield g
-    g.open()
-
-
 def png(pool: RenderPool, **kw: object) -> bytes:
     data = pool.run(job("normal", **kw), 3).value
     assert data.startswith(b"\x89PNG")

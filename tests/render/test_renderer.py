@@ -8,9 +8,8 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 
 import pytest
 from quart import Quart
@@ -22,13 +21,6 @@ from tests.support.gates import Gate, registry_with_test_figures
 from tests.support.procs import alive
 from tests.support.prometheus import metric
 from tests.support.waiting import until
-
-
-@pytest.fixture
-def gate(tmp_path: Path) -> Iterator[Gate]:
-    g = Gate(tmp_path / "gate")
-    yield g
-    g.open()  # never leave a render blocked behind a failed test
 
 
 @asynccontextmanager
