@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from src.web import owner
+from figserve.web import owner
 
 from .server import HOST
 

@@ -46,7 +46,7 @@ class Plan:
 
 
 def job_items(count: int) -> list[dict[str, Any]]:
-    from src.figures import FIGURES
+    from figserve.figures import FIGURES
 
     out = []
     for i in range(count):
@@ -67,7 +67,7 @@ def _raw_rate_once(count: int) -> float:
     from matplotlib.backends.backend_pdf import PdfPages
     from matplotlib.figure import Figure
 
-    from src.figures import FIGURES
+    from figserve.figures import FIGURES
 
     def page(pdf: PdfPages, item: dict[str, Any]) -> None:
         spec = FIGURES.get(item["figure"])

@@ -300,11 +300,9 @@ def run(out: Path, plan: Plan, budget: Budget, quick: bool = False) -> MainResul
 
 
 def _settings() -> dict[str, Any]:
-    from dataclasses import asdict
+    from figserve.config import Settings
 
-    from src.config import Settings
-
-    s = asdict(Settings.from_env())
+    s = Settings.from_env().model_dump()
     keep = (
         "render_processes",
         "render_threads",

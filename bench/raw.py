@@ -26,28 +26,28 @@ _API = ("ImageOptions", "job_for", "encode")
 
 
 def _render_api() -> dict[str, Any]:
-    """figserve's ``ImageOptions``, ``job_for`` and ``encode``: from ``src.render``, or from the
-    module of the ``src.render`` package that defines each."""
-    render = importlib.import_module("src.render")
+    """figserve's ``ImageOptions``, ``job_for`` and ``encode``: from ``figserve.render``, or
+    from the module of the ``figserve.render`` package that defines each."""
+    render = importlib.import_module("figserve.render")
     found = {name: getattr(render, name) for name in _API if hasattr(render, name)}
     for info in pkgutil.iter_modules(getattr(render, "__path__", [])):
         if len(found) == len(_API):
             break
-        module = importlib.import_module(f"src.render.{info.name}")
+        module = importlib.import_module(f"figserve.render.{info.name}")
         for name in _API:
             if name not in found and hasattr(module, name):
                 found[name] = getattr(module, name)
     missing = [n for n in _API if n not in found]
     if missing:
-        raise ImportError(f"the raw limit needs src.render's {', '.join(missing)}")
+        raise ImportError(f"the raw limit needs figserve.render's {', '.join(missing)}")
     return found
 
 
 def _renderer(kind: str, dpr: int) -> Callable[[], bytes]:
     """Renders the seed figure once per call and returns the bytes."""
     if kind == "figserve":
-        from src.config import Settings
-        from src.figures.catalog import FIGURES, NormalParams
+        from figserve.config import Settings
+        from figserve.figures.catalog import FIGURES, NormalParams
 
         api = _render_api()
         settings = Settings.from_env()

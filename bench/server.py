@@ -75,7 +75,7 @@ class Layout:
     @classmethod
     def shipped(cls) -> Layout:
         """What ``hypercorn.toml`` and figserve's settings (with this environment) give."""
-        from src.config import Settings
+        from figserve.config import Settings
 
         settings = Settings.from_env()
         workers = int(shipped_hypercorn().get("workers", 1)) or 1

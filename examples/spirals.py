@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from pydantic import Field
 
-from src.figures import FIGURES, SeededParams, rng_for, title_field
+from figserve import FIGURES, SeededParams, rng_for, title_field
 
 
 class SpiralParams(SeededParams):  # SeededParams adds `seed`

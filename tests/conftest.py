@@ -10,7 +10,7 @@ from PIL import Image
 from playwright.sync_api import Browser, sync_playwright
 from quart import Quart
 
-from src.app import create_app
+from figserve.app import create_app
 from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS
 from tests.support.gates import Gate
 from tests.support.live import LiveServer, live_server

@@ -9,7 +9,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 from quart import Quart
 
-from src.app import create_app
+from figserve.app import create_app
 from tests.support.live import ROOT
 
 

@@ -45,9 +45,9 @@ def test_the_readme_commands_serve_the_example_figure_and_page(
     tmp_path: Path, browser, artifacts: Path
 ) -> None:
     commands = readme_commands()
-    assert "127.0.0.1:8000" in commands
+    assert "127.0.0.1:8001" in commands
     env = {"FIGSERVE_JOBS_DIR": str(tmp_path / "jobs")}
-    shell = commands.replace("127.0.0.1:8000", "127.0.0.1:{port}")
+    shell = commands.replace("127.0.0.1:8001", "127.0.0.1:{port}")
     with live_server(shell=shell, workers=1, env=env) as server:
         status, kind, body = fetch(f"{server.url}/pages/spirals", "text/html")
         assert (status, kind) == (200, "text/html")
@@ -85,7 +85,8 @@ def test_reload_picks_up_an_edited_figure_module(tmp_path: Path) -> None:
     module = tmp_path / "mine.py"
     module.write_text(spiral_module("minespiral", title="First title"))
     env = {"FIGSERVE_FIGURES": "mine", "FIGSERVE_JOBS_DIR": str(tmp_path / "jobs")}
-    shell = f"{sys.executable} -m hypercorn --reload --bind 127.0.0.1:{{port}} src.app:app"
+    app = "'figserve.app:create_app()'"
+    shell = f"{sys.executable} -m hypercorn --reload --bind 127.0.0.1:{{port}} {app}"
     with live_server(shell=shell, workers=1, env=env, cwd=tmp_path) as server:
 
         def title() -> str:
@@ -125,7 +126,7 @@ def test_a_broken_module_stops_the_start_naming_it(
     if source is not None:
         (tmp_path / "bad.py").write_text(source)
     proc = subprocess.run(
-        [sys.executable, "-m", "hypercorn", "--bind", "127.0.0.1:0", "src.app:app"],
+        [sys.executable, "-m", "hypercorn", "--bind", "127.0.0.1:0", "figserve.app:create_app()"],
         cwd=tmp_path,
         env={**_env(), "FIGSERVE_FIGURES": "bad"},
         capture_output=True,

@@ -1,4 +1,5 @@
-"""``pip install .`` (not editable), then ``hypercorn src.app:app`` from another folder serves
+"""``pip install .`` (not editable), then ``hypercorn 'figserve.app:create_app()'`` from another
+folder serves
 every kind of page: templates and static files travel in the package."""
 
 from __future__ import annotations
@@ -64,14 +65,14 @@ def test_a_plain_install_serves_every_page(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     where = subprocess.run(
-        [str(python), "-c", "import src.app; print(src.app.__file__)"],
+        [str(python), "-c", "import figserve.app; print(figserve.app.__file__)"],
         cwd=elsewhere,
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
     assert where.startswith(packages), where  # the installed package, not the checkout
-    shell = f"{python} -m hypercorn --bind 127.0.0.1:{{port}} src.app:app"
+    shell = f"{python} -m hypercorn --bind 127.0.0.1:{{port}} 'figserve.app:create_app()'"
     env = {"FIGSERVE_JOBS_DIR": str(tmp_path / "jobs"), "FIGSERVE_WARM_UP": "false"}
     with live_server(shell=shell, workers=1, env=env, cwd=elsewhere) as server:
         html = {}

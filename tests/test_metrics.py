@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from quart import Quart
 
-from src.metrics import HTTP_METHODS, OTHER, UNMATCHED, method_label, status_label
+from figserve.metrics import HTTP_METHODS, OTHER, UNMATCHED, method_label, status_label
 
 FAST = settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 # What HTTP allows in a method name (a token), so any of them reaches the app.

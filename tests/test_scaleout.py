@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from src import scaleout
-from src.config import Settings, redact
+from figserve import scaleout
+from figserve.config import Settings, redact
 from tests.support.live import free_port
 
 
@@ -41,14 +41,11 @@ def test_a_password_is_never_shown(password: str) -> None:
     assert shown == "redis://user:***@host:6379/0"
 
 
-def test_settings_come_from_the_environment() -> None:
-    settings = Settings.from_env(
-        {
-            "FIGSERVE_REDIS_URL": "redis://h:1/3",
-            "FIGSERVE_SHARED_CACHE_BYTES": "1000",
-            "FIGSERVE_REDIS_CACHE_TIMEOUT": "0.2",
-        }
-    )
+def test_settings_come_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("FIGSERVE_REDIS_URL", "redis://h:1/3")
+    monkeypatch.setenv("FIGSERVE_SHARED_CACHE_BYTES", "1000")
+    monkeypatch.setenv("FIGSERVE_REDIS_CACHE_TIMEOUT", "0.2")
+    settings = Settings.from_env()
     assert settings.redis_url == "redis://h:1/3"
     assert settings.shared_cache_bytes == 1000 and settings.redis_cache_timeout == 0.2
 

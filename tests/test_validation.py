@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from src.figures import FIGURES
-from src.render import ImageOptions
-from src.validation import (
+from figserve.figures import FIGURES
+from figserve.render import ImageOptions
+from figserve.validation import (
     OPTION_NAMES,
     FieldError,
     Invalid,

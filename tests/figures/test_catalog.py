@@ -25,8 +25,8 @@ from PIL import Image
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from src.figures import FIGURES, FigureParams
-from src.figures.registry import FigureSpec
+from figserve.figures import FIGURES, FigureParams
+from figserve.figures.registry import FigureSpec
 
 SPECS = list(FIGURES)
 FORMATS = ["png", "svg", "pdf", "webp", "jpeg"]

@@ -23,7 +23,7 @@ from hypothesis.extra import numpy as hnp
 from matplotlib.figure import Figure
 from pydantic import ValidationError
 
-from src.figures.data import (
+from figserve.figures.data import (
     LIMITS,
     MAX_MAGNITUDE,
     DataError,
@@ -39,7 +39,7 @@ from src.figures.data import (
 
 from .test_catalog import FONT_CHARS
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+UPLOADS_DOC = Path(__file__).resolve().parents[2] / "docs" / "uploads.md"
 MAX_ROWS, MAX_COLUMNS = 100_000, 50
 # Generated tables are often refused by the parser on purpose (the tests skip those): that much
 # filtering is expected, not a sign of a weak strategy.
@@ -347,8 +347,8 @@ def test_many_bars_and_categories_get_a_bounded_number_of_tick_labels() -> None:
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["a", "b\\$", "c"]
 
 
-def test_the_readme_states_each_limit() -> None:
-    text = README.read_text()
+def test_the_docs_state_each_limit() -> None:
+    text = UPLOADS_DOC.read_text()
     for value in (
         LIMITS.labels,
         LIMITS.label_chars,

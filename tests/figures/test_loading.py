@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from src.app import create_app
-from src.figures import FIGURES
-from src.figures.loading import FigureModuleError, load_figure_modules, module_names
+from figserve.app import create_app
+from figserve.figures import FIGURES
+from figserve.figures.loading import FigureModuleError, load_figure_modules, module_names
 from tests.support.usercode import UserFolder, spiral_module
 
 
@@ -41,7 +41,7 @@ def test_an_error_at_import_names_the_module_and_the_line(user_folder: UserFolde
     path = user_folder.write(
         "raising.py",
         """
-        from src.figures import FIGURES
+        from figserve.figures import FIGURES
 
         SCALE = {"a": 1}
         FACTOR = SCALE["b"]
@@ -85,9 +85,9 @@ def test_a_clash_with_a_shipped_figure_names_both(user_folder: UserFolder) -> No
         load_figure_modules("clash")
     message = str(caught.value)
     assert "figure 'histogram' of module clash clashes with the figure 'histogram' of " in (message)
-    assert "src.figures.catalog (shipped with figserve)" in message
+    assert "figserve.figures.catalog (shipped with figserve)" in message
     assert f"at {path}, line " in message
-    assert FIGURES.get("histogram").draw.__module__ == "src.figures.catalog"
+    assert FIGURES.get("histogram").draw.__module__ == "figserve.figures.catalog"
 
 
 def test_a_failed_module_leaves_no_figure_behind(user_folder: UserFolder) -> None:

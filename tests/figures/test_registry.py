@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from matplotlib.figure import Figure
 from pydantic import Field, ValidationError
 
-from src.app import create_app
-from src.figures import FIGURES, FigureParams, Registry, SeededParams, rng_for, title_field
-from src.figures.registry import FigureSpec, text_problem
+from figserve.app import create_app
+from figserve.figures import FIGURES, FigureParams, Registry, SeededParams, rng_for, title_field
+from figserve.figures.registry import FigureSpec, text_problem
 from tests.conftest import decode
 
 from .test_catalog import FONT_CHARS, PROPERTY
@@ -113,7 +113,7 @@ def test_registry_rejects_reserved_and_duplicate_names() -> None:
     # Both figures are named, each with where it was declared.
     assert str(caught.value) == (
         f"figure 'normal' of module {__name__} clashes with the figure 'normal' of "
-        "src.figures.catalog (shipped with figserve): give one of them another name"
+        "figserve.figures.catalog (shipped with figserve): give one of them another name"
     )
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from quart import Quart
 
-from src.app import create_app
-from src.jobs import JobRecord, JobRunner, JobState
-from src.web.owner import COOKIE, new_token, token_hash
+from figserve.app import create_app
+from figserve.jobs import JobRecord, JobRunner, JobState
+from figserve.web.owner import COOKIE, new_token, token_hash
 from tests.support.gates import Gate, registry_with_test_figures
 from tests.support.waiting import until
 

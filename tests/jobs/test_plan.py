@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from src.app import create_app
+from figserve.app import create_app
 from tests.jobs.conftest import (
     WAIT,
     files_in,

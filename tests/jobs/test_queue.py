@@ -17,9 +17,9 @@ from redis.asyncio import Redis
 from saq import Status
 from saq.queue.redis import RedisQueue
 
-from src.app import create_app
-from src.jobs.queue import ITEMS_QUEUE, JOBS_QUEUE
-from src.web.owner import COOKIE, new_token
+from figserve.app import create_app
+from figserve.jobs.queue import ITEMS_QUEUE, JOBS_QUEUE
+from figserve.web.owner import COOKIE, new_token
 from tests.support.gates import registry_with_test_figures
 
 WAIT = 60.0

@@ -11,9 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from src.jobs import Admission, JobRecord, JobState, ResultsFull, TooManyClientJobs, TooManyJobs
-from src.jobs.redis_store import RES_SIZE, RES_USED, RedisJobStore, ResultTooLarge
-from src.jobs.runner import new_job_id
+from figserve.jobs import (
+    Admission,
+    JobRecord,
+    JobState,
+    ResultsFull,
+    TooManyClientJobs,
+    TooManyJobs,
+)
+from figserve.jobs.redis_store import RES_SIZE, RES_USED, RedisJobStore, ResultTooLarge
+from figserve.jobs.runner import new_job_id
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 ITEMS = [{"figure": "waves", "params": {}, "format": "pdf"}] * 3

@@ -13,9 +13,9 @@ from xml.etree import ElementTree
 
 import pypdf
 
-from src.app import create_app
-from src.jobs import JobState, SQLiteJobStore, new_job_id
-from src.web.owner import COOKIE, new_token, token_hash
+from figserve.app import create_app
+from figserve.jobs import JobState, SQLiteJobStore, new_job_id
+from figserve.web.owner import COOKIE, new_token, token_hash
 from tests.conftest import decode
 from tests.jobs.conftest import (
     FORM,

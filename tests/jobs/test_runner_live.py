@@ -20,7 +20,7 @@ import httpx
 import pypdf
 import pytest
 
-from src.jobs import SQLiteJobStore
+from figserve.jobs import SQLiteJobStore
 from tests.support.live import LiveServer, live_server
 
 pytestmark = pytest.mark.live

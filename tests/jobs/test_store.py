@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from src.jobs import (
+from figserve.jobs import (
     Admission,
     JobRecord,
     JobState,

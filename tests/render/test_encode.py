@@ -17,8 +17,8 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from src.figures import FIGURES
-from src.render import (
+from figserve.figures import FIGURES
+from figserve.render import (
     Canvas,
     Drawing,
     ImageOptions,
@@ -27,7 +27,7 @@ from src.render import (
     encode,
     job_for,
 )
-from src.render.encode import _save_options
+from figserve.render.encode import _save_options
 
 MAX_PIXELS = 6_000_000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from src.render import ImageOptions, canvas_for
+from figserve.render import ImageOptions, canvas_for
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 

@@ -16,21 +16,21 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from src.render import ImageOptions, RenderJob, job_for
-from src.render.errors import (
+from figserve.render import ImageOptions, RenderJob, job_for
+from figserve.render.errors import (
     RenderCrashed,
     RenderFailed,
     RenderTimeout,
     RenderUnavailable,
     TooComplex,
 )
-from src.render.pool import PoolSettings, RenderPool, fork_server
+from figserve.render.pool import PoolSettings, RenderPool, fork_server
 from tests.support.gates import Gate, registry_with_test_figures
 from tests.support.procs import alive
 from tests.support.waiting import until_sync
 
 REGISTRY = registry_with_test_figures()
-PRELOAD = ["src.figures", "tests.support.gates"]
+PRELOAD = ["figserve.figures", "tests.support.gates"]
 
 
 def job(name: str, gate: Gate | None = None, tag: str = "", **opts: object) -> RenderJob:
@@ -232,8 +232,8 @@ def test_a_dead_fork_server_is_replaced(make_pool) -> None:
 
 _ORPHAN_SCRIPT = """
 import sys
-from src.render.pool import PoolSettings, RenderPool, fork_server
-pool = RenderPool(PoolSettings(2, 1, 10.0, 0, 100, 1 << 40), ["src.figures"])
+from figserve.render.pool import PoolSettings, RenderPool, fork_server
+pool = RenderPool(PoolSettings(2, 1, 10.0, 0, 100, 1 << 40), ["figserve.figures"])
 pool.start()
 print(fork_server([]).pid, *pool.pids(), flush=True)
 sys.stdin.read()

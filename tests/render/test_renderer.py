@@ -14,9 +14,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import pytest
 from quart import Quart
 
-from src.app import create_app
-from src.config import Settings
-from src.render import ImageOptions, Renderer, RenderUnavailable, job_for
+from figserve.app import create_app
+from figserve.config import Settings
+from figserve.render import ImageOptions, Renderer, RenderUnavailable, job_for
 from tests.support.gates import Gate, registry_with_test_figures
 from tests.support.procs import alive
 from tests.support.prometheus import metric

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from src.render.shared import LOCK, SIZES, USED, VALUE, SharedCache
+from figserve.render.shared import LOCK, SIZES, USED, VALUE, SharedCache
 from tests.support.live import free_port
 from tests.support.redis import redis_server
 from tests.support.waiting import until

@@ -10,7 +10,7 @@ import os
 
 from quart import Response
 
-from src.app import create_app
+from figserve.app import create_app
 from tests.support.gates import registry_with_test_figures
 from tests.support.procs import parent
 

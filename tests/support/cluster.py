@@ -44,11 +44,11 @@ def scaleout_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 
 class JobWorker:
-    """``python -m src.jobs.worker`` in a process group of its own."""
+    """``python -m figserve.jobs.worker`` in a process group of its own."""
 
     def __init__(self, env: dict[str, str], app: str = "tests.support.app:app") -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "src.jobs.worker", "--app", app],
+            [sys.executable, "-m", "figserve.jobs.worker", "--app", app],
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=subprocess.PIPE,

@@ -11,9 +11,9 @@ from typing import Any
 
 import schemathesis
 
-from src.config import Settings
-from src.figures import FIGURES
-from src.render import ImageOptions, canvas_for
+from figserve.config import Settings
+from figserve.figures import FIGURES
+from figserve.render import ImageOptions, canvas_for
 
 SETTINGS = Settings.from_env()  # the server under test runs with the same environment
 

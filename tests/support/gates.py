@@ -18,7 +18,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from pydantic import Field
 
-from src.figures import FIGURES, FigureParams, Registry
+from figserve.figures import FIGURES, FigureParams, Registry
 
 GATE_TIMEOUT = 60.0  # a forgotten gate fails the render instead of hanging the test run
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from src.figures import FIGURES
+from figserve.figures import FIGURES
 
 # A complete user module: one seeded figure, as the README shows it.
 SPIRAL = """
@@ -24,7 +24,7 @@ SPIRAL = """
     from matplotlib.figure import Figure
     from pydantic import Field
 
-    from src.figures import FIGURES, SeededParams, rng_for, title_field
+    from figserve import FIGURES, SeededParams, rng_for, title_field
 
 
     class {cls}(SeededParams):

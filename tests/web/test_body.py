@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from src.web.body import MAX_JSON_DEPTH, json_depth
+from figserve.web.body import MAX_JSON_DEPTH, json_depth
 
 LIMIT = 64 * 1024  # max_body_bytes of these apps
 FIELDS = 40  # max_form_fields of these apps

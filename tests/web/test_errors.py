@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from src.app import create_app
+from figserve.app import create_app
 from tests.support.gates import registry_with_test_figures
 
 BROWSER_IMG_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"

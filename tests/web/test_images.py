@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from src.figures import FIGURES
-from src.render import ImageOptions
+from figserve.figures import FIGURES
+from figserve.render import ImageOptions
 from tests.conftest import decode
 from tests.web.test_errors import BROWSER_IMG_ACCEPT
 

@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from quart import Quart
 
-import src.web.forms as forms_module
-from src.app import create_app
-from src.jobs import JobRecord, JobRunner, JobState, new_job_id
-from src.render import ImageOptions, canvas_for
-from src.web.owner import COOKIE, new_token, token_hash
+import figserve.web.forms as forms_module
+from figserve.app import create_app
+from figserve.jobs import JobRecord, JobRunner, JobState, new_job_id
+from figserve.render import ImageOptions, canvas_for
+from figserve.web.owner import COOKIE, new_token, token_hash
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from src.web.owner import COOKIE, new_token
+from figserve.web.owner import COOKIE, new_token
 from tests.support.live import ROOT, live_server
 
 pytestmark = pytest.mark.live

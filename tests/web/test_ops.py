@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from quart import Quart
 
-from src.app import create_app
+from figserve.app import create_app
 from tests.support.prometheus import metric
 
 

@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
-from src.figures import FIGURES
-from src.render import ImageOptions
-from src.validation import MAX_NUMBER_TEXT, MAX_TEXT_VALUE, number_errors, parse_count
-from src.web.errors import Problem
-from src.web.params import format_number, parse_mean_var, single_values
+from figserve.figures import FIGURES
+from figserve.render import ImageOptions
+from figserve.validation import MAX_NUMBER_TEXT, MAX_TEXT_VALUE, number_errors, parse_count
+from figserve.web.errors import Problem
+from figserve.web.params import format_number, parse_mean_var, single_values
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from quart import Quart
 
-from src.app import create_app
-from src.web.security import UNSAFE_METHODS, relative_location
+from figserve.app import create_app
+from figserve.web.security import UNSAFE_METHODS, relative_location
 from tests.support.live import LiveServer
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))

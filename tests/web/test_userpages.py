@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from quart import Quart
 
-from src.app import create_app
-from src.web.embed import EAGER, figure
+from figserve.app import create_app
+from figserve.web.embed import EAGER, figure
 from tests.conftest import decode
 from tests.support.html import parse
 from tests.support.usercode import UserFolder, spiral_module

@@ -46,7 +46,7 @@ from .forkserver import (
 
 log = logging.getLogger("figserve.render")
 
-# The folder that holds the ``src`` package, so a fork server finds it from any directory.
+# The folder that holds the ``figserve`` package, so a fork server finds it from any directory.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 START_TIMEOUT = 60.0  # a fork server imports matplotlib and the figures, then warms up
 CONTROL_TIMEOUT = 10.0  # a fork takes milliseconds; a server this slow is stuck
@@ -100,7 +100,7 @@ class ForkServer:
         }
         code = (
             f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); "
-            "from src.render.forkserver import main; main(sys.argv)"
+            "from figserve.render.forkserver import main; main(sys.argv)"
         )
         with child_end:
             self._proc = subprocess.Popen(

@@ -3,7 +3,7 @@
 ``FIGSERVE_REDIS_URL`` switches it on. Two kinds of client talk to that Redis:
 
 - the render cache's: short timeouts and no retry, because a render can always happen here
-  instead (``src/render/shared.py`` also stops asking a Redis that failed, for a while);
+  instead (``figserve/render/shared.py`` also stops asking a Redis that failed, for a while);
 - the jobs': a few seconds and a few retries with backoff, because a job's state must be read
   and written there.
 
@@ -68,7 +68,6 @@ async def check(client: Redis, settings: Settings, what: str) -> None:
         break
     raise RedisUnavailable(
         f"cannot reach Redis at FIGSERVE_REDIS_URL={redact(settings.redis_url)} for "
-        f"{what} ({type(error).__name__}: {error}). Start Redis there (see the README's "
-        "scale-out section), correct FIGSERVE_REDIS_URL, or unset it to run embedded "
-        "without Redis."
+        f"{what} ({type(error).__name__}: {error}). Start Redis there (see docs/scale-out.md), "
+        "correct FIGSERVE_REDIS_URL, or unset it to run embedded without Redis."
     ) from None

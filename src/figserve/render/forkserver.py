@@ -1,6 +1,6 @@
 """The render processes' side: a warm fork server and the loop of each render process.
 
-A Hypercorn worker starts this module as a child (``python -m src.render.forkserver <fd>``).
+A Hypercorn worker starts this module as a child (``python -m figserve.render.forkserver <fd>``).
 It imports matplotlib and the figure modules once, draws a tiny figure to load the fonts, then
 forks a render process whenever the worker asks: a fork of a warm process is ready in
 milliseconds, shares its memory pages with the server, and can be killed at any moment without

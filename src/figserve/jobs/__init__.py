@@ -2,7 +2,7 @@
 
 ``store`` keeps jobs where every worker sees them; ``runner`` claims and renders them through
 the worker's render processes; ``assemble`` builds the result. Nothing here knows about HTTP:
-the routes live in ``src/web/jobs.py``.
+the routes live in ``figserve/web/jobs.py``.
 """
 
 from .assemble import JobFailed, render_job

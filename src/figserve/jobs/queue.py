@@ -2,7 +2,7 @@
 
 A submission (``QueuedJobs.create``, on any instance) records the job, checked against the
 limits atomically, and queues one ``plan`` task. Job workers (``JobWorkers``: inside the
-instances, or standalone with ``python -m src.jobs.worker``, on any machine) then run:
+instances, or standalone with ``python -m figserve.jobs.worker``, on any machine) then run:
 
 - ``plan``: queues one ``render_item`` task per item not yet done, under the key
   ``item:<job>:<index>``, so items render in parallel on every job worker;

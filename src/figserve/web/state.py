@@ -17,7 +17,7 @@ from .errors import Problem
 @dataclass
 class AppState:
     """Settings and figures from the start; the services only while the app serves (each
-    made and stopped by one serving hook in ``src/app.py``)."""
+    made and stopped by one serving hook in ``figserve/app.py``)."""
 
     settings: Settings
     registry: Registry

@@ -1,7 +1,7 @@
 """HTML forms as renders: the gallery's report form as a job plan, and an upload's fields.
 
 Both read the form within the body limits (``body.py``) and go through the one validation of
-``src/validation.py``; every wrong field is named at once.
+``figserve/validation.py``; every wrong field is named at once.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """A standalone job worker for scale-out mode, on this machine or any other:
 
-    FIGSERVE_REDIS_URL=redis://redis-host:6379/0 FIGSERVE_JOB_THREADS=2 python -m src.jobs.worker
+    FIGSERVE_REDIS_URL=redis://redis-host:6379/0 FIGSERVE_JOB_THREADS=2 \\
+        python -m figserve.jobs.worker
 
 It renders report items and assembles results (``queue.JobWorkers``) in render processes of its
 own: ``FIGSERVE_JOB_THREADS`` items at once (one per core it may use is a good choice) plus one
 assembly. It takes its settings from the same ``FIGSERVE_*`` variables as the instances, and its
-figures from the same app (``--app``, ``src.app:app`` by default), so it draws exactly what the
-instances accept. SIGTERM or Ctrl-C stops it: running items finish within the render timeout or
+figures from the same settings (``FIGSERVE_FIGURES``), so it draws exactly what the instances
+accept. SIGTERM or Ctrl-C stops it: running items finish within the render timeout or
 go back to the queue; a worker killed outright loses nothing either (its tasks are run again
 elsewhere once its heartbeat stops).
 """
@@ -27,15 +28,21 @@ log = logging.getLogger("figserve.jobs")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m src.jobs.worker", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m figserve.jobs.worker", description=__doc__)
     parser.add_argument(
         "--app",
-        default="src.app:app",
-        help="module:attribute of the figserve app whose figures to draw (default src.app:app)",
+        default="",
+        help="module:attribute of a figserve app whose figures to draw (default: an app built "
+        "from the FIGSERVE_* settings)",
     )
     args = parser.parse_args(argv)
-    module, _, attribute = args.app.partition(":")
-    app = getattr(importlib.import_module(module), attribute or "app")
+    if args.app:
+        module, _, attribute = args.app.partition(":")
+        app = getattr(importlib.import_module(module), attribute or "app")
+    else:
+        from ..app import create_app
+
+        app = create_app()
     state = app.extensions["figserve"]
     settings: Settings = state.settings
     if not settings.redis_url:

@@ -12,21 +12,14 @@ from __future__ import annotations
 import importlib
 import os
 import re
-import sysconfig
 import traceback
-from pathlib import Path
 
 from .catalog import FIGURES
+from .identity import is_users_file
 from .registry import FigureSpec, Registry
 
 SETTING = "FIGSERVE_FIGURES"
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
-_FIGSERVE = Path(__file__).resolve().parents[1]  # the ``src`` package
-_LIBRARIES = {
-    Path(p).resolve()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib")
-    if (p := sysconfig.get_paths().get(key))
-}
 
 
 class FigureModuleError(RuntimeError):
@@ -72,6 +65,12 @@ def _load(name: str, registry: Registry) -> list[FigureSpec]:
     except Exception as exc:
         for spec in _new(registry, before):
             registry.discard(spec.name)
+        if isinstance(exc, ModuleNotFoundError) and exc.name and _old_package(exc.name):
+            raise FigureModuleError(
+                f"{SETTING}: module {name!r} imports {exc.name!r}, figserve's old package name, "
+                f"{_where(exc)}; write `from figserve import FIGURES, FigureParams, "
+                "SeededParams, rng_for, title_field` instead (see CHANGELOG.md)"
+            ) from None
         if isinstance(exc, ModuleNotFoundError) and exc.name and _names_it(name, exc.name):
             raise FigureModuleError(
                 f"{SETTING}: no module {exc.name!r} in the current directory ({os.getcwd()}) "
@@ -87,9 +86,15 @@ def _load(name: str, registry: Registry) -> list[FigureSpec]:
     if not figures:
         raise FigureModuleError(
             f"{SETTING}: module {name!r} registers no figure; declare each with "
-            "@FIGURES.figure(...), importing FIGURES from src.figures"
+            "@FIGURES.figure(...), importing FIGURES from figserve"
         )
     return figures
+
+
+def _old_package(module: str) -> bool:
+    """Whether ``module`` is one of figserve's names before it became the package
+    ``figserve`` (``src.figures`` and the like)."""
+    return module == "src" or module.startswith("src.")
 
 
 def _new(registry: Registry, before: set[str]) -> list[FigureSpec]:
@@ -109,18 +114,9 @@ def _where(exc: BaseException) -> str:
     """``at <file>, line <n> (<code>)``: the last line of the user's own code the error
     passed through (not figserve's, not the standard library's or an installed package's)."""
     frames = traceback.extract_tb(exc.__traceback__)
-    own = [f for f in frames if _is_users(f.filename)]
+    own = [f for f in frames if is_users_file(f.filename)]
     frame = (own or frames or [None])[-1]
     if frame is None:
         return "before any line ran"
     code = f" ({frame.line.strip()})" if frame.line else ""
     return f"at {frame.filename}, line {frame.lineno}{code}"
-
-
-def _is_users(filename: str) -> bool:
-    if filename.startswith("<"):
-        return False  # frozen import machinery
-    path = Path(filename).resolve()
-    if path.is_relative_to(_FIGSERVE):
-        return False
-    return not any(path.is_relative_to(lib) for lib in _LIBRARIES)

@@ -181,7 +181,19 @@ def rng_for(params: FigureParams) -> np.random.Generator:
     return np.random.default_rng(getattr(params, "seed", None))
 
 
-DrawFn = Callable[[Figure, Any], None]
+# Draws a figure on a fresh ``Figure``. It may return handles (any object: the artists it made),
+# which its update function gets back.
+DrawFn = Callable[[Figure, Any], Any]
+# Moves a figure that its draw function (or an earlier update) drew to new parameters, in place:
+# ``update(fig, handles, params) -> handles``. The result must be pixel-identical to a fresh draw
+# with the same parameters; a figure without one is always drawn fresh.
+UpdateFn = Callable[[Figure, Any, Any], Any]
+# The version of the data a figure draws: ``version(params) -> str | int | float``, cheap (a
+# file's size and mtime, ``SELECT max(updated_at)``, an HTTP ETag).
+VersionFn = Callable[[Any], Any]
+MIN_REFRESH = 0.5  # seconds
+MAX_REFRESH = 86400.0
+DEFAULT_REFRESH = 30.0
 
 
 @dataclass(frozen=True)
@@ -196,6 +208,12 @@ class FigureSpec:
     # Size in CSS pixels when a request does not give one.
     width: int = 400
     height: int = 300
+    # Render cost: how to move a kept figure to new parameters instead of drawing it again.
+    update: UpdateFn | None = None
+    # Live figures: how to learn the version of the data the figure draws, and how often
+    # (seconds) to ask. None: the figure depends on its code and parameters only.
+    version: VersionFn | None = None
+    refresh: float = DEFAULT_REFRESH
 
     @property
     def random(self) -> bool:
@@ -212,7 +230,7 @@ class FigureSpec:
 def origin(spec: FigureSpec) -> str:
     """Where a figure was declared, as a person looks for it: its function's module."""
     module = spec.draw.__module__
-    if module.startswith("src.figures."):
+    if module.startswith("figserve.figures."):
         return f"{module} (shipped with figserve)"
     return f"module {module}"
 
@@ -250,8 +268,25 @@ class Registry:
         alt: str | None = None,
         width: int = 400,
         height: int = 300,
+        update: UpdateFn | None = None,
+        version: VersionFn | None = None,
+        refresh: float | None = None,
     ) -> Callable[[DrawFn], DrawFn]:
-        """Decorator that registers ``draw`` under ``name``."""
+        """Decorator that registers ``draw`` under ``name``.
+
+        ``update``: see ``UpdateFn``. ``version`` and ``refresh``: see ``VersionFn``; the
+        version is asked at most once per ``refresh`` seconds per figure and parameters."""
+        if refresh is not None and version is None:
+            raise ValueError(f"figure {name!r}: refresh= needs version= (what to refresh)")
+        for role, fn in (("update", update), ("version", version)):
+            if fn is not None and not callable(fn):
+                raise ValueError(f"figure {name!r}: {role}= must be a function")
+        every = DEFAULT_REFRESH if refresh is None else float(refresh)
+        if not MIN_REFRESH <= every <= MAX_REFRESH:
+            raise ValueError(
+                f"figure {name!r}: refresh={refresh!r} must be from {MIN_REFRESH:g} to "
+                f"{MAX_REFRESH:g} seconds"
+            )
 
         def register(draw: DrawFn) -> DrawFn:
             self.add(
@@ -264,6 +299,9 @@ class Registry:
                     alt=alt or description,
                     width=width,
                     height=height,
+                    update=update,
+                    version=version,
+                    refresh=every,
                 )
             )
             return draw

@@ -2,8 +2,8 @@
 
 Two implementations: ``JobRunner`` (embedded: SQLite, a results folder, render threads of the
 serving workers) and ``QueuedJobs`` (scale-out: Redis, SAQ, job workers anywhere). The routes in
-``src/web/jobs.py`` see only this protocol, and a result only as a ``ResultStream``: its size and
-its bytes in windows, streamed to the client, never loaded whole.
+``figserve/web/jobs.py`` see only this protocol, and a result only as a ``ResultStream``: its
+size and its bytes in windows, streamed to the client, never loaded whole.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ async def serving_renderer(
 
 def _figure_modules(registry: Registry) -> list[str]:
     """Modules a render process needs: loaded once in the fork server, shared by every fork."""
-    modules = ["src.figures", "src.figures.data", "src.jobs.assemble"]
+    modules = ["figserve.figures", "figserve.figures.data", "figserve.jobs.assemble"]
     for spec in registry:
         for module in (spec.draw.__module__, spec.params.__module__):
             if module not in modules:
