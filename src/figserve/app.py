@@ -35,6 +35,7 @@ from .web.asgi import guard
 from .web.errors import register_error_handlers
 from .web.images import create_images_blueprint
 from .web.openapi import FigserveOpenAPI
+from .web.pagecache import serving_pages
 from .web.state import AppState
 
 PACKAGE = Path(__file__).resolve().parent
@@ -106,6 +107,15 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
             state.metrics = None
 
     @asynccontextmanager
+    async def _pages() -> AsyncIterator[None]:
+        async with serving_pages(settings) as service:
+            state.pages = service
+            try:
+                yield
+            finally:
+                state.pages = None
+
+    @asynccontextmanager
     async def _renderer() -> AsyncIterator[None]:
         async with serving_renderer(settings, registry, state.metrics) as renderer:
             state.renderer = renderer
@@ -141,7 +151,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     @app.before_serving
     async def _start_services() -> None:
         async with AsyncExitStack() as stack:
-            for service in (_signals, _metrics, _renderer, _jobs):
+            for service in (_signals, _metrics, _pages, _renderer, _jobs):
                 await stack.enter_async_context(service())
             # Started: keep them running until serving stops (a failed start stops those
             # already started, on leaving this block).

@@ -32,11 +32,14 @@ async def serve_figure(
         spec.params, values, default_size=(spec.width, spec.height), fixed=fixed
     )
     job = RenderRequest.of(spec, params, opts, state.settings.max_pixels).job
-    if job.etag is not None and matches(job.etag):
-        # The client has exactly these bytes already: no render needed. The 304 says what
-        # the 200 would about caching, in the coding the 200 would have.
+    if matches(job.etag):
+        # The client has exactly these bytes already (or, with ``If-None-Match: *``, any
+        # current image of this URL, RFC 9110 13.1.2): no render needed. The 304 says what the
+        # 200 would about caching, in the coding the 200 would have.
         media_type = MEDIA_TYPES[opts.format]
         vary = ["Accept-Encoding"] if media_type in COMPRESSIBLE else []
+        if job.etag is None:
+            return not_modified(None, "no-store", vary)
         return not_modified(variant_tag(job.etag, encoding_for(media_type)), IMMUTABLE, vary)
     result = await renderer().render(job)
     return image_response(result, filename=f"{spec.name}.{opts.format}")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ValidationError
-from quart import Blueprint, Response, current_app, render_template, request, url_for
+from quart import Blueprint, Response, current_app, request, url_for
 from quart_schema import hide
 
 from ..figures import FigureParams, FigureSpec
@@ -15,6 +16,7 @@ from ..render import MEDIA_TYPES, ImageOptions
 from ..validation import Invalid, parse_flat, pydantic_errors
 from .embed import densities_for, img_tag
 from .errors import Problem
+from .pagecache import own_page
 from .params import (
     format_number,
     mean_var_in_range,
@@ -35,25 +37,29 @@ def _non_default(model: BaseModel) -> dict[str, Any]:
 
 @bp.get("/")
 @hide
-async def index() -> str:
+async def index() -> Response:
     state = app_state()
-    cards = []
-    for spec in state.registry:
-        cards.append(
-            {
-                "spec": spec,
-                # Previews are fixed samples, so browsers cache them.
-                "preview": {"seed": 1} if spec.random else {},
-                "fields": form_fields(spec.params, {}),
-                "options": form_fields(ImageOptions, {}, skip={"dpi", "dpr"}),
-            }
-        )
-    return await render_template("pages/index.html", cards=cards, width=PREVIEW_W, height=PREVIEW_H)
+
+    def build() -> tuple[dict[str, Any], int]:
+        cards = []
+        for spec in state.registry:
+            cards.append(
+                {
+                    "spec": spec,
+                    # Previews are fixed samples, so browsers cache them.
+                    "preview": {"seed": 1} if spec.random else {},
+                    "fields": form_fields(spec.params, {}),
+                    "options": form_fields(ImageOptions, {}, skip={"dpi", "dpr"}),
+                }
+            )
+        return {"cards": cards, "width": PREVIEW_W, "height": PREVIEW_H}, 200
+
+    return await own_page("pages/index.html", "index", build)
 
 
 @bp.get("/normal/<mean_var>")
 @hide
-async def normal_page(mean_var: str) -> str:
+async def normal_page(mean_var: str) -> Response:
     mean, var = parse_mean_var(mean_var)
     try:
         NormalParams(mean=mean, var=var)
@@ -62,28 +68,32 @@ async def normal_page(mean_var: str) -> str:
     spec = app_state().registry.get("normal")
     if spec is None:
         raise Problem(404, "Not Found", "The normal figure is not registered.")
-    images = []
-    for m, v in _variants(mean, var):
-        params = NormalParams(mean=m, var=v)
-        path = f"{format_number(m)}_{format_number(v)}"
-        href = url_for("images.seed_figure", mean_var=path)
-        images.append(
-            {
-                "img": img_tag(
-                    href, {}, width=spec.width, height=spec.height, alt=spec.alt_text(params)
-                ),
-                "caption": f"mean {format_number(m)}, spread {format_number(v)}",
-                "href": href,
-            }
-        )
-    return await render_template(
-        "pages/normal.html",
-        mean=format_number(mean),
-        var=format_number(var),
-        images=images,
-        width=spec.width,
-        height=spec.height,
-    )
+
+    def build() -> tuple[dict[str, Any], int]:
+        images = []
+        for m, v in _variants(mean, var):
+            params = NormalParams(mean=m, var=v)
+            path = f"{format_number(m)}_{format_number(v)}"
+            href = url_for("images.seed_figure", mean_var=path)
+            images.append(
+                {
+                    "img": img_tag(
+                        href, {}, width=spec.width, height=spec.height, alt=spec.alt_text(params)
+                    ),
+                    "caption": f"mean {format_number(m)}, spread {format_number(v)}",
+                    "href": href,
+                }
+            )
+        context = {
+            "mean": format_number(mean),
+            "var": format_number(var),
+            "images": images,
+            "width": spec.width,
+            "height": spec.height,
+        }
+        return context, 200
+
+    return await own_page("pages/normal.html", ("normal", mean, var), build)
 
 
 def _variants(mean: float, var: float, count: int = 6) -> list[tuple[float, float]]:
@@ -113,31 +123,35 @@ def _variants(mean: float, var: float, count: int = 6) -> list[tuple[float, floa
 
 @bp.get("/gallery/<name>")
 @hide
-async def figure_page(name: str) -> tuple[str, int]:
+async def figure_page(name: str) -> Response:
     state = app_state()
     spec = spec_or_404(state.registry, name)
     values = single_values(request.args)
-    errors: dict[str, str] = {}
-    result = None
-    try:
-        params, opts = parse_flat(spec.params, values, default_size=(spec.width, spec.height))
-    except Invalid as exc:
-        errors = {e.param: e.message for e in exc.errors}
-    else:
-        result = _result(spec, params, opts)
-    shown = set(spec.params.model_fields) | (set(ImageOptions.model_fields) - {"dpi", "dpr"})
-    html = await render_template(
-        "pages/figure.html",
-        spec=spec,
-        result=result,
-        errors=errors,
-        # Errors of keys that have no field in the form (unknown ones, dpi, dpr): listed apart.
-        other_errors={k: v for k, v in errors.items() if k not in shown},
-        known=[*spec.params.model_fields, *ImageOptions.model_fields],
-        fields=form_fields(spec.params, values, errors),
-        options=form_fields(ImageOptions, values, errors, skip={"dpi", "dpr"}),
-    )
-    return html, 400 if errors else 200
+
+    def build() -> tuple[dict[str, Any], int]:
+        errors: dict[str, str] = {}
+        result = None
+        try:
+            params, opts = parse_flat(spec.params, values, default_size=(spec.width, spec.height))
+        except Invalid as exc:
+            errors = {e.param: e.message for e in exc.errors}
+        else:
+            result = _result(spec, params, opts)
+        shown = set(spec.params.model_fields) | (set(ImageOptions.model_fields) - {"dpi", "dpr"})
+        context = {
+            "spec": spec,
+            "result": result,
+            "errors": errors,
+            # Errors of keys that have no field in the form (unknown ones, dpi, dpr): apart.
+            "other_errors": {k: v for k, v in errors.items() if k not in shown},
+            "known": [*spec.params.model_fields, *ImageOptions.model_fields],
+            "fields": form_fields(spec.params, values, errors),
+            "options": form_fields(ImageOptions, values, errors, skip={"dpi", "dpr"}),
+        }
+        return context, 400 if errors else 200
+
+    key = ("gallery", spec.name, tuple(sorted(values.items())))
+    return await own_page("pages/figure.html", key, build)
 
 
 def _result(spec: FigureSpec, params: FigureParams, opts: ImageOptions) -> dict[str, Any]:
@@ -171,6 +185,12 @@ def _result(spec: FigureSpec, params: FigureParams, opts: ImageOptions) -> dict[
     }
 
 
+@functools.cache
+def _properties(model: type[BaseModel]) -> dict[str, Any]:
+    # A model's schema is fixed, and generating it is most of what a form costs.
+    return model.model_json_schema()["properties"]
+
+
 def form_fields(
     model: type[BaseModel],
     values: dict[str, str],
@@ -180,7 +200,7 @@ def form_fields(
     """Describe each field of ``model`` as an HTML form control, from its JSON schema."""
     errors = errors or {}
     out = []
-    for name, prop in model.model_json_schema()["properties"].items():
+    for name, prop in _properties(model).items():
         if name in skip:
             continue
         optional = "anyOf" in prop
@@ -249,9 +269,13 @@ def _schema_type_filter(schema: dict[str, Any]) -> str:
 
 @bp.get("/docs")
 @hide
-async def docs() -> str:
-    schema = current_app.extensions["QUART_SCHEMA"].openapi_provider.schema()
-    return await render_template("pages/docs.html", schema=schema)
+async def docs() -> Response:
+    provider = current_app.extensions["QUART_SCHEMA"].openapi_provider
+
+    def build() -> tuple[dict[str, Any], int]:
+        return {"schema": provider.schema()}, 200
+
+    return await own_page("pages/docs.html", "docs", build)
 
 
 @bp.get("/favicon.ico")

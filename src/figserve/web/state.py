@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from quart import current_app
 
@@ -12,6 +13,9 @@ from ..jobs import JobService
 from ..metrics import Metrics
 from ..render import Renderer
 from .errors import Problem
+
+if TYPE_CHECKING:
+    from .pagecache import PageService
 
 
 @dataclass
@@ -24,6 +28,13 @@ class AppState:
     metrics: Metrics | None = None
     renderer: Renderer | None = None
     jobs: JobService | None = None
+    pages: PageService | None = None
+
+    def page_generation(self) -> int:
+        """Moves whenever a figure's data changes: cached pages key on it (the version pins in
+        their image URLs change with it). 0 while no data versions are followed."""
+        versions = getattr(self, "versions", None)
+        return 0 if versions is None else int(versions.generation)
 
 
 def app_state() -> AppState:
