@@ -7,6 +7,7 @@ Nothing here builds an app at import: the checkout's thin ``src/app.py`` does, f
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -156,6 +157,9 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
             # Started: keep them running until serving stops (a failed start stops those
             # already started, on leaving this block).
             serving.append(stack.pop_all())
+        # What the start built lives as long as the worker: keep it out of the collector's
+        # full passes, which would otherwise pause the event loop for a long time.
+        gc.freeze()
 
     @app.after_serving
     async def _stop_services() -> None:

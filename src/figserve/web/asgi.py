@@ -29,6 +29,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PROBLEM_JSON = b"application/problem+json"
+# Requests that start at once per worker, and how long one keeps its place (see ``Gate``).
+GATE_SLOTS = 4
+GATE_LEASE = 0.02
 HEALTH_BODY = b"ok\n"
 _HEALTH_HEADERS = [
     (b"content-type", b"text/plain; charset=utf-8"),
@@ -72,9 +75,56 @@ async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], b
     await send({"type": "http.response.body", "body": body})
 
 
-def guard(app: ASGIApp, *, body_timeout: float) -> ASGIApp:
-    """Wrap ``app``: liveness first, WebSocket handshakes refused, HTTP bodies read against a
-    deadline, and a request cut short by a stop answered."""
+async def _stopping(send: Send) -> None:
+    headers, body = _problem(503, "Stopping", "The server is stopping.")
+    headers.append((b"retry-after", b"1"))
+    with contextlib.suppress(Exception):
+        await _answer(send, 503, headers, body)
+
+
+class Gate:
+    """At most ``slots`` requests start at once; the others wait their turn, costing nothing.
+
+    An event loop runs every ready step of every request in turn, so under a flood each step of
+    a health check waits behind one step of every other request in progress: its latency grows
+    with the number of clients. Behind the gate only ``slots`` requests make progress at once
+    (the rest are parked), so what a health check waits for stays bounded however many clients
+    there are. A request keeps its slot until it ends or for ``lease`` seconds, whichever is
+    first: one that waits on something else (a render, a page thread, a stream) gives its slot
+    back without having to say so.
+    """
+
+    def __init__(self, slots: int, lease: float) -> None:
+        self.slots = slots
+        self.lease = lease
+        self._semaphore = asyncio.Semaphore(slots)
+
+    async def enter(self) -> Callable[[], None]:
+        """Wait for a slot; the function that gives it back (at most once, also by itself)."""
+        await self._semaphore.acquire()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                timer.cancel()
+                self._semaphore.release()
+
+        timer = asyncio.get_running_loop().call_later(self.lease, release)
+        return release
+
+
+def guard(
+    app: ASGIApp,
+    *,
+    body_timeout: float,
+    gate_slots: int = GATE_SLOTS,
+    gate_lease: float = GATE_LEASE,
+) -> ASGIApp:
+    """Wrap ``app``: liveness first, the gate, WebSocket handshakes refused, HTTP bodies read
+    against a deadline, and a request cut short by a stop answered."""
+    gates: dict[asyncio.AbstractEventLoop, Gate] = {}  # one per event loop (tests run several)
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -87,6 +137,21 @@ def guard(app: ASGIApp, *, body_timeout: float) -> ASGIApp:
             body = HEALTH_BODY if scope["method"] == "GET" else b""
             await _answer(send, 200, _HEALTH_HEADERS, body)
             return
+        loop = asyncio.get_running_loop()
+        gate = gates.get(loop)
+        if gate is None:
+            gate = gates[loop] = Gate(gate_slots, gate_lease)
+        try:
+            release = await gate.enter()
+        except asyncio.CancelledError:
+            await _stopping(send)  # the stop's grace time ran out while it waited its turn
+            raise
+        try:
+            await _guarded_http(scope, receive, send)
+        finally:
+            release()
+
+    async def _guarded_http(scope: Scope, receive: Receive, send: Send) -> None:
         deadline = asyncio.get_running_loop().time() + body_timeout
         body_done = False
         started = False
@@ -122,10 +187,7 @@ def guard(app: ASGIApp, *, body_timeout: float) -> ASGIApp:
         except asyncio.CancelledError:
             # The server stopped waiting for this request (its stop's grace time ran out).
             if not started:
-                headers, body = _problem(503, "Stopping", "The server is stopping.")
-                headers.append((b"retry-after", b"1"))
-                with contextlib.suppress(Exception):
-                    await _answer(send, 503, headers, body)
+                await _stopping(send)
             raise
 
     return guarded

@@ -53,17 +53,18 @@ class PageTooComplex(Exception):
 
 
 class Budget:
-    __slots__ = ("deadline", "limits", "steps", "work")
+    __slots__ = ("deadline", "limits", "pause", "steps", "work")
 
-    def __init__(self, limits: PageLimits) -> None:
+    def __init__(self, limits: PageLimits, pause: Callable[[], None] | None = None) -> None:
         self.limits = limits
+        self.pause = pause  # asked every 16 steps: lets the event loop's thread run first
         self.deadline = time.monotonic() + limits.timeout
         self.steps = limits.steps
         self.work = limits.work
 
     def step(self) -> None:
         self.steps -= 1
-        if self.steps & 63 == 0:
+        if self.steps & 15 == 0:
             if self.steps < 0:
                 raise PageTooComplex(
                     f"it took more than {self.limits.steps:,} steps (loop turns, calls, "
@@ -74,6 +75,8 @@ class Budget:
                     f"it took longer than {self.limits.timeout:g} s (FIGSERVE_PAGE_TIMEOUT)",
                     transient=True,
                 )
+            if self.pause is not None:
+                self.pause()
 
     def expect(self, size: int) -> None:
         """Refuse an operation before it builds a value of ``size`` characters over budget."""

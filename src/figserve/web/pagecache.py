@@ -24,6 +24,8 @@ import asyncio
 import contextvars
 import gzip
 import os
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +54,13 @@ from .transfer import (
 
 PAGE_THREADS = 2  # pages build in Python: more threads would only take the loop's GIL turns
 PAGE_QUEUE_LIMIT = 64
+# While pages build, the event loop beats every LOOP_TICK seconds. A page thread that finds
+# the last beat older than LOOP_LAG (the loop has work, or waits for the interpreter) waits at
+# its next pause for the next beat, at most GIVE_WAY seconds: the loop's work (a health
+# check, a cached page) goes first, the page's a little later.
+LOOP_TICK = 0.001
+LOOP_LAG = 0.002
+GIVE_WAY = 0.005
 MAX_ENTRIES = 4096
 # Context values a page never shows: the request and its state, which the key covers.
 _REQUEST_CONTEXT = frozenset({"request", "session", "g", "config"})
@@ -156,6 +165,10 @@ class PageService:
         self.builds = 0  # pages built (tests and the benchmark read it)
         self._executor = ThreadPoolExecutor(PAGE_THREADS, thread_name_prefix="figserve-page")
         self._inflight: dict[Hashable, asyncio.Future[Entry]] = {}
+        self._beat = time.monotonic()
+        self._beats = 0
+        self._beaten = threading.Condition()
+        self._beating = False
 
     async def page(self, key: Hashable, build: Callable[[], Built]) -> Entry:
         """The entry of ``key``: cached, joined to a build in flight, or built now."""
@@ -173,10 +186,31 @@ class PageService:
                 )
             context = contextvars.copy_context()
             loop = asyncio.get_running_loop()
+            if not self._beating:
+                self._beating = True
+                self._heartbeat()
             future = loop.run_in_executor(self._executor, context.run, _build, build)
             self._inflight[key] = future
             future.add_done_callback(lambda done: self._finished(key, done))
         return await asyncio.shield(future)
+
+    def _heartbeat(self) -> None:
+        with self._beaten:
+            self._beat = time.monotonic()
+            self._beats += 1
+            self._beaten.notify_all()
+        if self._inflight:
+            asyncio.get_running_loop().call_later(LOOP_TICK, self._heartbeat)
+        else:
+            self._beating = False
+
+    def pause(self) -> None:
+        """Called by a building page now and then (in its thread): give the event loop's
+        thread the interpreter if it has been waiting for it."""
+        if time.monotonic() - self._beat > LOOP_LAG:
+            with self._beaten:
+                seen = self._beats
+                self._beaten.wait_for(lambda: self._beats != seen, GIVE_WAY)
 
     def _finished(self, key: Hashable, done: asyncio.Future[Entry]) -> None:
         self._inflight.pop(key, None)

@@ -63,9 +63,15 @@ _EVAL_CONTEXT = pass_eval_context(lambda: None).jinja_pass_arg  # type: ignore[a
 _ENVIRONMENT = pass_environment(lambda: None).jinja_pass_arg  # type: ignore[attr-defined]
 
 
-def render_bounded(template: Any, context: dict[str, Any], limits: PageLimits) -> str:
-    """Render ``template`` (of a ``BoundedEnvironment``) within ``limits``."""
-    token = BUDGET.set(Budget(limits))
+def render_bounded(
+    template: Any,
+    context: dict[str, Any],
+    limits: PageLimits,
+    pause: Callable[[], None] | None = None,
+) -> str:
+    """Render ``template`` (of a ``BoundedEnvironment``) within ``limits``; ``pause`` is
+    called every 16 steps (a page thread gives way to the event loop there)."""
+    token = BUDGET.set(Budget(limits, pause))
     try:
         chunks: list[str] = []
         size = 0

@@ -150,9 +150,8 @@ def install(app: Quart, setting: str) -> Path:
             token = _USED.set(used)
             try:
                 template = env.get_template(path.relative_to(folder).as_posix())
-                html = render_bounded(
-                    template, {"page_name": name, "request": view}, service.limits
-                )
+                context = {"page_name": name, "request": view}
+                html = render_bounded(template, context, service.limits, service.pause)
                 return Built(html, deps=_deps(used, folder))
             except PageTooComplex as exc:
                 return _too_complex(name, exc, _deps(used, folder))
