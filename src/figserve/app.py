@@ -12,7 +12,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -22,7 +21,7 @@ from typing import Any
 from quart import Quart, Response
 from quart_schema import QuartSchema
 
-from . import __version__
+from . import __version__, logsafe
 from . import metrics as metrics_module
 from .config import Settings
 from .figures import FIGURES, Registry
@@ -226,10 +225,9 @@ def _configure_logging(level: str) -> None:
     logger = logging.getLogger("figserve")
     logger.setLevel(level.upper())
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        logger.addHandler(handler)
+        logger.addHandler(logsafe.handler())  # one escaped, bounded line per record
         logger.propagate = False
+    logsafe.install()  # Hypercorn's access and error logs too
 
 
 def _sigterm_stops_the_server() -> None:
