@@ -17,7 +17,8 @@ RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR)
 def test_controls_separators_and_colours_are_escaped() -> None:
     assert clean("/x\n2026-01-01 ERROR fake") == "/x\\x0a2026-01-01 ERROR fake"
     assert clean("evil\x1b[31mred\x7f\x85") == "evil\\x1b[31mred\\x7f\\x85"
-    assert clean("a\u2028b\u2029c\u202ed\u200be\ufeff") == "a\\u2028b\\u2029c\\u202ed\\u200be\\ufeff"
+    separators = "a\u2028b\u2029c\u202ed\u200be\ufeff"
+    assert clean(separators) == "a\\u2028b\\u2029c\\u202ed\\u200be\\ufeff"
     assert clean("tab\there \U000e0001") == "tab\\x09here \\U000e0001"
     assert clean("plain /path?a=1&b=é ✓") == "plain /path?a=1&b=é ✓"
 

@@ -21,7 +21,7 @@ from typing import Any
 from quart import Quart, Response
 from quart_schema import QuartSchema
 
-from . import __version__, logsafe
+from . import __version__, logsafe, startup
 from . import metrics as metrics_module
 from .config import Settings
 from .figures import FIGURES, Registry
@@ -50,6 +50,7 @@ VERSION = __version__
 HTML_CSP = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
 
 
+@startup.reported
 def create_app(config: dict[str, Any] | None = None) -> Quart:
     """Build the app. ``config`` overrides settings by name (see ``figserve/config.py``); the key
     ``registry`` replaces the figure catalog (tests register extra figures that way)."""
@@ -61,6 +62,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     registry = _with_user_figures(custom, settings)
 
     app = Quart(__name__, template_folder=str(TEMPLATES), static_folder=None)
+    app.logger.addFilter(startup.ALREADY_REPORTED)  # a failed start is said once, last
     transfer.install(app)  # first installed, so it runs last: validators, compression, 304s
     static.install(app, STATIC)  # fingerprinted, long-cached static files
     body.install(app, settings)  # body, form and time limits of every request
@@ -149,6 +151,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     serving: list[AsyncExitStack] = []
 
     @app.before_serving
+    @startup.reported
     async def _start_services() -> None:
         async with AsyncExitStack() as stack:
             for service in (_signals, _metrics, _pages, _renderer, _jobs):
@@ -180,7 +183,7 @@ def _check_package_data() -> None:
     """Templates and static files travel with the package; say so plainly if they did not."""
     for folder, needed in ((TEMPLATES, "base.html"), (STATIC, "style.css")):
         if not (folder / needed).is_file():
-            raise RuntimeError(
+            raise startup.StartError(
                 f"figserve's {folder.name} folder is missing ({folder}): install figserve with "
                 "its package data (pip install . from a checkout), or run it from a checkout"
             )
