@@ -21,7 +21,7 @@ from typing import Any
 from quart import Quart, Response
 from quart_schema import QuartSchema
 
-from . import __version__, logsafe, startup
+from . import __version__, logsafe, startup, stopping
 from . import metrics as metrics_module
 from .config import Settings
 from .figures import FIGURES, Registry
@@ -47,6 +47,9 @@ TEMPLATES = next(
 STATIC = PACKAGE / "static"
 VERSION = __version__
 
+# Seconds the app's services may take to stop (jobs hand their items back, render processes
+# are killed) before a stopping worker is killed.
+SHUTDOWN_SECONDS = 10.0
 HTML_CSP = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
 
 
@@ -165,6 +168,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
 
     @app.after_serving
     async def _stop_services() -> None:
+        stopping.arm(SHUTDOWN_SECONDS + stopping.MARGIN, "its app began to stop")
         while serving:
             await serving.pop().aclose()
 
@@ -249,6 +253,7 @@ def _sigterm_stops_the_server() -> None:
     if parent is None or threading.current_thread() is not threading.main_thread():
         return  # not a spawned worker: Hypercorn (or the caller) handles signals itself
     master = parent.pid
+    stopping.enable()  # a worker of Hypercorn's own master: its stops are watched
 
     def on_sigterm(signum: int, frame: object) -> None:
         if os.getppid() == master:
@@ -257,6 +262,8 @@ def _sigterm_stops_the_server() -> None:
                 os.getpid(),
                 master,
             )
+            # Whatever wedges the stop, this worker ends by the grace time and a margin.
+            stopping.arm(stopping.graceful_timeout() + stopping.MARGIN, "a stop began")
         else:  # orphaned: nobody will tell this worker to stop, so stop now
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)

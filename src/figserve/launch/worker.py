@@ -23,10 +23,10 @@ from typing import Any
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from .. import startup
+from .. import startup, stopping
 
-STOP_MARGIN = 4.0  # seconds past graceful_timeout before a stopping worker kills itself (its
-# master would a second later)
+STOP_MARGIN = stopping.MARGIN  # past graceful_timeout a stopping worker kills itself (its master
+# would a second later)
 
 
 def load_app(spec: str) -> Any:
@@ -79,32 +79,12 @@ def _bound(config: Config, fds: dict[str, list[int]]) -> None:
     config.workers = 1  # this process is one worker; the master keeps the count
 
 
-def _watchdog(seconds: float) -> None:
-    """Past ``seconds`` from now, end this worker and everything it started."""
-
-    def kill() -> None:
-        print(
-            f"figserve worker {os.getpid()}: still running {seconds:g} s after the stop "
-            "began; killing it and its render processes",
-            file=sys.stderr,
-            flush=True,
-        )
-        os.killpg(os.getpgrp(), signal.SIGKILL)
-
-    timer = threading.Timer(seconds, kill)
-    timer.daemon = True
-    timer.start()
-
-
 async def _serve(app: Any, config: Config, lifeline: int) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    stopping = threading.Event()
 
     def begin_stop() -> None:
-        if not stopping.is_set():
-            stopping.set()
-            _watchdog(config.graceful_timeout + STOP_MARGIN)
+        stopping.arm(config.graceful_timeout + STOP_MARGIN, "its stop began")
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -137,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lifeline-fd", type=int, required=True)
     args = parser.parse_args(argv)
     reporter = _Reporter(args.status_fd)
+    stopping.enable()
     failures: list[BaseException] = []  # the first failure of building or starting the app
     startup.on_failure = failures.append
     try:

@@ -29,9 +29,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PROBLEM_JSON = b"application/problem+json"
-# Requests that start at once per worker, and how long one keeps its place (see ``Gate``).
+# Requests that start at once per worker, how long one keeps its place, and how many may wait
+# for one (more are answered 503 at once: a flood of HTTP/2 streams cannot pile up).
 GATE_SLOTS = 4
 GATE_LEASE = 0.02
+GATE_QUEUE = 1024
 HEALTH_BODY = b"ok\n"
 _HEALTH_HEADERS = [
     (b"content-type", b"text/plain; charset=utf-8"),
@@ -94,14 +96,26 @@ class Gate:
     back without having to say so.
     """
 
-    def __init__(self, slots: int, lease: float) -> None:
+    def __init__(self, slots: int, lease: float, queue: int = GATE_QUEUE) -> None:
         self.slots = slots
         self.lease = lease
+        self.queue = queue
+        self.waiting = 0
         self._semaphore = asyncio.Semaphore(slots)
 
-    async def enter(self) -> Callable[[], None]:
-        """Wait for a slot; the function that gives it back (at most once, also by itself)."""
-        await self._semaphore.acquire()
+    async def enter(self) -> Callable[[], None] | None:
+        """Wait for a slot; the function that gives it back (at most once, also by itself),
+        or None at once when ``queue`` requests wait already."""
+        if self._semaphore.locked():
+            if self.waiting >= self.queue:
+                return None
+            self.waiting += 1
+            try:
+                await self._semaphore.acquire()
+            finally:
+                self.waiting -= 1
+        else:
+            await self._semaphore.acquire()
         released = False
 
         def release() -> None:
@@ -146,6 +160,11 @@ def guard(
         except asyncio.CancelledError:
             await _stopping(send)  # the stop's grace time ran out while it waited its turn
             raise
+        if release is None:
+            headers, body = _problem(503, "Busy", "Too many requests wait; try again shortly.")
+            headers.append((b"retry-after", b"1"))
+            await _answer(send, 503, headers, body)
+            return
         try:
             await _guarded_http(scope, receive, send)
         finally:

@@ -1,0 +1,96 @@
+"""A worker that has begun to stop ends by a deadline, whatever hangs in it.
+
+A stop can wedge: a flood of HTTP/2 streams whose clients never read, tasks that ignore their
+cancellation, an event loop busy with queued work. Once a worker knows its stop has begun (it
+got SIGTERM, its requests were cut short at the end of the grace time, or its app began to
+shut down) it arms a watchdog thread; past the deadline the watchdog kills the worker and
+every process it started (fork server, render processes) with SIGKILL.
+
+Armed only in server workers (``enable()``), never in a test's process or a script's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+MARGIN = 4.0  # seconds a worker may take past its deadline's reason before it is killed
+_lock = threading.Lock()
+_enabled = False
+_deadline = math.inf
+_timer: threading.Timer | None = None
+
+
+def enable() -> None:
+    """This process is a server worker: stops are watched from now on."""
+    global _enabled
+    _enabled = True
+
+
+def arm(seconds: float, why: str) -> None:
+    """Kill this worker and its processes ``seconds`` from now, unless an earlier deadline is
+    armed already or the worker has ended by then."""
+    global _deadline, _timer
+    if not _enabled:
+        return
+    with _lock:
+        deadline = time.monotonic() + seconds
+        if deadline >= _deadline:
+            return
+        if _timer is not None:
+            _timer.cancel()
+        _deadline = deadline
+        _timer = threading.Timer(seconds, _kill, args=(why, seconds))
+        _timer.daemon = True
+        _timer.start()
+
+
+def _kill(why: str, seconds: float) -> None:
+    print(
+        f"figserve worker {os.getpid()}: {why}, and it still runs {seconds:g} s later: "
+        "killing it and its render processes",
+        file=sys.stderr,
+        flush=True,
+    )
+    me = os.getpid()
+    if os.getpgrp() == me:  # a group of its own (python -m figserve serve): all of it
+        os.killpg(me, signal.SIGKILL)
+    for pid in _descendants(me):  # under Hypercorn's master the group is shared: its tree
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    os.kill(me, signal.SIGKILL)
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def graceful_timeout() -> float:
+    """Hypercorn's ``graceful_timeout`` as ``./hypercorn.toml`` sets it (a worker of
+    Hypercorn's own master cannot see its configuration), or Hypercorn's default."""
+    from hypercorn.config import Config
+
+    errors = (OSError, tomllib.TOMLDecodeError, TypeError, ValueError)
+    with contextlib.suppress(*errors), open("hypercorn.toml", "rb") as f:
+        return float(tomllib.load(f).get("graceful_timeout", Config.graceful_timeout))
+    return float(Config.graceful_timeout)
