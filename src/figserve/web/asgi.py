@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,7 +32,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PROBLEM_JSON = b"application/problem+json"
 # Requests that start at once per worker, how long one keeps its place, and how many may wait
 # for one (more are answered 503 at once: a flood of HTTP/2 streams cannot pile up).
-GATE_SLOTS = 4
+GATE_SLOTS = 2
 GATE_LEASE = 0.02
 GATE_QUEUE = 1024
 HEALTH_BODY = b"ok\n"
@@ -129,6 +130,19 @@ class Gate:
         return release
 
 
+_RELEASE: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "figserve_gate_release", default=None
+)
+
+
+def step_aside() -> None:
+    """Give this request's place at the gate back now: it is about to wait on something else
+    (a render, a page thread), and others may start meanwhile."""
+    release = _RELEASE.get()
+    if release is not None:
+        release()
+
+
 def guard(
     app: ASGIApp,
     *,
@@ -165,6 +179,7 @@ def guard(
             headers.append((b"retry-after", b"1"))
             await _answer(send, 503, headers, body)
             return
+        _RELEASE.set(release)  # this request's own context (its task's)
         try:
             await _guarded_http(scope, receive, send)
         finally:

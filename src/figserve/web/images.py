@@ -15,6 +15,7 @@ from quart_schema import document_querystring, hide, tag
 from ..figures import FigureParams, FigureSpec, Registry
 from ..render import MEDIA_TYPES, ImageOptions, Rendered
 from ..validation import FieldError, RenderRequest, parse_flat
+from .asgi import step_aside
 from .errors import SVG_CSP, Problem
 from .openapi import image_responses, responds
 from .params import parse_mean_var, single_values, spec_or_404
@@ -41,6 +42,7 @@ async def serve_figure(
         if job.etag is None:
             return not_modified(None, "no-store", vary)
         return not_modified(variant_tag(job.etag, encoding_for(media_type)), IMMUTABLE, vary)
+    step_aside()  # the render is a render process's work: let other requests start
     result = await renderer().render(job)
     return image_response(result, filename=f"{spec.name}.{opts.format}")
 

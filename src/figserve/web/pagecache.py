@@ -36,6 +36,7 @@ from typing import Any
 from quart import Response, current_app, request
 
 from ..config import Settings
+from .asgi import step_aside
 from .errors import Problem, problem_response
 from .sandbox import PageLimits
 from .state import app_state
@@ -56,8 +57,10 @@ PAGE_THREADS = 2  # pages build in Python: more threads would only take the loop
 PAGE_QUEUE_LIMIT = 64
 # While pages build, the event loop beats every LOOP_TICK seconds. A page thread that finds
 # the last beat older than LOOP_LAG (the loop has work, or waits for the interpreter) waits at
-# its next pause for the next beat, at most GIVE_WAY seconds: the loop's work (a health
-# check, a cached page) goes first, the page's a little later.
+# its next pause for the next beat: the loop's work (a health check, a cached page) goes
+# first, the page's a little later. It waits at most GIVE_WAY seconds, and never longer than
+# it ran since its last pause, so a page is at most twice as slow (a late beat may also mean a
+# busy machine, not a busy loop).
 LOOP_TICK = 0.001
 LOOP_LAG = 0.002
 GIVE_WAY = 0.005
@@ -168,6 +171,7 @@ class PageService:
         self._beat = time.monotonic()
         self._beats = 0
         self._beaten = threading.Condition()
+        self._resumed = threading.local()  # when each page thread last went on from a pause
         self._beating = False
 
     async def page(self, key: Hashable, build: Callable[[], Built]) -> Entry:
@@ -192,6 +196,7 @@ class PageService:
             future = loop.run_in_executor(self._executor, context.run, _build, build)
             self._inflight[key] = future
             future.add_done_callback(lambda done: self._finished(key, done))
+        step_aside()  # the build is another thread's work: let other requests start
         return await asyncio.shield(future)
 
     def _heartbeat(self) -> None:
@@ -207,10 +212,14 @@ class PageService:
     def pause(self) -> None:
         """Called by a building page now and then (in its thread): give the event loop's
         thread the interpreter if it has been waiting for it."""
-        if time.monotonic() - self._beat > LOOP_LAG:
+        now = time.monotonic()
+        ran = now - getattr(self._resumed, "at", now)
+        if now - self._beat > LOOP_LAG and ran > 0:
             with self._beaten:
                 seen = self._beats
-                self._beaten.wait_for(lambda: self._beats != seen, GIVE_WAY)
+                self._beaten.wait_for(lambda: self._beats != seen, min(GIVE_WAY, ran))
+            now = time.monotonic()
+        self._resumed.at = now
 
     def _finished(self, key: Hashable, done: asyncio.Future[Entry]) -> None:
         self._inflight.pop(key, None)
