@@ -60,3 +60,18 @@ def test_a_wrong_key_or_value_is_named(mapping: dict, message: str) -> None:
 
 def test_a_check_failure_is_a_start_error() -> None:
     assert issubclass(hyperconfig.ServerConfigError, RuntimeError)
+
+
+def test_the_systemd_unit_checks_serves_and_leaves_room_for_the_stop() -> None:
+    from figserve.launch.master import STOP_MARGIN
+
+    unit = {}
+    for line in (ROOT / "deploy" / "figserve.service").read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            unit.setdefault(key, value)
+    assert unit["ExecStartPre"].endswith("/.venv/bin/figserve check")
+    assert unit["ExecStart"].endswith("/.venv/bin/figserve serve")
+    assert unit["KillMode"] == "mixed" and unit["RestartPreventExitStatus"] == "2"
+    grace = load(str(ROOT / "hypercorn.toml")).graceful_timeout
+    assert float(unit["TimeoutStopSec"]) > grace + STOP_MARGIN
