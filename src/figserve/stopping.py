@@ -22,7 +22,9 @@ import tomllib
 from pathlib import Path
 
 MARGIN = 4.0  # seconds a worker may take past its deadline's reason before it is killed
-_lock = threading.Lock()
+# Re-entrant: ``arm`` runs in signal handlers, and a second signal may arrive while the first
+# handler holds it (a plain lock would then wedge the worker for good).
+_lock = threading.RLock()
 _enabled = False
 _deadline = math.inf
 _timer: threading.Timer | None = None
