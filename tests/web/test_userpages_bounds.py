@@ -3,6 +3,7 @@ while their templates stay the same, and never a 500 of figserve's own."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
@@ -267,3 +268,24 @@ async def test_a_cache_of_zero_bytes_builds_every_time(app: Quart) -> None:
     for _ in range(3):
         assert (await client.get("/")).status_code == 200
     assert app.extensions["figserve"].pages.builds == 3
+
+
+async def test_builds_that_waited_their_timeout_behind_others_are_refused(
+    user_folder: UserFolder,
+) -> None:
+    user_folder.write("pages/slow.html", HEAVY["exponential macro"])  # runs to its deadline
+    app = pages_app(user_folder.root / "pages", page_timeout=0.3)
+    async with app.test_app():
+        client = app.test_client()
+        started = time.monotonic()
+        replies = await asyncio.gather(
+            *(client.get(f"/pages/slow?n={n}", headers=HTML) for n in range(8))
+        )
+        took = time.monotonic() - started
+    titles = [
+        "Page took too long" if b"Page took too long" in await r.get_data() else "busy"
+        for r in replies
+    ]
+    assert {r.status_code for r in replies} == {503}
+    assert "busy" in titles  # not built at all: they would have started too late
+    assert took < 8 * 0.3, took  # nobody waited for all the builds before theirs

@@ -10,7 +10,7 @@ and none is built twice while its inputs are the same:
   figure catalog are fixed for the life of a worker, so the cache (per worker) keys on them by
   living as long as they do. A user's page also records the template files it used, and is
   built again when one of them (or its folder) changes.
-- A miss is built in one of ``PAGE_THREADS`` page threads (contextvars copied, so
+- A miss is built in the page thread (``PAGE_THREADS``; contextvars copied, so
   ``figure()`` and ``url_for`` work there); concurrent requests for one key share one build,
   and at most ``PAGE_QUEUE_LIMIT`` builds wait at once (more answer 503 with ``Retry-After``).
 - An entry keeps the page with its strong ETag and its gzip and brotli bodies, so a hit costs
@@ -53,7 +53,8 @@ from .transfer import (
     variant_tag,
 )
 
-PAGE_THREADS = 2  # pages build in Python: more threads would only take the loop's GIL turns
+PAGE_THREADS = 1  # pages build in Python, under the GIL: a second thread builds no faster and
+# takes the event loop more of its turns (measured: /healthz p99 under a page flood)
 PAGE_QUEUE_LIMIT = 64
 # While pages build, the event loop beats every LOOP_TICK seconds. A page thread that finds
 # the last beat older than LOOP_LAG (the loop has work, or waits for the interpreter) waits at
@@ -193,7 +194,8 @@ class PageService:
             if not self._beating:
                 self._beating = True
                 self._heartbeat()
-            future = loop.run_in_executor(self._executor, context.run, _build, build)
+            queued = time.monotonic() + self.limits.timeout  # the latest a build may start
+            future = loop.run_in_executor(self._executor, context.run, _build, build, queued)
             self._inflight[key] = future
             future.add_done_callback(lambda done: self._finished(key, done))
         step_aside()  # the build is another thread's work: let other requests start
@@ -233,7 +235,15 @@ class PageService:
         self.cache.clear()
 
 
-def _build(build: Callable[[], Built]) -> Entry:
+def _build(build: Callable[[], Built], start_by: float) -> Entry:
+    if time.monotonic() > start_by:  # it waited its page timeout behind other builds
+        busy = Problem(
+            503,
+            "Too many pages",
+            "The server is building many pages; try again shortly.",
+            headers={"Retry-After": "1"},
+        )
+        return _entry(Built(problem=busy, keep=False))
     return _entry(build())
 
 
