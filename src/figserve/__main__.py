@@ -49,10 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     _server_options(commands.add_parser("serve", help="run the server (Hypercorn, supervised)"))
     _server_options(commands.add_parser("check", help="check the configuration, then exit"))
     commands.add_parser("worker", help="a standalone job worker (scale-out mode)", add_help=False)
-    if argv[:1] == ["worker"]:  # the job worker has options of its own
-        from .jobs.worker import main as worker
+    if argv[:1] == ["worker"]:  # the job worker, run as `python -m figserve.jobs.worker` runs
+        import runpy
 
-        return worker(argv[1:])
+        sys.argv = ["figserve worker", *argv[1:]]
+        runpy.run_module("figserve.jobs.worker", run_name="__main__", alter_sys=True)
+        return 0
     args = parser.parse_args(argv)
     from .launch import hyperconfig
 
