@@ -46,8 +46,6 @@ TEMPLATES = next(
 STATIC = PACKAGE / "static"
 VERSION = __version__
 
-HTML_CSP = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
-
 
 def create_app(config: dict[str, Any] | None = None) -> Quart:
     """Build the app. ``config`` overrides settings by name (see ``figserve/config.py``); the key
@@ -61,7 +59,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
 
     app = Quart(__name__, template_folder=str(TEMPLATES), static_folder=None)
     transfer.install(app)  # first installed, so it runs last: validators, compression, 304s
-    static.install(app, STATIC)  # fingerprinted, long-cached static files
+    static_files = static.install(app, STATIC)  # fingerprinted static files, inline CSS
     body.install(app, settings)  # body, form and time limits of every request
     embed.install(app)  # figure(name, **params) in every page
     state = AppState(settings=settings, registry=registry)
@@ -157,7 +155,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
         if response.mimetype == "text/html":
-            response.headers.setdefault("Content-Security-Policy", HTML_CSP)
+            response.headers.setdefault("Content-Security-Policy", static_files.html_csp())
         return response
 
     return app
