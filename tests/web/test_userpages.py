@@ -156,7 +156,8 @@ async def test_any_figure_call_gives_an_image_or_its_error_image(
         assert answer.status_code == 200, (img, await answer.get_data(as_text=True))
         if answer.mimetype != "image/svg+xml":
             image = decode(await answer.get_data())
-            assert image.size[0] >= int(img["width"]) - 1
+            if "dpi" not in keywords:  # below 100 dpi an image has fewer pixels than its box
+                assert image.size[0] >= int(img["width"]) - 1
         # A PNG not asked for by format has its WebP beside it: the same figure and size.
         offered = answer.mimetype == "image/png" and "format" not in keywords
         assert len(page.sources) == (1 if offered else 0), (img, page.sources)
