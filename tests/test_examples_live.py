@@ -60,7 +60,8 @@ def test_the_readme_commands_serve_the_example_figure_and_page(
         # Every image of the page, at every density, decodes at its size.
         for url in image_urls(html):
             status, kind, data = fetch(server.url + url.replace("&amp;", "&"), "image/*")
-            assert (status, kind) == (200, "image/png"), url
+            webp = ".webp?" in url  # the WebP beside each PNG
+            assert (status, kind) == (200, "image/webp" if webp else "image/png"), url
             dpr = float(re.search(r"dpr=([0-9.]+)", url).group(1)) if "dpr=" in url else 1
             assert decode(data).size == (round(400 * dpr), round(300 * dpr))
         catalog = json.loads(fetch(f"{server.url}/api/figures")[2])
