@@ -154,3 +154,19 @@ def test_the_first_figure_comes_first_and_far_ones_wait(browser, server):
     # Chromium reads the attributes as the page gives them (loading "auto" is eager).
     assert priorities[0] == ["high", "auto"]
     assert all(p == ["auto", "auto"] for p in priorities[1:6])
+
+
+@pytest.mark.parametrize(("w", "beside"), [(400, True), (800, True), (1100, False)])
+def test_a_result_keeps_its_width_and_the_form_moves_below_when_needed(
+    browser, server, w: int, beside: bool
+):
+    page = open_page(
+        browser, f"{server.url}/gallery/waves?w={w}&h=300", viewport={"width": 1280, "height": 900}
+    )
+    image = page.locator(".result img")
+    assert image.evaluate("i => i.clientWidth") == w  # never squeezed, text and all
+    assert page.locator(".result").evaluate("c => c.clientWidth - 32") == w  # its card fits it
+    card = page.locator(".result").bounding_box()
+    form = page.locator("form.params").bounding_box()
+    assert (form["y"] == card["y"]) is beside
+    assert (form["y"] >= card["y"] + card["height"]) is not beside
