@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{statistics.median(r[c] for r in scored):.0f}" if scored else "not scored"
                     for c in CATEGORIES
                 ]
-                shown = "/jobs/&lt;id&gt;" if path == job else path
+                shown = "/jobs/<id>" if path == job else path
                 row = f"| `{shown}` | {'desktop' if desktop else 'mobile'} | " + " | ".join(medians)
                 rows.append(row + " |")
                 print(rows[-1], flush=True)
