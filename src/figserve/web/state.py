@@ -9,6 +9,7 @@ from quart import current_app
 from ..config import Settings
 from ..figures import Registry
 from ..jobs import JobService
+from ..live import Versions
 from ..metrics import Metrics
 from ..render import Renderer
 from .errors import Problem
@@ -24,6 +25,7 @@ class AppState:
     metrics: Metrics | None = None
     renderer: Renderer | None = None
     jobs: JobService | None = None
+    versions: Versions | None = None
 
 
 def app_state() -> AppState:
@@ -38,3 +40,19 @@ def renderer() -> Renderer:
             503, "Not ready", "The renderer is not running.", headers={"Retry-After": "1"}
         )
     return r
+
+
+def versions() -> Versions:
+    v = app_state().versions
+    if v is None:
+        raise Problem(
+            503, "Not ready", "Data versions are not running.", headers={"Retry-After": "1"}
+        )
+    return v
+
+
+def page_generation() -> int:
+    """Grows whenever a page may show something else (a figure's data version changed): pages
+    cached under one generation are drawn again under the next."""
+    v = app_state().versions
+    return 0 if v is None else v.generation

@@ -1,0 +1,6 @@
+"""Live figures: data versions of figures that read changing data (``version=``)."""
+
+from .entries import PIN_PARAM, Change, DataVersion, VersionObserver
+from .versions import Versions
+
+__all__ = ["PIN_PARAM", "Change", "DataVersion", "VersionObserver", "Versions"]
