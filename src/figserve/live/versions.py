@@ -136,12 +136,12 @@ class Versions:
         key = pair_key(spec, params)
         with self._lock:
             entry = self._entries.get(key)
-            fresh = entry is not None and entry.fresh_until > time.monotonic()
-            if fresh:
-                assert entry is not None
+            if entry is not None and entry.fresh_until > time.monotonic():
                 entry.shown = True
                 return entry.view()
         self._call_soon(self._peeked, spec, params)
+        if entry is not None and entry.error is not None:
+            return entry.view()  # what is known: its source failed (never pinned: not ok)
         return None
 
     def pin(self, spec: FigureSpec, params: FigureParams) -> str | None:
@@ -286,13 +286,15 @@ class Versions:
         """Ask the figure's version function once: (data, error, when, outcome)."""
         spec = entry.spec
         assert spec.version is not None
-        when = time.time()
+        when = time.time()  # the data is at least as new as the start of its check
         timeout = self.settings.version_timeout
         try:
             data = await self._probe(VersionProbe(spec.version, entry.params), timeout)
         except RenderError as exc:
             error, outcome = _failure(exc, timeout)
-            return None, error, when, outcome
+            # Tried again ``refresh`` seconds after it ended, not after it began (a source
+            # that hangs until its deadline is not asked again at once).
+            return None, error, time.time(), outcome
         if not isinstance(data, str):  # a probe task gives text, or raises
             return None, "the version check returned no text", when, "invalid"
         return data, None, when, "ok"
