@@ -241,19 +241,19 @@ class Versions:
         return [e for e in entries if e.includes(params)]
 
     async def recheck(self, figure: str, params: dict[str, Any] | None, at: float) -> int:
-        """Make the figure's pairs due (a check from before ``at`` no longer counts) and check
-        those pages show or viewers watch now; the others on their next request."""
+        """Make the figure's pairs due (a check begun before ``at`` no longer counts) and check
+        them now, as many as ``version_checks`` allows (the rest on their next request). The
+        number of pairs whose version changed."""
         entries = self._matching(figure, params)
         with self._lock:
             for entry in entries:
                 entry.due_after = max(entry.due_after, at)
                 entry.fresh_until = -math.inf
             self.generation += 1
-        busy = [e for e in entries if e.watchers or e.shown or e.handed]
-        tasks = [t for e in busy if (t := self._check(e)) is not None]
-        before = {id(e): e.data for e in busy}
+        before = {id(e): e.data for e in entries}
+        tasks = [t for e in entries if (t := self._check(e)) is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
-        return sum(1 for e in busy if e.data != before[id(e)])
+        return sum(1 for e in entries if e.data != before[id(e)])
 
     # -- checks --------------------------------------------------------------------------------
 
