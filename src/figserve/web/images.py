@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import create_model
+from pydantic import Field, create_model
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, hide, tag
 
 from ..figures import FigureParams, FigureSpec, Registry
+from ..live import PIN_PARAM
+from ..live.entries import PIN_PATTERN
 from ..render import MEDIA_TYPES, ImageOptions, Rendered, RenderFailed, RenderJob, TooComplex
 from ..validation import FieldError, Invalid, RenderRequest, parse_flat
 from .errors import SVG_CSP, Problem
@@ -131,6 +133,16 @@ def image_response(result: Rendered, filename: str, caching: str | None = None) 
     return resp
 
 
+# The reserved ``_v`` of version-pinned URLs (a figure parameter's name starts with a letter).
+PIN_FIELD = Field(
+    None,
+    alias=PIN_PARAM,
+    pattern=f"^{PIN_PATTERN.pattern}$",
+    description="Version pin, as figserve's pages write it: the image is immutable while it "
+    "names the figure's current code and data version, and the current image otherwise.",
+)
+
+
 def _query_model(spec: FigureSpec, in_path: frozenset[str]) -> type:
     """The figure's parameters plus the image options, less those the path carries (OpenAPI)."""
     fields: dict[str, Any] = {}
@@ -138,6 +150,7 @@ def _query_model(spec: FigureSpec, in_path: frozenset[str]) -> type:
         for name, info in model.model_fields.items():
             if name not in in_path:
                 fields[name] = (info.annotation, info)
+    fields["version_pin"] = (str | None, PIN_FIELD)
     name = "".join(part.title() for part in spec.name.split("_"))
     return create_model(
         f"{name}{'Seed' if 'mean' in in_path else ''}Query", __base__=FigureParams, **fields
