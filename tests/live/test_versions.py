@@ -11,10 +11,12 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from quart import Quart
 
+from figserve.app import create_app
+from figserve.figures import FIGURES
 from tests.conftest import decode
 from tests.live.conftest import VERSION_TIMEOUT
 from tests.support.html import parse
-from tests.support.livedata import FAST_REFRESH, Source
+from tests.support.livedata import FAST_REFRESH, Source, add_live_figures
 from tests.support.prometheus import metric
 from tests.support.waiting import until
 
@@ -293,3 +295,52 @@ async def test_a_figure_that_fails_for_new_data_keeps_the_last_good_image(live_c
         headers={"Accept": "application/json"},
     )
     assert other.status_code == 503 and other.headers["Retry-After"]
+
+
+# -- bounds ----------------------------------------------------------------------------------
+
+
+async def test_pairs_kept_are_bounded_and_watched_ones_are_never_dropped(tmp_path) -> None:
+    app = create_app(
+        {"warm_up": False, "version_pairs": 2, "registry": add_live_figures(FIGURES.copy())}
+    )
+    async with app.test_app():
+        client = app.test_client()
+        state = app.extensions["figserve"]
+        spec = state.registry.get("live_slow")
+        sources = [Source(tmp_path / f"s{i}") for i in range(3)]
+        for source in sources:  # the least recently used pair makes room for the next
+            assert (await client.get(_url(source, "live_slow"))).status_code == 200
+        assert len(state.versions._entries) == 2
+        watched = [spec.params(**s.params()) for s in sources[1:]]
+        for params in watched:
+            state.versions.watch(spec, params)
+        try:
+            refused = await client.get(
+                _url(sources[0], "live_slow"), headers={"Accept": "application/json"}
+            )
+            assert refused.status_code == 503 and refused.headers["Retry-After"]
+        finally:
+            for params in watched:
+                state.versions.unwatch(spec, params)
+        assert (await client.get(_url(sources[0], "live_slow"))).status_code == 200
+
+
+async def test_pages_read_pins_from_other_threads(live_app: Quart, source) -> None:
+    state = live_app.extensions["figserve"]
+    spec = state.registry.get("live_slow")
+    client = live_app.test_client()
+    params = [spec.params(**source.params(label=f"x{i}")) for i in range(20)]
+    for p in params[:10]:
+        await client.get(_url(source, "live_slow", label=p.label))
+
+    def read_all() -> list[str | None]:
+        return [state.versions.pin(spec, p) for p in params]
+
+    seen = await asyncio.gather(*(asyncio.to_thread(read_all) for _ in range(8)))
+    for pins in seen:
+        assert all(pin is None or re.fullmatch(r"[0-9a-f]{16}", pin) for pin in pins)
+    # The pairs a page asked for in vain are learnt for the next page.
+    await until(
+        lambda: all(state.versions.pin(spec, p) for p in params), "every pin to be known", 20
+    )
