@@ -344,3 +344,28 @@ async def test_pages_read_pins_from_other_threads(live_app: Quart, source) -> No
     await until(
         lambda: all(state.versions.pin(spec, p) for p in params), "every pin to be known", 20
     )
+
+
+async def test_pins_pages_hold_are_checked_again_without_requests(live_client, source):
+    versions = live_client.app.extensions["figserve"].versions
+    pinned = await _pinned(live_client, source)  # refresh: half a second
+    generation = versions.generation
+    source.set("red")
+    # Browsers keep the pinned image and never ask: the pin a page showed is checked when it
+    # expires, and the new version makes page caches (keyed on the generation) draw again.
+    await until(lambda: versions.generation > generation, "the generation to grow", 10)
+    html = await (await live_client.get(f"/gallery/live?{source.query()}&{SIZE}")).get_data(
+        as_text=True
+    )
+    assert _pin(parse(html).images[0]["src"]) != _pin(pinned)
+
+
+async def test_a_cached_page_does_not_keep_a_pin_nobody_checks(live_client, source):
+    versions = live_client.app.extensions["figserve"].versions
+    await _pinned(live_client, source)
+    generation = versions.generation
+    checks = source.checks()
+    # No change, no request, no page drawn again: after one more check the pin is no longer
+    # checked, so the generation grows once and a cached page is drawn again (and pins anew).
+    await until(lambda: versions.generation > generation, "the generation to grow", 10)
+    assert source.checks() == checks + 1
