@@ -62,6 +62,11 @@ async def changed(name: str) -> dict[str, Any]:
     state = app_state()
     require_admin(state.settings)
     spec = spec_or_404(state.registry, name)
+    body = await json_object() if await request.get_data() else {}
+    try:
+        given = DataChanged.model_validate(body).params
+    except ValidationError as exc:
+        raise invalid(pydantic_errors(exc)) from None
     if spec.version is None:
         raise Problem(
             409,
@@ -69,11 +74,6 @@ async def changed(name: str) -> dict[str, Any]:
             f"Figure {name!r} declares no version function (version=): its images depend on "
             "its code and parameters only.",
         )
-    body = await json_object() if await request.get_data() else {}
-    try:
-        given = DataChanged.model_validate(body).params
-    except ValidationError as exc:
-        raise invalid(pydantic_errors(exc)) from None
     params = _narrowing(spec, given) if given else None
     count = await versions().changed(spec.name, params)
     return ChangeChecked(figure=spec.name, params=params, changed=count).model_dump()

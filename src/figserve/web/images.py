@@ -49,9 +49,11 @@ async def serve_figure(
         raise Invalid([*exc.errors, *pin_errors], exc.title) from None
     if pin_errors:
         raise Invalid(pin_errors)
+    checked = RenderRequest.of(spec, params, opts, state.settings.max_pixels)  # bounds first
     version = await data_version(spec, params)
-    data = version.data if version is not None else None
-    job = RenderRequest.of(spec, params, opts, state.settings.max_pixels, data=data).job
+    job = checked.job
+    if version is not None and version.data is not None:
+        job = RenderRequest.of(spec, params, opts, state.settings.max_pixels, data=version.data).job
     caching = cache_control(job, version, pin)
     stale = stale_reason(version)
     live = state.versions
