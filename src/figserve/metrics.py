@@ -113,6 +113,10 @@ _RENDER_COUNTERS = {
         "figserve_render_processes_crashed",
         "Render processes that died during a render (crash, out of memory).",
     ),
+    "protocol_errors": (
+        "figserve_render_protocol_errors",
+        "Render processes replaced because they answered out of turn (503).",
+    ),
 }
 
 
@@ -151,6 +155,18 @@ class Metrics(RenderObserver):
             multiprocess_mode="livesum",
             registry=reg,
         )
+        self.state_restored = Counter(
+            "figserve_render_state_restored",
+            "State a figure left changed in its render process and figserve put back.",
+            ["figure", "state"],
+            registry=reg,
+        )
+        self.state_recycled = Counter(
+            "figserve_render_state_recycled",
+            "Render processes replaced because a figure left state behind that cannot be undone.",
+            ["figure", "state"],
+            registry=reg,
+        )
         self.in_flight = Gauge(
             "figserve_renders_in_flight",
             "Renders executing in a render process now.",
@@ -164,6 +180,12 @@ class Metrics(RenderObserver):
 
     def rendered(self, job: RenderJob, seconds: float) -> None:
         self.render_seconds.labels(job.label, job.format).observe(seconds)
+
+    def process_state(self, figure: str, restored: list[str], recycled: list[str]) -> None:
+        for state in restored:
+            self.state_restored.labels(figure, state).inc()
+        for state in recycled:
+            self.state_recycled.labels(figure, state).inc()
 
     def queued(self, delta: int) -> None:
         self.queue_depth.inc(delta)

@@ -27,6 +27,7 @@ from .errors import (
     RenderCrashed,
     RenderError,
     RenderFailed,
+    RenderProtocolError,
     RenderTimeout,
     RenderUnavailable,
     TooComplex,
@@ -86,6 +87,7 @@ class RenderStats:
     cancelled: int = 0  # queued renders dropped because nobody waited for them any more
     killed: int = 0  # render processes killed at the deadline
     crashed: int = 0  # render processes that died during a render
+    protocol_errors: int = 0  # render processes that answered out of turn (replaced)
 
 
 class RenderObserver:
@@ -107,6 +109,10 @@ class RenderObserver:
 
     def running(self, delta: int) -> None:
         pass
+
+    def process_state(self, figure: str, restored: list[str], recycled: list[str]) -> None:
+        """A figure left state behind in its render process: ``restored`` was put back,
+        ``recycled`` could not be (the process was replaced). Called from render threads."""
 
 
 @dataclass
@@ -149,7 +155,12 @@ class Renderer:
         self.settings = settings
         self.stats = RenderStats()
         self.observer = observer or RenderObserver()
-        self.pool = RenderPool(pool or pool_settings(settings), preload or [], warm_up)
+        self.pool = RenderPool(
+            pool or pool_settings(settings),
+            preload or [],
+            warm_up,
+            on_state=self.observer.process_state,
+        )
         # The second cache level, shared by every instance (scale-out mode); None: local only.
         self.shared = shared
         # A thread per render process: it hands the render over and waits on the process's
@@ -232,7 +243,7 @@ class Renderer:
             outcome = await loop.run_in_executor(
                 self._background,
                 lambda: self.pool.run(
-                    task, self.settings.png_compress_level, background=True, deadline=deadline
+                    task, self.settings.png_compress_level, lane="background", deadline=deadline
                 ),
             )
         except RuntimeError as exc:  # the thread pool is shut down
@@ -359,6 +370,11 @@ class Renderer:
         if isinstance(error, RenderError) and error.stopped:
             self._count("killed", job)
             log.warning("render stopped at its deadline figure=%s: %s", job.label, error)
+        elif isinstance(error, RenderProtocolError):
+            self._count("protocol_errors", job)
+            log.error(
+                "render process replaced figure=%s format=%s: %s", job.label, job.format, error
+            )
         elif isinstance(error, RenderCrashed):
             self._count("crashed", job)
             log.error("render process died figure=%s format=%s", job.label, job.format)
