@@ -117,6 +117,11 @@ _RENDER_COUNTERS = {
         "figserve_render_protocol_errors",
         "Render processes replaced because they answered out of turn (503).",
     ),
+    "version_mismatches": (
+        "figserve_render_version_mismatches",
+        "Images whose render process ran other code than its worker: served no-store, never "
+        "cached (restart figserve).",
+    ),
 }
 
 

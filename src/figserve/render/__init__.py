@@ -15,8 +15,9 @@ from .errors import (
     RenderUnavailable,
     TooComplex,
 )
+from .events import Rendered, RenderObserver, RenderStats
 from .options import MEDIA_TYPES, Canvas, Format, ImageOptions, LimitExceeded, canvas_for
-from .renderer import Rendered, Renderer, RenderObserver, RenderStats
+from .renderer import Renderer
 
 __all__ = [
     "MEDIA_TYPES",

@@ -25,6 +25,7 @@ import contextlib
 import gc
 import importlib
 import os
+import pickle
 import signal
 import socket
 import sys
@@ -57,9 +58,11 @@ class ServerInit:
 
     sys_path: list[str]
     preload: list[str] = field(default_factory=list)
-    warm_up: Task | None = None
+    warm_up: bytes = b""  # a pickled Task, read after preload (it may be a user's figure)
     png_level: int = 3
-    figures: list[FigureSpec] = field(default_factory=list)  # code versions computed here
+    # The figures whose code versions are computed here, pickled: they can only be read once
+    # their modules are importable (after sys_path and preload).
+    figures: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -117,8 +120,8 @@ def main(argv: list[str]) -> None:
     sys.path[:] = init.sys_path
     _preload(init.preload)
     _compute_versions(init.figures)
-    if init.warm_up is not None:
-        init.warm_up.run(init.png_level)
+    if init.warm_up:
+        pickle.loads(init.warm_up).run(init.png_level)
     _settle()
     from .osstate import prctl
 
@@ -136,12 +139,13 @@ def _preload(modules: list[str]) -> None:
         importlib.import_module(name)
 
 
-def _compute_versions(figures: list[FigureSpec]) -> None:
+def _compute_versions(figures: bytes) -> None:
     """The code version of every figure, from the code this server imported: render processes
     inherit them and report them with each image (see ``figures/identity.py``)."""
     from ..figures.identity import figure_version
 
-    for spec in figures:
+    specs: list[FigureSpec] = pickle.loads(figures) if figures else []
+    for spec in specs:
         figure_version(spec)
 
 

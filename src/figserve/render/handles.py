@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import logging
 import os
+import pickle
 import select
 import signal
 import socket
@@ -46,7 +47,7 @@ def import_path() -> list[str]:
 class ForkServer:
     """A running fork server; ``spawn`` gives a new render process and its socket."""
 
-    def __init__(self, init: ServerInit) -> None:
+    def __init__(self, init: ServerInit, figures: list[FigureSpec] | None = None) -> None:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = {
             **os.environ,
@@ -70,7 +71,7 @@ class ForkServer:
         self._ctrl = parent_end
         self._lock = threading.Lock()
         self._preloaded = set(init.preload)
-        self._figures = {(s.name, s.draw) for s in init.figures}
+        self._figures = {(s.name, s.draw) for s in figures or []}
         try:
             send_control(self._ctrl, init)
             reply = self._reply(START_TIMEOUT)
@@ -102,7 +103,7 @@ class ForkServer:
         with self._lock:
             # The worker's import path now: a module of the user's may come from a folder added
             # after this server started.
-            send_control(self._ctrl, ("preload", missing, import_path(), new))
+            send_control(self._ctrl, ("preload", missing, import_path(), _pickled(new)))
             reply = self._reply(START_TIMEOUT)
         if reply[0] != "ok":
             raise RuntimeError(f"render processes cannot import {', '.join(missing)}: {reply[1]}")
@@ -135,6 +136,10 @@ _server_lock = threading.Lock()
 _server: ForkServer | None = None
 
 
+def _pickled(figures: list[FigureSpec]) -> bytes:
+    return pickle.dumps(figures, protocol=pickle.HIGHEST_PROTOCOL) if figures else b""
+
+
 def fork_server(
     preload: list[str], warm_up: Task | None = None, figures: list[FigureSpec] | None = None
 ) -> ForkServer:
@@ -148,7 +153,9 @@ def fork_server(
             _server = None
         if _server is None:
             started = time.perf_counter()
-            _server = ForkServer(ServerInit(import_path(), list(preload), warm_up, 3, figures))
+            warm = pickle.dumps(warm_up) if warm_up is not None else b""
+            init = ServerInit(import_path(), list(preload), warm, 3, _pickled(figures))
+            _server = ForkServer(init, figures)
             log.info(
                 "render fork server %d ready in %.0f ms",
                 _server.pid,

@@ -66,7 +66,10 @@ async def render() -> Response:
     figure = body.get("figure")
     if isinstance(figure, str) and len(figure) <= 32:
         spec_or_404(state.registry, figure)  # a well-formed name of no figure: 404
-    checked = from_spec(state.registry, body, state.settings.max_pixels)
+    settings = state.settings
+    checked = from_spec(
+        state.registry, body, settings.max_pixels, png_level=settings.png_compress_level
+    )
     result = await renderer().render(checked.job)
     return image_response(result, filename=f"{checked.spec.name}.{checked.options.format}")
 

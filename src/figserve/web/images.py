@@ -31,7 +31,10 @@ async def serve_figure(
     params, opts = parse_flat(
         spec.params, values, default_size=(spec.width, spec.height), fixed=fixed
     )
-    job = RenderRequest.of(spec, params, opts, state.settings.max_pixels).job
+    settings = state.settings
+    job = RenderRequest.of(
+        spec, params, opts, settings.max_pixels, png_level=settings.png_compress_level
+    ).job
     if job.etag is not None and matches(job.etag):
         # The client has exactly these bytes already: no render needed. The 304 says what
         # the 200 would about caching, in the coding the 200 would have.
