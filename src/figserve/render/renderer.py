@@ -36,6 +36,7 @@ from .events import Rendered, RenderObserver, RenderStats
 from .forkserver import Task
 from .options import MEDIA_TYPES
 from .pool import PoolSettings, RenderPool
+from .tasks import TaskLanes
 
 if TYPE_CHECKING:
     from ..figures import FigureSpec
@@ -55,6 +56,7 @@ def pool_settings(settings: Settings) -> PoolSettings:
         memory_bytes=settings.render_memory_mb * MIB,
         recycle_after=settings.render_recycle_after,
         recycle_rss_bytes=settings.render_recycle_rss_mb * MIB,
+        probes=settings.probe_processes,
     )
 
 
@@ -139,9 +141,7 @@ class Renderer:
             max_workers=settings.render_threads or settings.processes,
             thread_name_prefix="figserve-render",
         )
-        self._background = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, self.pool.settings.background), thread_name_prefix="figserve-job"
-        )
+        self._lanes = TaskLanes(self.pool, settings.png_compress_level)
         self._cache: LRUCache[str, bytes] = LRUCache(maxsize=settings.cache_bytes, getsizeof=len)
         self._flights: dict[str, _Flight] = {}
         self._pending = 0  # admitted interactive renders whose thread work has not ended
@@ -152,8 +152,7 @@ class Renderer:
 
     async def start(self) -> None:
         """Start the render processes (warm); the app is ready when this returns."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._background, self.pool.start)
+        await asyncio.to_thread(self.pool.start)
 
     @property
     def ready(self) -> bool:
@@ -209,19 +208,14 @@ class Renderer:
     async def run_background(self, task: Task, deadline: float | None = None) -> Any:
         """Run a job's task in the background lane: lower priority, no cache, no admission
         limit (the job runner bounds its own work), the same deadline and supervision."""
-        if self._closing:
-            raise RenderUnavailable("the server is stopping")
-        loop = asyncio.get_running_loop()
-        try:
-            outcome = await loop.run_in_executor(
-                self._background,
-                lambda: self.pool.run(
-                    task, self.settings.png_compress_level, lane="background", deadline=deadline
-                ),
-            )
-        except RuntimeError as exc:  # the thread pool is shut down
-            raise RenderUnavailable("the server is stopping") from exc
-        return outcome.value
+        return await self._lanes.run("background", task, deadline)
+
+    async def run_probe(self, task: Task, deadline: float) -> Any:
+        """Run a small task (a figure's data-version function) in the probe lane, killed at
+        ``deadline`` seconds: ``RenderTimeout`` or ``TooComplex`` when it was stopped,
+        ``RenderFailed`` when it raised, ``Overloaded`` when too many probes wait already,
+        ``RenderUnavailable`` when no probe process can run it. Its result is plain data."""
+        return await self._lanes.probe(task, deadline)
 
     def _start_shared(self, job: RenderJob) -> _Flight:
         """A flight that asks the shared cache first; it renders here only if it must."""
@@ -436,9 +430,10 @@ class Renderer:
     async def close(self) -> None:
         """Stop at once: queued renders are dropped, running ones end with their processes."""
         self._closing = True
+        self._lanes.closing = True
         self.pool.close()
         loop = asyncio.get_running_loop()
-        for executor in (self._executor, self._background):
+        for executor in (self._executor, *self._lanes.executors):
             try:
                 await loop.run_in_executor(
                     None, lambda e=executor: e.shutdown(wait=True, cancel_futures=True)

@@ -35,7 +35,7 @@ async def serving_renderer(
         # Items take job_threads processes; a plan or an assembly runs beside them.
         pool = replace(pool, background=settings.job_threads + 1)
     if not interactive:
-        pool = replace(pool, processes=0)
+        pool = replace(pool, processes=0, probes=0)
     shared: Any = None
     if settings.redis_url and settings.shared_cache_bytes and interactive:
         # Scale-out only: its packages come with the "scale" extra.
