@@ -15,7 +15,15 @@ from quart_schema import document_querystring, hide, tag
 from ..figures import FigureParams, FigureSpec, Registry
 from ..live import PIN_PARAM
 from ..live.entries import PIN_PATTERN
-from ..render import MEDIA_TYPES, ImageOptions, Rendered, RenderFailed, RenderJob, TooComplex
+from ..render import (
+    MEDIA_TYPES,
+    ImageOptions,
+    Rendered,
+    RenderFailed,
+    RenderJob,
+    TooComplex,
+    job_for,
+)
 from ..validation import FieldError, Invalid, RenderRequest, parse_flat
 from .errors import SVG_CSP, Problem
 from .openapi import image_responses, responds
@@ -49,11 +57,12 @@ async def serve_figure(
         raise Invalid([*exc.errors, *pin_errors], exc.title) from None
     if pin_errors:
         raise Invalid(pin_errors)
-    checked = RenderRequest.of(spec, params, opts, state.settings.max_pixels)  # bounds first
-    version = await data_version(spec, params)
-    job = checked.job
+    settings = state.settings
+    level = settings.png_compress_level
+    job = RenderRequest.of(spec, params, opts, settings.max_pixels, png_level=level).job
+    version = await data_version(spec, params)  # after the bounds: a bad request costs no check
     if version is not None and version.data is not None:
-        job = RenderRequest.of(spec, params, opts, state.settings.max_pixels, data=version.data).job
+        job = job_for(spec, params, opts, settings.max_pixels, version.data, png_level=level)
     caching = cache_control(job, version, pin)
     stale = stale_reason(version)
     live = state.versions

@@ -79,8 +79,11 @@ def earlier_jobs(spec: FigureSpec, params: FigureParams, opts: ImageOptions) -> 
     live = state.versions
     if live is None or spec.version is None:
         return []
+    settings = state.settings
     return [
-        job_for(spec, params, opts, state.settings.max_pixels, data)
+        job_for(
+            spec, params, opts, settings.max_pixels, data, png_level=settings.png_compress_level
+        )
         for data in live.earlier(spec, params)
     ]
 
