@@ -182,8 +182,8 @@ class Metrics(RenderObserver, VersionObserver):
         self.version_checks = Counter(
             "figserve_version_checks",
             "Data version checks of live figures by outcome: same, changed, failed, timeout, "
-            "invalid (not a str, int or finite float, or too long), shared (another "
-            "instance's check was taken).",
+            "invalid (not a str, int or finite float, or too long), busy (no probe process was "
+            "free), shared (another instance's check was taken).",
             ["figure", "outcome"],
             registry=reg,
         )

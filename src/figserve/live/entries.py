@@ -55,8 +55,8 @@ class VersionObserver:
     """Receives the events of ``Versions`` (metrics); the base class ignores them."""
 
     def version_checked(self, figure: str, outcome: str, seconds: float) -> None:
-        """``outcome``: same, changed, failed, timeout, invalid, or shared (another
-        instance's check was taken)."""
+        """``outcome``: same, changed, failed, timeout, invalid, busy, or shared
+        (another instance's check was taken)."""
 
     def version_changed(self, figure: str) -> None:
         pass

@@ -12,7 +12,6 @@ from ..config import Settings
 from ..figures import Registry
 from ..render import Renderer
 from .entries import VersionObserver
-from .probe import Probe, VersionProbe
 from .versions import Versions
 
 
@@ -42,7 +41,7 @@ async def serving_versions(
         cluster = Cluster(client)
     versions = Versions(
         settings,
-        _probe(renderer),
+        renderer.run_probe,
         observer=observer,
         forget=getattr(renderer, "forget", None),
         cluster=cluster,
@@ -52,17 +51,6 @@ async def serving_versions(
         yield versions
     finally:
         await versions.close()
-
-
-def _probe(renderer: Renderer) -> Probe:
-    run_probe = getattr(renderer, "run_probe", None)
-    if run_probe is not None:
-        return run_probe  # type: ignore[no-any-return]
-
-    async def in_background_lane(task: VersionProbe, deadline: float) -> Any:
-        return await renderer.run_background(task, deadline)
-
-    return in_background_lane
 
 
 def check_version_functions(registry: Registry) -> None:
