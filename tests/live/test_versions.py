@@ -9,6 +9,8 @@ import time
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from quart import Quart
 
 from figserve.app import create_app
@@ -369,3 +371,17 @@ async def test_a_cached_page_does_not_keep_a_pin_nobody_checks(live_client, sour
     # checked, so the generation grows once and a cached page is drawn again (and pins anew).
     await until(lambda: versions.generation > generation, "the generation to grow", 10)
     assert source.checks() == checks + 1
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(pin=st.text(max_size=80) | st.from_regex(r"[A-Za-z0-9_-]{1,70}", fullmatch=True))
+async def test_any_pin_is_an_image_or_a_400(live_client, pin: str) -> None:
+    resp = await live_client.get(
+        "/figures/waves.png", query_string={"w": "60", "h": "50", "_v": pin}
+    )
+    well_formed = re.fullmatch(r"[A-Za-z0-9_-]{1,64}", pin) is not None
+    assert resp.status_code == (200 if well_formed else 400), pin
+    if well_formed:
+        assert resp.headers["Cache-Control"] in ("no-cache", IMMUTABLE)
