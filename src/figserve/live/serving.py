@@ -28,7 +28,7 @@ async def serving_versions(
 ) -> AsyncIterator[Versions]:
     check_version_functions(registry)
     cluster: Any = None
-    if settings.redis_url:
+    if settings.redis_url and any(spec.version is not None for spec in registry):
         from .. import scaleout
         from .cluster import Cluster
 
