@@ -199,6 +199,8 @@ async def test_changed_now_reaches_pages_and_subscribers(live_client, source):
         assert (change.figure, change.params["source"]) == ("live_slow", str(source.folder))
         assert change.pin != _pin(pinned) and change.data == "s:black"
         assert versions.generation > generation
+        # Page caches key on it.
+        assert live_client.app.extensions["figserve"].page_generation() == versions.generation
         # Narrowed to other parameters, nothing is checked again.
         checks = source.checks()
         assert await versions.changed("live_slow", {"label": "other"}) == 0

@@ -27,6 +27,11 @@ class AppState:
     jobs: JobService | None = None
     versions: Versions | None = None
 
+    def page_generation(self) -> int:
+        """Moves whenever a figure's data changes: cached pages key on it (the version pins in
+        their image URLs change with it). 0 while no data versions are followed."""
+        return 0 if self.versions is None else self.versions.generation
+
 
 def app_state() -> AppState:
     return current_app.extensions["figserve"]
@@ -49,10 +54,3 @@ def versions() -> Versions:
             503, "Not ready", "Data versions are not running.", headers={"Retry-After": "1"}
         )
     return v
-
-
-def page_generation() -> int:
-    """Grows whenever a page may show something else (a figure's data version changed): pages
-    cached under one generation are drawn again under the next."""
-    v = app_state().versions
-    return 0 if v is None else v.generation
