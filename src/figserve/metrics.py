@@ -118,6 +118,18 @@ _RENDER_COUNTERS = {
         "figserve_render_protocol_errors",
         "Render processes replaced because they answered out of turn (503).",
     ),
+    "warm_hits": (
+        "figserve_render_warm_hits",
+        "Renders that updated a figure their render process kept, instead of drawing anew.",
+    ),
+    "warm_misses": (
+        "figserve_render_warm_misses",
+        "Renders of a figure with an update function that were drawn fresh (then kept).",
+    ),
+    "warm_update_failures": (
+        "figserve_render_warm_update_failures",
+        "Updates of a kept figure that raised: the figure was dropped and drawn fresh.",
+    ),
     "version_mismatches": (
         "figserve_render_version_mismatches",
         "Images whose render process ran other code than its worker: served no-store, never "
