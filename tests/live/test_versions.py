@@ -31,13 +31,16 @@ def _url(source: Source, figure: str = "live", **extra: str) -> str:
 
 
 async def _pinned(client, source: Source, figure: str = "live") -> str:
-    """The image URL the figure's gallery page shows (asked once first, so its version is
-    known and the page pins it)."""
-    assert (await client.get(_url(source, figure))).status_code == 200
-    html = await (await client.get(f"/gallery/{figure}?{source.query()}&{SIZE}")).get_data(
-        as_text=True
-    )
-    return parse(html).images[0]["src"]
+    """The image URL the figure's gallery page shows, pinned: the image is asked first, so its
+    version is known and fresh when the page is drawn (asked again if a busy machine took
+    longer than the figure's refresh between the two)."""
+    for _ in range(20):
+        assert (await client.get(_url(source, figure))).status_code == 200
+        page = await client.get(f"/gallery/{figure}?{source.query()}&{SIZE}")
+        src = parse(await page.get_data(as_text=True)).images[0]["src"]
+        if "_v=" in src:
+            return src
+    raise AssertionError(f"the page of {figure} never pinned its image")
 
 
 def _pin(url: str) -> str:
