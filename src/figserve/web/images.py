@@ -6,6 +6,8 @@ the renderer does the rest.
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from pydantic import create_model
@@ -15,6 +17,7 @@ from quart_schema import document_querystring, hide, tag
 from ..figures import FigureParams, FigureSpec, Registry
 from ..render import MEDIA_TYPES, ImageOptions, Rendered
 from ..validation import FieldError, RenderRequest, parse_flat
+from . import fastpath
 from .errors import SVG_CSP, Problem
 from .openapi import image_responses, responds
 from .params import parse_mean_var, single_values, spec_or_404
@@ -42,6 +45,10 @@ async def serve_figure(
         vary = ["Accept-Encoding"] if media_type in COMPRESSIBLE else []
         return not_modified(variant_tag(job.etag, encoding_for(media_type)), IMMUTABLE, vary)
     result = await renderer().render(job)
+    if result.etag is not None and job.key is not None:
+        # Its next requests may be answered below Quart while the bytes stay cached.
+        fresh = math.inf if spec.version is None else time.monotonic() + spec.refresh
+        fastpath.offer(key=job.key, figure=spec.name, fmt=opts.format, fresh_until=fresh)
     return image_response(result, filename=f"{spec.name}.{opts.format}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from quart import current_app
 
@@ -12,6 +13,9 @@ from ..jobs import JobService
 from ..metrics import Metrics
 from ..render import Renderer
 from .errors import Problem
+
+if TYPE_CHECKING:
+    from .fastpath import FastPath
 
 
 @dataclass
@@ -24,6 +28,7 @@ class AppState:
     metrics: Metrics | None = None
     renderer: Renderer | None = None
     jobs: JobService | None = None
+    fast: FastPath | None = None  # the fast path of cached images (web/fastpath.py)
 
 
 def app_state() -> AppState:
