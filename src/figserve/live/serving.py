@@ -43,7 +43,7 @@ async def serving_versions(
         settings,
         renderer.run_probe,
         observer=observer,
-        forget=getattr(renderer, "forget", None),
+        forget=renderer.forget,
         cluster=cluster,
     )
     await versions.start()

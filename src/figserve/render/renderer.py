@@ -152,6 +152,7 @@ class Renderer:
         self._closing = False
         self._mismatched: set[str] = set()  # figures whose version mismatch was logged
         self._update_failed: set[str] = set()  # figures whose failed update was logged
+        self._generations: dict[str, int] = {}  # see forget()
 
     async def start(self) -> None:
         """Start the render processes (warm); the app is ready when this returns."""
@@ -179,7 +180,17 @@ class Renderer:
         self.observer.count(event, job)
 
     def cached(self, key: str) -> bytes | None:
+        """The bytes of ``key`` in this worker's render cache (a hit refreshes it), or None."""
         return self._cache.get(key)
+
+    def forget(self, figure: str) -> None:
+        """Stop answering ``figure``'s images from the fast path at once (its data changed):
+        the next request of each goes the whole way again."""
+        self._generations[figure] = self._generations.get(figure, 0) + 1
+
+    def generation(self, figure: str) -> int:
+        """How many times ``figure`` was forgotten: a fast-path entry made before is stale."""
+        return self._generations.get(figure, 0)
 
     async def render(self, job: RenderJob) -> Rendered:
         media_type = MEDIA_TYPES[job.format]

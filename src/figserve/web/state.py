@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from quart import current_app
 
@@ -13,6 +14,9 @@ from ..live import Versions
 from ..metrics import Metrics
 from ..render import Renderer
 from .errors import Problem
+
+if TYPE_CHECKING:
+    from .fastpath import FastPath
 
 
 @dataclass
@@ -26,6 +30,7 @@ class AppState:
     renderer: Renderer | None = None
     jobs: JobService | None = None
     versions: Versions | None = None
+    fast: FastPath | None = None  # the fast path of cached images (web/fastpath.py)
 
     def page_generation(self) -> int:
         """Moves whenever a figure's data changes: cached pages key on it (the version pins in
