@@ -27,12 +27,14 @@ from .config import Settings
 from .figures import FIGURES, Registry
 from .figures.loading import FigureModuleError, load_figure_modules
 from .jobs import JobRunner
+from .live.serving import serving_versions
 from .metrics import Metrics
 from .render import Renderer
 from .render.serving import serving_renderer
-from .web import api, body, embed, jobs, ops, pages, security, static, transfer, userpages
+from .web import api, body, changes, embed, jobs, ops, pages, security, static, transfer, userpages
 from .web.asgi import guard
 from .web.errors import register_error_handlers
+from .web.fastpath import FastPath
 from .web.images import create_images_blueprint
 from .web.openapi import FigserveOpenAPI
 from .web.reload import serve_the_error, under_reloader
@@ -83,6 +85,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     app.register_blueprint(pages.bp)
     app.register_blueprint(create_images_blueprint(registry))
     app.register_blueprint(api.bp)
+    app.register_blueprint(changes.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(jobs.bp)
     if settings.pages:
@@ -91,6 +94,8 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     security.install(app, settings)  # cross-site refusal, relative redirects, no-store default
     metrics_module.install(app, lambda: state.metrics)
     app.asgi_app = guard(app.asgi_app, body_timeout=settings.body_timeout)  # type: ignore[method-assign]
+    # Outermost: cached images (and their 304s) answered before anything else runs.
+    app.asgi_app = state.fast = FastPath(app.asgi_app, state, settings.fast_path_entries)  # type: ignore[method-assign]
 
     # Each long-lived service is one function: it starts the service, yields while the app
     # serves, then stops it. They start in this order and stop in the reverse one (jobs before
@@ -120,6 +125,16 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
                 state.renderer = None
 
     @asynccontextmanager
+    async def _versions() -> AsyncIterator[None]:
+        assert state.renderer is not None
+        async with serving_versions(settings, registry, state.renderer, state.metrics) as v:
+            state.versions = v
+            try:
+                yield
+            finally:
+                state.versions = None
+
+    @asynccontextmanager
     async def _jobs() -> AsyncIterator[None]:
         assert state.renderer is not None
         if settings.redis_url:
@@ -145,7 +160,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     @app.before_serving
     async def _start_services() -> None:
         async with AsyncExitStack() as stack:
-            for service in (_signals, _metrics, _renderer, _jobs):
+            for service in (_signals, _metrics, _renderer, _versions, _jobs):
                 await stack.enter_async_context(service())
             # Started: keep them running until serving stops (a failed start stops those
             # already started, on leaving this block).

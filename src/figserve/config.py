@@ -64,6 +64,16 @@ class Settings(BaseSettings):
     # render_recycle_rss_mb, so slow leaks and fragmentation never build up.
     render_recycle_after: int = Field(500, ge=1)
     render_recycle_rss_mb: int = Field(400, ge=1)
+    # Render processes per worker for small tasks with their own deadline (figures' data-version
+    # functions), so a slow or hung one never takes a process that draws images.
+    probe_processes: int = Field(1, ge=0)
+    # Drawn figures each render process keeps to update instead of drawing anew, for figures
+    # that declare update= (least recently used dropped first; 0: none). Each holds its artists,
+    # a few MB at most; recycling by resident size still applies.
+    render_warm_figures: int = Field(4, ge=0)
+    # Exact request targets of cached images each worker answers below Quart (the fast path:
+    # same headers and bytes, a fraction of the CPU); 0: every request goes through Quart.
+    fast_path_entries: int = Field(4096, ge=0)
     # Byte budget of the in-process LRU of deterministic (seeded) renders.
     cache_bytes: int = Field(64 * MIB, ge=0)
     # Hard cap on output pixels (width x height) of any raster image.
@@ -141,6 +151,16 @@ class Settings(BaseSettings):
     # Seconds a render-cache call to Redis may take before the shared level is skipped for a
     # while (the render happens here instead).
     redis_cache_timeout: float = Field(0.5 * SECONDS, ge=0.01)
+
+    # Live figures (``version=``): seconds a figure's version function may run in its render
+    # process before the process is killed and the check counts as failed.
+    version_timeout: float = Field(5 * SECONDS, ge=0.1)
+    # (figure, parameters) pairs whose data version each worker keeps; the least recently used
+    # unwatched pair is forgotten first, and past it with every pair watched, 503.
+    version_pairs: int = Field(10_000, ge=1)
+    # Version checks queued or running at once per worker; a request that needs one more and
+    # has no earlier version to show answers 503 with Retry-After.
+    version_checks: int = Field(16, ge=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

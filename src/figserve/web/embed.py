@@ -31,10 +31,12 @@ from urllib.parse import quote, urlencode
 from markupsafe import Markup, escape
 from quart import Quart, g, has_request_context, url_for
 
+from ..live import PIN_PARAM
 from ..render import MEDIA_TYPES, ImageOptions, canvas_for
 from ..render.options import LimitExceeded
 from ..validation import FieldError, Invalid, RenderRequest, parse_flat
 from .state import app_state
+from .versioned import page_pin
 
 log = logging.getLogger("figserve.web")
 
@@ -178,12 +180,16 @@ def figure(name: str, /, **keywords: Any) -> Markup:
         w, h = _box(values, (spec.width, spec.height))
         return _failed(base, values, w, h, _message(exc.errors), alt, css_class)
     query = {**values, "w": str(opts.w), "h": str(opts.h)}
+    pin, note = page_pin(spec, params)
+    if pin is not None:
+        query[PIN_PARAM] = pin  # a version-pinned URL: cached for good, new when it changes
+    text = spec.alt_text(params) if alt is None else str(alt)
     return img_tag(
         base,
         query,
         width=opts.w,
         height=opts.h,
-        alt=spec.alt_text(params) if alt is None else str(alt),
+        alt=text if note is None else f"{text} {note}",
         densities=densities_for(opts, state.settings.max_pixels),
         sizes=None if sizes is None else str(sizes),
         loading=None if loading is None else str(loading),

@@ -295,6 +295,10 @@ def truthful(doc: dict[str, Any], registry: Registry, settings: Settings) -> dic
             "columns, and the file must parse; otherwise 400 naming the field."
         )
         plot["requestBody"]["content"]["multipart/form-data"]["example"] = sample["plot"]
+    changed = doc["paths"].get("/api/figures/{name}/changed", {}).get("post")
+    if changed is not None:
+        changed["security"] = [{"adminToken": []}]
+        changed["requestBody"]["required"] = False
     _rewrite(doc, components)
     return doc
 
