@@ -13,7 +13,7 @@ from quart_schema import OpenAPIProvider
 
 from ..config import Settings
 from ..figures import Registry
-from ..figures.registry import drawable_pattern
+from ..figures.registry import NAME_PATTERN, drawable_pattern
 from ..render import MEDIA_TYPES, ImageOptions
 from .owner import COOKIE
 from .params import MEAN_VAR_MAX, MEAN_VAR_PATTERN
@@ -96,6 +96,11 @@ PATH_SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "string",
         "description": "The job's id, 32 hex digits: the id (and the Location header) in the "
         "answer of POST /jobs. Another client's job answers 404, as an unknown one.",
+    },
+    "name": {
+        "type": "string",
+        "pattern": NAME_PATTERN,
+        "description": "A figure's name, as GET /api/figures lists it.",
     },
     "mean_var": {
         "type": "string",
@@ -299,6 +304,8 @@ def truthful(doc: dict[str, Any], registry: Registry, settings: Settings) -> dic
     if changed is not None:
         changed["security"] = [{"adminToken": []}]
         changed["requestBody"]["required"] = False
+        # Every image of the figure, whatever its parameters.
+        changed["requestBody"]["content"]["application/json"]["example"] = {}
     _rewrite(doc, components)
     return doc
 
