@@ -244,11 +244,21 @@ class RenderPool:
             (request_id, png_level, pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)),
             protocol=pickle.HIGHEST_PROTOCOL,
         )
+        deadline = deadline or self.settings.deadline
         for _ in range(2):
             proc = self._acquire(chosen, prefer)
+            until = time.monotonic() + deadline
             try:
-                send_frame(proc.sock, message)
+                send_frame(proc.sock, message, until)
                 break
+            except TimeoutError:
+                # It does not read its task (stopped, or stuck): it cannot run this one.
+                self.kills += 1
+                self._retire(chosen, proc, kill=True)
+                raise RenderTimeout(
+                    "a render process did not take its task in time and was replaced",
+                    stopped=True,
+                ) from None
             except OSError:
                 # It died while idle: the task never started, so another process may run it.
                 self._retire(chosen, proc, kill=True)
@@ -256,11 +266,8 @@ class RenderPool:
             raise RenderCrashed("render processes die as they start")
         if on_start is not None:
             on_start()
-        deadline = deadline or self.settings.deadline
         try:
-            reply = reply_for(
-                recv_plain(proc.sock, time.monotonic() + deadline), request_id, proc.pid
-            )
+            reply = reply_for(recv_plain(proc.sock, until), request_id, proc.pid)
             if waiting(proc.sock) == "data":
                 raise ProtocolError("bytes follow a reply")
         except TimeoutError:
