@@ -25,17 +25,19 @@ from . import __version__
 from . import metrics as metrics_module
 from .config import Settings
 from .figures import FIGURES, Registry
-from .figures.loading import load_figure_modules
+from .figures.loading import FigureModuleError, load_figure_modules
 from .jobs import JobRunner
+from .live.serving import serving_versions
 from .metrics import Metrics
 from .render import Renderer
 from .render.serving import serving_renderer
-from .web import api, body, embed, jobs, ops, pages, security, static, transfer, userpages
+from .web import api, body, changes, embed, jobs, ops, pages, security, static, transfer, userpages
 from .web.asgi import guard
 from .web.errors import register_error_handlers
 from .web.fastpath import FastPath
 from .web.images import create_images_blueprint
 from .web.openapi import FigserveOpenAPI
+from .web.reload import serve_the_error, under_reloader
 from .web.state import AppState
 
 PACKAGE = Path(__file__).resolve().parent
@@ -47,8 +49,6 @@ TEMPLATES = next(
 STATIC = PACKAGE / "static"
 VERSION = __version__
 
-HTML_CSP = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
-
 
 def create_app(config: dict[str, Any] | None = None) -> Quart:
     """Build the app. ``config`` overrides settings by name (see ``figserve/config.py``); the key
@@ -58,11 +58,16 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     settings = Settings.from_env(config)
     _configure_logging(settings.log_level)
     _check_package_data()
-    registry = _with_user_figures(custom, settings)
+    try:
+        registry = _with_user_figures(custom, settings)
+    except FigureModuleError as exc:
+        if not under_reloader(settings.reload):
+            raise
+        return serve_the_error(exc, TEMPLATES, STATIC)  # until the file is fixed
 
     app = Quart(__name__, template_folder=str(TEMPLATES), static_folder=None)
     transfer.install(app)  # first installed, so it runs last: validators, compression, 304s
-    static.install(app, STATIC)  # fingerprinted, long-cached static files
+    static_files = static.install(app, STATIC)  # fingerprinted static files, inline CSS
     body.install(app, settings)  # body, form and time limits of every request
     embed.install(app)  # figure(name, **params) in every page
     state = AppState(settings=settings, registry=registry)
@@ -80,6 +85,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     app.register_blueprint(pages.bp)
     app.register_blueprint(create_images_blueprint(registry))
     app.register_blueprint(api.bp)
+    app.register_blueprint(changes.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(jobs.bp)
     if settings.pages:
@@ -119,6 +125,16 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
                 state.renderer = None
 
     @asynccontextmanager
+    async def _versions() -> AsyncIterator[None]:
+        assert state.renderer is not None
+        async with serving_versions(settings, registry, state.renderer, state.metrics) as v:
+            state.versions = v
+            try:
+                yield
+            finally:
+                state.versions = None
+
+    @asynccontextmanager
     async def _jobs() -> AsyncIterator[None]:
         assert state.renderer is not None
         if settings.redis_url:
@@ -144,7 +160,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     @app.before_serving
     async def _start_services() -> None:
         async with AsyncExitStack() as stack:
-            for service in (_signals, _metrics, _renderer, _jobs):
+            for service in (_signals, _metrics, _renderer, _versions, _jobs):
                 await stack.enter_async_context(service())
             # Started: keep them running until serving stops (a failed start stops those
             # already started, on leaving this block).
@@ -160,7 +176,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
         if response.mimetype == "text/html":
-            response.headers.setdefault("Content-Security-Policy", HTML_CSP)
+            response.headers.setdefault("Content-Security-Policy", static_files.html_csp())
         return response
 
     return app

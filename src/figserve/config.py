@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     figures: str = ""
     # A folder of the user's own Jinja pages, served at /pages/<name>; empty: none.
     pages: str = ""
+    # Whether a reloader (hypercorn --reload) runs the server: a figure module that fails to
+    # import then leaves a server that shows the error and recovers once the file is fixed,
+    # instead of stopping the start. Unset: read from Hypercorn's command line.
+    reload: bool | None = None
     # Scale-out mode: redis://host:port/db of the Redis that every instance and job worker
     # shares (render cache, jobs, results). Empty: embedded, no server needed.
     redis_url: str = ""
@@ -147,6 +151,16 @@ class Settings(BaseSettings):
     # Seconds a render-cache call to Redis may take before the shared level is skipped for a
     # while (the render happens here instead).
     redis_cache_timeout: float = Field(0.5 * SECONDS, ge=0.01)
+
+    # Live figures (``version=``): seconds a figure's version function may run in its render
+    # process before the process is killed and the check counts as failed.
+    version_timeout: float = Field(5 * SECONDS, ge=0.1)
+    # (figure, parameters) pairs whose data version each worker keeps; the least recently used
+    # unwatched pair is forgotten first, and past it with every pair watched, 503.
+    version_pairs: int = Field(10_000, ge=1)
+    # Version checks queued or running at once per worker; a request that needs one more and
+    # has no earlier version to show answers 503 with Retry-After.
+    version_checks: int = Field(16, ge=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

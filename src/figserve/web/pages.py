@@ -11,9 +11,11 @@ from quart_schema import hide
 
 from ..figures import FigureParams, FigureSpec
 from ..figures.catalog import NormalParams
+from ..live import PIN_PARAM
 from ..render import MEDIA_TYPES, ImageOptions
 from ..validation import Invalid, parse_flat, pydantic_errors
-from .embed import densities_for, img_tag
+from .apidocs import endpoints, schema_type
+from .embed import densities_for, img_tag, webp_of
 from .errors import Problem
 from .params import (
     format_number,
@@ -23,10 +25,13 @@ from .params import (
     spec_or_404,
 )
 from .state import app_state
+from .versioned import page_pin
 
 bp = Blueprint("pages", __name__)
 
 PREVIEW_W, PREVIEW_H = 320, 240
+# The address examples on /docs name when no public URL is set: the quick start's.
+QUICK_START_ORIGIN = "http://127.0.0.1:8000"
 
 
 def _non_default(model: BaseModel) -> dict[str, Any]:
@@ -67,10 +72,17 @@ async def normal_page(mean_var: str) -> str:
         params = NormalParams(mean=m, var=v)
         path = f"{format_number(m)}_{format_number(v)}"
         href = url_for("images.seed_figure", mean_var=path)
+        pin, _ = page_pin(spec, params)
+        query = {} if pin is None else {PIN_PARAM: pin}
         images.append(
             {
                 "img": img_tag(
-                    href, {}, width=spec.width, height=spec.height, alt=spec.alt_text(params)
+                    href,
+                    query,
+                    width=spec.width,
+                    height=spec.height,
+                    alt=spec.alt_text(params),
+                    webp=(href, {"format": "webp"}),
                 ),
                 "caption": f"mean {format_number(m)}, spread {format_number(v)}",
                 "href": href,
@@ -146,21 +158,29 @@ def _result(spec: FigureSpec, params: FigureParams, opts: ImageOptions) -> dict[
     query.setdefault("w", opts.w)
     query.setdefault("h", opts.h)
     base = url_for(f"images.figure_{spec.name}", fmt=opts.format)
-    src = f"{base}?{urlencode(query)}"
-    alt = spec.alt_text(params)
+    # The permalink revalidates (it shows the figure as it is when opened); what this page
+    # shows is pinned to the version it was drawn with.
+    plain = f"{base}?{urlencode(query)}"
+    pin, note = page_pin(spec, params)
+    shown = {k: str(v) for k, v in query.items()}
+    if pin is not None:
+        shown[PIN_PARAM] = pin
+    alt = spec.alt_text(params) if note is None else f"{spec.alt_text(params)} {note}"
     return {
-        "src": src,
+        "src": f"{base}?{urlencode(shown)}",
         "img": img_tag(
             base,
-            {k: str(v) for k, v in query.items()},
+            shown,
             width=opts.w,
             height=opts.h,
             alt=alt,
             densities=densities_for(opts, app_state().settings.max_pixels),
+            webp=webp_of(url_for(f"images.figure_{spec.name}", fmt="webp"), opts.format),
         ),
         # Never from the Host header, which the client chooses: the operator's public address,
         # or a link relative to this page.
-        "permalink": app_state().settings.public_url.rstrip("/") + src,
+        "permalink": app_state().settings.public_url.rstrip("/") + plain,
+        "plain": plain,
         "format": opts.format,
         "media_type": MEDIA_TYPES[opts.format],
         "width": opts.w,
@@ -213,35 +233,6 @@ def form_fields(
     return out
 
 
-def schema_type(schema: dict[str, Any]) -> str:
-    """A parameter's schema in a few words: ``integer 1 to 200``, ``one of png, svg``."""
-    kinds = [k for k in schema.get("anyOf", [schema]) if k.get("type") != "null"]
-    words = []
-    for kind in kinds:
-        if kind.get("maxLength") == 0 and kind.get("type") == "string":
-            continue  # blank: not given
-        if "anyOf" in kind:
-            words.append(schema_type(kind))
-        elif "enum" in kind:
-            words.append("one of " + ", ".join(str(v) for v in kind["enum"]))
-        elif kind.get("format") == "date":
-            words.append("date")
-        else:
-            word = str(kind.get("type", "text"))
-            low = kind.get("minimum", kind.get("exclusiveMinimum"))
-            high = kind.get("maximum", kind.get("exclusiveMaximum"))
-            if low is not None and high is not None:
-                word += f" {_number(low)} to {_number(high)}"
-            elif kind.get("maxLength") is not None:
-                word = f"text, at most {kind['maxLength']}"
-            words.append(word)
-    return " or ".join(words) or "text"
-
-
-def _number(value: float) -> str:
-    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
-
-
 @bp.app_template_filter("schema_type")
 def _schema_type_filter(schema: dict[str, Any]) -> str:
     return schema_type(schema)
@@ -251,7 +242,10 @@ def _schema_type_filter(schema: dict[str, Any]) -> str:
 @hide
 async def docs() -> str:
     schema = current_app.extensions["QUART_SCHEMA"].openapi_provider.schema()
-    return await render_template("pages/docs.html", schema=schema)
+    base = app_state().settings.public_url.rstrip("/") or QUICK_START_ORIGIN
+    return await render_template(
+        "pages/docs.html", schema=schema, endpoints=endpoints(schema, base), base=base
+    )
 
 
 @bp.get("/favicon.ico")

@@ -10,6 +10,7 @@ from quart import current_app
 from ..config import Settings
 from ..figures import Registry
 from ..jobs import JobService
+from ..live import Versions
 from ..metrics import Metrics
 from ..render import Renderer
 from .errors import Problem
@@ -28,7 +29,13 @@ class AppState:
     metrics: Metrics | None = None
     renderer: Renderer | None = None
     jobs: JobService | None = None
+    versions: Versions | None = None
     fast: FastPath | None = None  # the fast path of cached images (web/fastpath.py)
+
+    def page_generation(self) -> int:
+        """Moves whenever a figure's data changes: cached pages key on it (the version pins in
+        their image URLs change with it). 0 while no data versions are followed."""
+        return 0 if self.versions is None else self.versions.generation
 
 
 def app_state() -> AppState:
@@ -43,3 +50,12 @@ def renderer() -> Renderer:
             503, "Not ready", "The renderer is not running.", headers={"Retry-After": "1"}
         )
     return r
+
+
+def versions() -> Versions:
+    v = app_state().versions
+    if v is None:
+        raise Problem(
+            503, "Not ready", "Data versions are not running.", headers={"Retry-After": "1"}
+        )
+    return v
