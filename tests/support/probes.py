@@ -55,3 +55,13 @@ class Broken:
 class NotPlain:
     def run(self, png_level: int) -> object:
         return object()
+
+
+@dataclass(frozen=True)
+class Echo:
+    """Carries ``data`` to the process and back: a large task (an uploaded table) and reply."""
+
+    data: bytes
+
+    def run(self, png_level: int) -> bytes:
+        return self.data[::-1]

@@ -44,6 +44,7 @@ from .errors import (
 from .forkserver import SpawnOptions, Task
 from .handles import ForkServer, RenderProcess, fork_server
 from .lanes import Lane
+from .leftovers import Leftovers, StateHook
 from .protocol import ProtocolError, is_plain, recv_plain, reply_for, send_frame, waiting
 
 log = logging.getLogger("figserve.render")
@@ -55,18 +56,6 @@ ACQUIRE_TIMEOUT = 30.0
 CPU_BOUND_SHARE = 0.25
 LaneName = Literal["interactive", "background", "probe"]
 _request_ids = itertools.count(1)
-# What a process may say it put back or cannot undo (hygiene.py); anything else is ignored, so a
-# reply can never add a label to the metrics.
-STATE_NAMES = frozenset(
-    {
-        "rcParams", "working directory", "environment", "umask", "signal mask",
-        "signal handlers", "timers", "import path", "standard streams", "tracing",
-        "interpreter limits", "garbage collector", "warning filters", "logging", "locale",
-        "numpy error handling", "numpy print options", "resource limits", "priority",
-        "CPU affinity", "death signal", "threads", "child processes",
-        "standard file descriptors", "process group", "code",
-    }
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -90,9 +79,6 @@ class Outcome:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-StateHook = Callable[[str, list[str], list[str]], None]
-
-
 class RenderPool:
     """The render processes of one app: create when serving starts, ``close`` when it stops."""
 
@@ -108,7 +94,7 @@ class RenderPool:
         self._preload = preload
         self._warm_up = warm_up
         self._figures = list(figures or [])
-        self.on_state = on_state
+        self.leftovers = Leftovers(on_state)
         memory, warm = settings.memory_bytes, settings.warm_figures
         self._lanes: dict[str, Lane] = {
             "interactive": Lane("interactive", settings.processes, SpawnOptions(0, memory, warm)),
@@ -128,7 +114,6 @@ class RenderPool:
         self.crashes = 0
         self.recycled = 0
         self.protocol_errors = 0
-        self._told: set[tuple[str, str]] = set()
 
     def _fork_server(self) -> ForkServer:
         return fork_server(self._preload, self._warm_up, self._figures)
@@ -259,11 +244,21 @@ class RenderPool:
             (request_id, png_level, pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)),
             protocol=pickle.HIGHEST_PROTOCOL,
         )
+        deadline = deadline or self.settings.deadline
         for _ in range(2):
             proc = self._acquire(chosen, prefer)
+            until = time.monotonic() + deadline
             try:
-                send_frame(proc.sock, message)
+                send_frame(proc.sock, message, until)
                 break
+            except TimeoutError:
+                # It does not read its task (stopped, or stuck): it cannot run this one.
+                self.kills += 1
+                self._retire(chosen, proc, kill=True)
+                raise RenderTimeout(
+                    "a render process did not take its task in time and was replaced",
+                    stopped=True,
+                ) from None
             except OSError:
                 # It died while idle: the task never started, so another process may run it.
                 self._retire(chosen, proc, kill=True)
@@ -271,11 +266,8 @@ class RenderPool:
             raise RenderCrashed("render processes die as they start")
         if on_start is not None:
             on_start()
-        deadline = deadline or self.settings.deadline
         try:
-            reply = reply_for(
-                recv_plain(proc.sock, time.monotonic() + deadline), request_id, proc.pid
-            )
+            reply = reply_for(recv_plain(proc.sock, until), request_id, proc.pid)
             if waiting(proc.sock) == "data":
                 raise ProtocolError("bytes follow a reply")
         except TimeoutError:
@@ -315,7 +307,7 @@ class RenderPool:
         proc.held = (
             frozenset(k for k in held if type(k) is str) if type(held) is list else proc.held
         )
-        leaked = self._note_state(task, meta)
+        leaked = self.leftovers.note(task, meta)
         if leaked:
             self.recycled += 1
             self._retire(lane, proc, kill=True)  # its threads or children go with it
@@ -336,39 +328,6 @@ class RenderPool:
         message, remote = _error_texts(reply.value)
         raise RenderFailed(message, remote)
 
-    def _note_state(self, task: Task, meta: dict[str, Any]) -> bool:
-        """Log (once per figure and kind) and report what a task left behind; whether the
-        process must be replaced."""
-        restored = _names(meta.get("reset"))
-        recycle = _names(meta.get("recycle"))
-        if not restored and not recycle:
-            return False
-        label = str(getattr(task, "label", type(task).__name__))
-        if self.on_state is not None:
-            self.on_state(label, restored, recycle)
-        detail = meta.get("detail") if type(meta.get("detail")) is str else ""
-        for what in restored + recycle:
-            if (label, what) in self._told:
-                continue
-            self._told.add((label, what))
-            if what in recycle:
-                log.warning(
-                    "figure %s left %s behind%s; its render process was replaced, so its next "
-                    "images cost a fresh process: keep such changes inside the figure function "
-                    "and undo them before it returns",
-                    label,
-                    what,
-                    f" ({detail[:200]})" if detail and what == "code" else "",
-                )
-            else:
-                log.warning(
-                    "figure %s changed %s and left it changed; it was put back before the next "
-                    "render (use matplotlib.rc_context or try/finally in the figure function)",
-                    label,
-                    what,
-                )
-        return bool(recycle)
-
     def close(self) -> None:
         """Kill every render process now; renders in flight end with ``RenderUnavailable``."""
         self.closed = True
@@ -383,12 +342,6 @@ class RenderPool:
                 proc.kill()
                 with contextlib.suppress(OSError):
                     proc.sock.shutdown(socket.SHUT_RDWR)
-
-
-def _names(value: Any) -> list[str]:
-    if type(value) is not list:
-        return []
-    return [v for v in value if type(v) is str and v in STATE_NAMES]
 
 
 def _error_texts(value: Any) -> tuple[str, str]:

@@ -45,7 +45,13 @@ def send_obj(sock: socket.socket, obj: Any) -> None:
     send_frame(sock, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def send_frame(sock: socket.socket, payload: bytes) -> None:
+def send_frame(sock: socket.socket, payload: bytes, deadline: float | None = None) -> None:
+    """Send one frame; ``TimeoutError`` past ``deadline`` (a ``time.monotonic()`` value; None:
+    wait as long as it takes)."""
+    if deadline is None:
+        sock.settimeout(None)
+    else:
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
     header = _HEADER.pack(MAGIC, len(payload))
     if len(payload) < 65536:
         sock.sendall(header + payload)  # one write: a small reply never arrives in two parts
@@ -90,6 +96,7 @@ def waiting(sock: socket.socket) -> Literal["nothing", "data", "end"]:
     readable, _, _ = select.select([sock], [], [], 0)
     if not readable:
         return "nothing"
+    timeout = sock.gettimeout()
     sock.settimeout(0)
     try:
         return "data" if sock.recv(1, socket.MSG_PEEK) else "end"
@@ -97,6 +104,8 @@ def waiting(sock: socket.socket) -> Literal["nothing", "data", "end"]:
         return "nothing"
     except OSError:
         return "end"
+    finally:
+        sock.settimeout(timeout)  # a task is sent next, in blocking mode
 
 
 def _recv_exact(sock: socket.socket, size: int, deadline: float | None) -> bytearray:

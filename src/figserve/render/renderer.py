@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from cachetools import LRUCache
@@ -24,18 +23,15 @@ from ..config import Settings
 from .encode import RenderJob
 from .errors import (
     Overloaded,
-    RenderCrashed,
-    RenderError,
-    RenderFailed,
-    RenderProtocolError,
     RenderTimeout,
     RenderUnavailable,
-    TooComplex,
 )
 from .events import Rendered, RenderObserver, RenderStats
+from .flights import Drawn, Flight, Uncacheable
 from .forkserver import Task
 from .options import MEDIA_TYPES
 from .pool import PoolSettings, RenderPool
+from .reports import RenderReports
 from .tasks import TaskLanes
 
 if TYPE_CHECKING:
@@ -65,50 +61,6 @@ def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: 
     # A closed loop means the server is shutting down and nobody is counting any more.
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(fn, *args)
-
-
-@dataclass(frozen=True)
-class Drawn:
-    """The bytes of one render and what the render process said about them."""
-
-    data: bytes
-    # The render process ran the code the job was made for (its code version matched): only
-    # then may the bytes be cached and tagged.
-    current: bool = True
-    warm: str = "off"  # hit: updated a kept figure; miss: drawn fresh to keep; off: neither
-    update_failed: str = ""  # the error of a kept figure's update (it was drawn fresh)
-
-
-class _Uncacheable(Exception):
-    """Rendered, but not to be stored in any cache level (carries the result through them)."""
-
-    def __init__(self, drawn: Drawn) -> None:
-        super().__init__("the render's code version differs from the job's")
-        self.drawn = drawn
-
-
-@dataclass
-class _Flight:
-    job: RenderJob
-    # Resolved by ``_finished`` on the loop, after the bookkeeping, so a waiter never sees the
-    # result before the cache has it.
-    future: asyncio.Future[Drawn]
-    # The render thread's work; None for a flight through the shared cache, whose ``task``
-    # looks the bytes up in Redis and, if it must render them, starts the ``inner`` flight.
-    work: concurrent.futures.Future[Drawn] | None
-    waiters: int = 0
-    task: asyncio.Task[None] | None = None
-    inner: _Flight | None = None
-    source: Literal["miss", "redis"] = "miss"
-
-    def abandon(self) -> None:
-        """Nobody waits for it any more: drop its render if no thread has picked it up."""
-        if self.work is not None:
-            self.work.cancel()
-        elif self.inner is not None:
-            self.inner.abandon()  # a render that runs finishes, and is stored for the next
-        elif self.task is not None:
-            self.task.cancel()  # still looking up or waiting for another instance
 
 
 class Renderer:
@@ -145,13 +97,12 @@ class Renderer:
         )
         self._lanes = TaskLanes(self.pool, settings.png_compress_level)
         self._cache: LRUCache[str, bytes] = LRUCache(maxsize=settings.cache_bytes, getsizeof=len)
-        self._flights: dict[str, _Flight] = {}
+        self._flights: dict[str, Flight] = {}
         self._pending = 0  # admitted interactive renders whose thread work has not ended
         self._running = 0  # renders a render process is executing right now
         self._lock = threading.Lock()
         self._closing = False
-        self._mismatched: set[str] = set()  # figures whose version mismatch was logged
-        self._update_failed: set[str] = set()  # figures whose failed update was logged
+        self._reports = RenderReports(self._count)
         self._generations: dict[str, int] = {}  # see forget()
 
     async def start(self) -> None:
@@ -199,7 +150,7 @@ class Renderer:
             data = self._cache.get(job.key)
             if data is not None:
                 self._count("cache_hits", job)
-                self._log(job, "hit", t0, len(data), "off")
+                self._reports.line(job, "hit", t0, len(data), "off")
                 return Rendered(data, media_type, job.etag, "hit")
             self._count("cache_misses", job)
         flight = self._flights.get(job.key) if job.key is not None else None
@@ -216,7 +167,7 @@ class Renderer:
         cache = "off" if job.key is None else ("shared" if joined else flight.source)
         if not drawn.current:
             cache = "off"  # another code version: never tagged or kept
-        self._log(job, cache, t0, len(drawn.data), drawn.warm)
+        self._reports.line(job, cache, t0, len(drawn.data), drawn.warm)
         return Rendered(drawn.data, media_type, job.etag if drawn.current else None, cache)
 
     async def run_background(self, task: Task, deadline: float | None = None) -> Any:
@@ -231,17 +182,17 @@ class Renderer:
         ``RenderUnavailable`` when no probe process can run it. Its result is plain data."""
         return await self._lanes.probe(task, deadline)
 
-    def _start_shared(self, job: RenderJob) -> _Flight:
+    def _start_shared(self, job: RenderJob) -> Flight:
         """A flight that asks the shared cache first; it renders here only if it must."""
         assert job.key is not None and self.shared is not None
         if self._closing:
             raise RenderUnavailable("the server is stopping")
-        flight = _Flight(job, asyncio.get_running_loop().create_future(), None)
+        flight = Flight(job, asyncio.get_running_loop().create_future(), None)
         flight.task = asyncio.create_task(self._through_shared(flight, self.shared))
         self._flights[job.key] = flight
         return flight
 
-    async def _through_shared(self, flight: _Flight, shared: SharedCache) -> None:
+    async def _through_shared(self, flight: Flight, shared: SharedCache) -> None:
         job, future = flight.job, flight.future
         assert job.key is not None
 
@@ -249,7 +200,7 @@ class Renderer:
             flight.inner = self._start(job, register=False)
             drawn = await flight.inner.future
             if not drawn.current:
-                raise _Uncacheable(drawn)  # the shared level must not store it either
+                raise Uncacheable(drawn)  # the shared level must not store it either
             return drawn.data
 
         try:
@@ -258,7 +209,7 @@ class Renderer:
             if not future.done():
                 future.cancel()
             raise
-        except _Uncacheable as exc:
+        except Uncacheable as exc:
             if not future.done():
                 future.set_result(exc.drawn)
             return
@@ -281,7 +232,7 @@ class Renderer:
         if not future.done():
             future.set_result(drawn)
 
-    def _start(self, job: RenderJob, register: bool = True) -> _Flight:
+    def _start(self, job: RenderJob, register: bool = True) -> Flight:
         if self._closing:
             raise RenderUnavailable("the server is stopping")
         if self._pending >= self.settings.render_queue_limit:
@@ -296,7 +247,7 @@ class Renderer:
             self._pending -= 1
             self.observer.queued(-1)
             raise RenderUnavailable("the server is stopping") from None
-        flight = _Flight(job, loop.create_future(), work)
+        flight = Flight(job, loop.create_future(), work)
         # Bookkeeping follows the render, not the waiters: a render that outlives its
         # requester (timeout) still occupies a process and still counts against the limit.
         work.add_done_callback(lambda _: _call_soon(loop, self._finished, flight))
@@ -336,7 +287,7 @@ class Renderer:
             else:  # it never reached a process (the pool is closing or broken)
                 self.observer.queued(-1)
 
-    def _finished(self, flight: _Flight) -> None:
+    def _finished(self, flight: Flight) -> None:
         job, work, future = flight.job, flight.work, flight.future
         assert work is not None
         self._pending -= 1
@@ -351,74 +302,22 @@ class Renderer:
             return
         error = work.exception()
         if error is not None:
-            self._record_failure(job, error)
+            self._reports.failure(job, error)
             if not future.done():
                 future.set_exception(error)
             return
         self._count("finished", job)
         drawn = work.result()
-        self._count_warm(job, drawn)
+        self._reports.warm(job, drawn)
         if not drawn.current:
-            self._mismatch(job)
+            self._reports.mismatch(job)
         elif job.key is not None and len(drawn.data) <= self._cache.maxsize:
             # Late results of deterministic renders whose waiters left are kept for the next.
             self._cache[job.key] = drawn.data
         if not future.done():
             future.set_result(drawn)
 
-    def _count_warm(self, job: RenderJob, drawn: Drawn) -> None:
-        if drawn.warm != "off":
-            self._count("warm_hits" if drawn.warm == "hit" else "warm_misses", job)
-        if drawn.update_failed:
-            self._count("warm_update_failures", job)
-            if job.label not in self._update_failed:
-                self._update_failed.add(job.label)
-                log.warning(
-                    "figure %s: its update function raised (%s); the kept figure was dropped "
-                    "and the image drawn fresh (fix the update function, or remove update=)",
-                    job.label,
-                    drawn.update_failed.splitlines()[-1][:300],
-                )
-
-    def _mismatch(self, job: RenderJob) -> None:
-        """A render process ran other code than this worker made the job for (a figure module
-        edited on disk, and a fork server started again since): serve, never keep."""
-        self._count("version_mismatches", job)
-        if job.label in self._mismatched:
-            return
-        self._mismatched.add(job.label)
-        log.warning(
-            "figure %s: the render processes run other code than this worker (its module "
-            "changed on disk since figserve started); its images are served with "
-            "Cache-Control: no-store and never cached until figserve is restarted: restart it",
-            job.label,
-        )
-
-    def _record_failure(self, job: RenderJob, error: BaseException) -> None:
-        self._count("failed", job)
-        if isinstance(error, RenderError) and error.stopped:
-            self._count("killed", job)
-            log.warning("render stopped at its deadline figure=%s: %s", job.label, error)
-        elif isinstance(error, RenderProtocolError):
-            self._count("protocol_errors", job)
-            log.error(
-                "render process replaced figure=%s format=%s: %s", job.label, job.format, error
-            )
-        elif isinstance(error, RenderCrashed):
-            self._count("crashed", job)
-            log.error("render process died figure=%s format=%s", job.label, job.format)
-        elif isinstance(error, RenderFailed):
-            log.error(
-                "render failed figure=%s format=%s: %s\n%s",
-                job.label,
-                job.format,
-                error,
-                error.remote_traceback.rstrip(),
-            )
-        elif not isinstance(error, RenderUnavailable | TooComplex):
-            log.error("render failed figure=%s format=%s", job.label, job.format, exc_info=error)
-
-    async def _wait(self, flight: _Flight) -> Drawn:
+    async def _wait(self, flight: Flight) -> Drawn:
         flight.waiters += 1
         try:
             # A little past the render's own deadline, so a render that started at once is
@@ -443,20 +342,6 @@ class Renderer:
                 # Nobody wants it any more: drop it if no thread has picked it up yet.
                 flight.future.cancel()
                 flight.abandon()
-
-    def _log(self, job: RenderJob, cache: str, t0: float, size: int, warm: str) -> None:
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "render figure=%s format=%s px=%dx%d cache=%s warm=%s bytes=%d ms=%.1f",
-                job.label,
-                job.format,
-                job.canvas.width_px,
-                job.canvas.height_px,
-                cache,
-                warm,
-                size,
-                (time.perf_counter() - t0) * 1000,
-            )
 
     async def close(self) -> None:
         """Stop at once: queued renders are dropped, running ones end with their processes."""
