@@ -95,7 +95,7 @@ class JobEngine:
         limit = self.settings.job_max_output_bytes
         try:
             count = await self.store.put_item(record.id, index, data, limit)
-        except StoreFull as exc:
+        except (StoreFull, JobFailed) as exc:
             return await self.fail(record.id, str(exc))
         if count == TOO_LARGE:
             return await self.fail(
@@ -141,7 +141,16 @@ class JobEngine:
             if last_attempt or isinstance(exc, TooComplex):
                 return bool(await self.fail(record.id, f"the result could not be built: {exc}"))
             raise RetryItem(str(exc)) from None
+        except OSError as exc:
+            # Its files went away: with the job (a cancel, a delete), or with their folder.
+            if await self._still_active(record.id):
+                await self.fail(record.id, f"the result could not be kept ({exc.strerror})")
+            return False
         return await self._complete(record, handle, size)
+
+    async def _still_active(self, job_id: str) -> bool:
+        current = await self.store.get(job_id)
+        return current is not None and current.active
 
     def _check_size(self, size: int) -> None:
         limit = self.settings.job_max_output_bytes
@@ -157,8 +166,7 @@ class JobEngine:
             log.info("job %s done: %d items, %d bytes", record.id, record.total, size)
             self.changed()
             return True
-        current = await self.store.get(record.id)
-        if current is not None and current.active:  # the kept result went away meanwhile
+        if await self._still_active(record.id):  # the kept result went away meanwhile
             await self.fail(record.id, "the result was removed before it could be kept")
         return False
 

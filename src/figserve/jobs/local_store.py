@@ -165,12 +165,22 @@ class LocalJobStore:
 
     def _put_item(self, job_id: str, index: int, data: bytes, max_bytes: int) -> int:
         parts = self._parts(job_id)
-        parts.mkdir(parents=True, exist_ok=True)
-        path = parts / str(index)
-        # Whole or not at all: a crash never leaves half an item.
-        tmp = parts / f"{index}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        for attempt in range(2):
+            try:
+                parts.mkdir(parents=True, exist_ok=True)
+                # Whole or not at all: a crash never leaves half an item.
+                tmp = parts / f"{index}.tmp"
+                tmp.write_bytes(data)
+                os.replace(tmp, parts / str(index))
+                break
+            except FileNotFoundError:
+                # The folder went away meanwhile: the job ended (its files go with it), or
+                # the folder was deleted (made again once).
+                record = self.db.get(job_id)
+                if record is None or not record.active:
+                    return ENDED
+                if attempt:
+                    raise JobFailed("the report's files were deleted while it ran") from None
         count = self.db.put_item(job_id, index, len(data), max_bytes, time.time())
         if count == ENDED:
             shutil.rmtree(parts, ignore_errors=True)  # ended meanwhile: nothing of it stays

@@ -66,7 +66,8 @@ def _engine(service: JobService, registry: Registry, renderer: Renderer) -> JobE
 async def _embedded(
     settings: Settings, registry: Registry, renderer: Renderer
 ) -> AsyncIterator[JobService]:
-    store = LocalJobStore(jobs_dir(settings), busy_timeout=settings.job_store_timeout / 2)
+    # A call waits for a lock a quarter of the routes' bound: two in a row still answer in time.
+    store = LocalJobStore(jobs_dir(settings), busy_timeout=settings.job_store_timeout / 4)
     service = JobService(settings, store)
     runner = None
     if settings.job_threads:

@@ -97,7 +97,13 @@ class JobsDatabase:
         return self.file.transaction(fn)
 
     def check(self) -> None:
-        self.run(lambda conn: conn.execute("SELECT COUNT(*) FROM jobs").fetchone())
+        """Raise ``JobsUnavailable`` unless the jobs can be read and written now (the write
+        lock is taken and given back at once: another process holding it shows here)."""
+
+        def check(conn: sqlite3.Connection) -> None:
+            conn.execute("SELECT COUNT(*) FROM jobs").fetchone()
+
+        self._transaction(check)
 
     # -- jobs ---------------------------------------------------------------------------------
 

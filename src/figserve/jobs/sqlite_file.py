@@ -24,6 +24,7 @@ from .model import JobsUnavailable
 log = logging.getLogger("figserve.jobs")
 T = TypeVar("T")
 Prepare = Callable[[sqlite3.Connection], None]
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class SQLiteFile:
@@ -56,6 +57,10 @@ class SQLiteFile:
         if self._conn is not None and (st.st_dev, st.st_ino) != self._ident:
             log.warning("job database %s was replaced; opening the new one", self.path)
             self.close()
+        if st.st_size and _header(self.path) != SQLITE_HEADER:
+            # Overwritten in place: SQLite could go on answering from pages it cached.
+            self.close()
+            raise sqlite3.DatabaseError("file is not a database")
         if self._conn is None:
             self._connect()
         assert self._conn is not None
@@ -141,6 +146,14 @@ class SQLiteFile:
             return out
 
         return self.run(tx)
+
+
+def _header(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return SQLITE_HEADER  # gone since: made again on the next call
 
 
 @contextlib.contextmanager
