@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -153,19 +152,12 @@ async def test_a_damaged_database_answers_503_until_it_is_restored(app, client, 
     await runner_of(app).wait(job["id"], WAIT)
     path = jobs_dir / "jobs.sqlite3"
     garbage = b"this is not a database, an operator copied the wrong file here " * 100
-    if how == "replaced":
-        # The database's write-ahead log goes with it (else SQLite reads its pages from there).
-        for suffix in ("-wal", "-shm"):
-            (jobs_dir / f"jobs.sqlite3{suffix}").unlink(missing_ok=True)
-        (jobs_dir / "garbage").write_bytes(garbage)
-        (jobs_dir / "garbage").replace(path)
-    else:
-        # Everything in the main file (as after a quiet while), then overwritten where it is.
-        with sqlite3.connect(path) as db:
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        db.close()
-        with path.open("r+b") as f:
-            f.write(garbage)
+    # Another file moved into its place, with its write-ahead log gone (else SQLite would read
+    # the old pages from there).
+    for suffix in ("-wal", "-shm"):
+        (jobs_dir / f"jobs.sqlite3{suffix}").unlink(missing_ok=True)
+    (jobs_dir / "garbage").write_bytes(garbage)
+    (jobs_dir / "garbage").replace(path)
     calls = [
         lambda: client.get("/jobs"),
         lambda: client.get(f"/jobs/{job['id']}"),

@@ -3,7 +3,9 @@ its path (a file deleted while in use is made again, empty, under a lock file; o
 reopened), and SQLite's errors are said as what they mean for a caller: ``JobsUnavailable``
 (locked by another process, damaged), never a bare ``sqlite3.Error``.
 
-Synchronous and short: callers run it in one thread of their own.
+Synchronous and short: callers run it in one thread of their own. Nothing here opens the
+database file itself (only ``stat``s it): closing any descriptor of a file drops every POSIX
+lock the process holds on it, SQLite's included.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from .model import JobsUnavailable
 log = logging.getLogger("figserve.jobs")
 T = TypeVar("T")
 Prepare = Callable[[sqlite3.Connection], None]
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class SQLiteFile:
@@ -57,10 +58,6 @@ class SQLiteFile:
         if self._conn is not None and (st.st_dev, st.st_ino) != self._ident:
             log.warning("job database %s was replaced; opening the new one", self.path)
             self.close()
-        if st.st_size and _header(self.path) != SQLITE_HEADER:
-            # Overwritten in place: SQLite could go on answering from pages it cached.
-            self.close()
-            raise sqlite3.DatabaseError("file is not a database")
         if self._conn is None:
             self._connect()
         assert self._conn is not None
@@ -146,14 +143,6 @@ class SQLiteFile:
             return out
 
         return self.run(tx)
-
-
-def _header(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read(len(SQLITE_HEADER))
-    except FileNotFoundError:
-        return SQLITE_HEADER  # gone since: made again on the next call
 
 
 @contextlib.contextmanager
