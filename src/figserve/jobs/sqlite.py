@@ -5,7 +5,6 @@ usable). Synchronous and short: ``LocalJobStore`` calls it from one thread of it
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -22,56 +21,10 @@ from .model import (
     TooManyJobs,
 )
 from .sqlite_file import SQLiteFile
+from .sqlite_schema import COLUMNS, prepare
 from .store import ENDED, TOO_LARGE
 
 T = TypeVar("T")
-
-_COLUMNS = (
-    "id, state, output, total, done, created, started, finished, heartbeat, owner, error, "
-    "result_bytes, expires, attempts, client, bucket, paper"
-)
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    output TEXT NOT NULL,
-    total INTEGER NOT NULL,
-    done INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL,
-    started REAL,
-    finished REAL,
-    heartbeat REAL,
-    owner TEXT,
-    error TEXT,
-    result_bytes INTEGER,
-    expires REAL,
-    items TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_state_created ON jobs (state, created);
-CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
-"""
-# Added after the first release: added to an existing database when it is opened.
-_ADDED_COLUMNS = {
-    "attempts": "INTEGER NOT NULL DEFAULT 0",
-    "client": "TEXT",
-    "bucket": "TEXT",
-    "paper": "TEXT",
-}
-_ADDED = """
-CREATE INDEX IF NOT EXISTS jobs_client_created ON jobs (client, created);
-CREATE INDEX IF NOT EXISTS jobs_bucket_state ON jobs (bucket, state);
-CREATE TABLE IF NOT EXISTS job_items (
-    job TEXT NOT NULL, idx INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (job, idx)
-) WITHOUT ROWID;
-"""
-# Jobs of a release that counted items kept (0 to done - 1) instead of listing them.
-_LIST_COUNTED_ITEMS = """
-WITH RECURSIVE n(i) AS (
-    SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < (SELECT MAX(done) FROM jobs)
-)
-INSERT OR IGNORE INTO job_items (job, idx, bytes)
-SELECT jobs.id, n.i, 0 FROM jobs JOIN n ON n.i < jobs.done WHERE jobs.state IN (?, ?)
-"""
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
@@ -84,7 +37,7 @@ class JobsDatabase:
     """The jobs' SQL, over one ``SQLiteFile``."""
 
     def __init__(self, path: Path, busy_timeout: float = 1.5) -> None:
-        self.file = SQLiteFile(path, _prepare, busy_timeout)
+        self.file = SQLiteFile(path, prepare, busy_timeout)
         self.path = path
 
     def close(self) -> None:
@@ -111,7 +64,7 @@ class JobsDatabase:
         def insert(conn: sqlite3.Connection) -> None:
             _admit(conn, record, limits)
             conn.execute(
-                f"INSERT INTO jobs ({_COLUMNS}, items) VALUES ({', '.join('?' * 18)})",
+                f"INSERT INTO jobs ({COLUMNS}, items) VALUES ({', '.join('?' * 18)})",
                 (
                     record.id,
                     record.state.value,
@@ -137,16 +90,16 @@ class JobsDatabase:
         self._transaction(insert)
 
     def get(self, job_id: str) -> JobRecord | None:
-        row = self._one(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        row = self._one(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         return _record(row) if row else None
 
     def recent(self, limit: int, client: str | None = None) -> list[JobRecord]:
         if client is None:
-            sql = f"SELECT {_COLUMNS} FROM jobs ORDER BY created DESC, rowid DESC LIMIT ?"
+            sql = f"SELECT {COLUMNS} FROM jobs ORDER BY created DESC, rowid DESC LIMIT ?"
             args: tuple[Any, ...] = (limit,)
         else:
             sql = (
-                f"SELECT {_COLUMNS} FROM jobs WHERE client = ? "
+                f"SELECT {COLUMNS} FROM jobs WHERE client = ? "
                 "ORDER BY created DESC, rowid DESC LIMIT ?"
             )
             args = (client, limit)
@@ -215,7 +168,7 @@ class JobsDatabase:
 
     def expired(self, now: float) -> list[JobRecord]:
         rows = self._all(
-            f"SELECT {_COLUMNS} FROM jobs WHERE expires IS NOT NULL AND expires <= ?", (now,)
+            f"SELECT {COLUMNS} FROM jobs WHERE expires IS NOT NULL AND expires <= ?", (now,)
         )
         return [_record(row) for row in rows]
 
@@ -235,7 +188,7 @@ class JobsDatabase:
             "UPDATE jobs SET state = ?, owner = ?, started = COALESCE(started, ?), "
             "heartbeat = ?, attempts = attempts + 1 "
             "WHERE id = (SELECT id FROM jobs WHERE state = ? ORDER BY created, rowid LIMIT 1) "
-            f"AND state = ? RETURNING {_COLUMNS}",
+            f"AND state = ? RETURNING {COLUMNS}",
             (JobState.RUNNING, owner, now, now, JobState.QUEUED, JobState.QUEUED),
         )
         return _record(row) if row else None
@@ -296,7 +249,7 @@ class JobsDatabase:
         return [row[0] for row in rows]
 
     def all_ids(self) -> dict[str, JobRecord]:
-        return {r.id: r for r in map(_record, self._all(f"SELECT {_COLUMNS} FROM jobs"))}
+        return {r.id: r for r in map(_record, self._all(f"SELECT {COLUMNS} FROM jobs"))}
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -339,30 +292,3 @@ def _admit(conn: sqlite3.Connection, record: JobRecord, limits: Admission) -> No
                 f"{active} jobs may still write up to {limits.reserve_bytes:,} each",
                 retry_after=max(1.0, wait),
             )
-
-
-def _prepare(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA journal_mode=WAL")
-    # In WAL mode NORMAL loses at most the last commits on power loss, never consistency.
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(_SCHEMA)
-    # Under the write lock, so two workers opening an older file do not both change it.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        have = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-        for name, kind in _ADDED_COLUMNS.items():
-            if name not in have:
-                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
-        listed = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'job_items'"
-        ).fetchone()
-        for statement in _ADDED.strip().split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        if not listed:
-            conn.execute(_LIST_COUNTED_ITEMS, ACTIVE)
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
