@@ -8,8 +8,6 @@ as an unknown one.
 
 from __future__ import annotations
 
-from typing import Any
-
 from quart import Blueprint, Response, redirect, render_template, request, url_for
 from quart_schema import document_request, tag
 
@@ -28,7 +26,6 @@ from ..jobs import (
     is_job_id,
     plan_from_json,
 )
-from ..render import MEDIA_TYPES
 from ..validation import Invalid
 from .body import is_json, json_object, read_form, unsupported_media_type
 from .downloads import download
@@ -119,12 +116,6 @@ async def _private(resp: Response) -> Response:
     resp.headers["Cache-Control"] = "no-store"
     resp.headers.pop("Expires", None)
     return resp
-
-
-@bp.app_context_processor
-async def _jobs_form_context() -> dict[str, Any]:
-    settings = app_state().settings
-    return {"job_max_items": settings.job_max_items, "job_formats": list(MEDIA_TYPES)}
 
 
 async def _form_plan(runner: JobService) -> JobPlan:
