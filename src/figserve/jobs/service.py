@@ -83,11 +83,10 @@ class JobService:
         return self.problem is None
 
     async def _upkeep_loop(self) -> None:
-        # Runs while the worker serves; each round is bounded in time.
+        # Runs while the worker serves; each step of a round is bounded in time.
         while True:
             try:
-                async with asyncio.timeout(self.settings.job_store_timeout * 5):
-                    await self.upkeep()
+                await self.upkeep()
             except (JobsUnavailable, TimeoutError) as exc:
                 self._failed(exc)
             except Exception:
@@ -95,16 +94,20 @@ class JobService:
             await asyncio.sleep(self.settings.job_poll_interval)
 
     async def upkeep(self) -> None:
-        """One round: the store opened again if it failed, checked, and expired results
-        removed."""
+        """One round: the store checked (and opened again if it had failed), and expired
+        results removed. Readiness follows the check."""
+        bound = self.settings.job_store_timeout
+        async with asyncio.timeout(bound):
+            if self.problem is not None:
+                await self.store.open()
+                await self._load_key()
+            await self.store.check()
         if self.problem is not None:
-            await self.store.open()
-            await self._load_key()
             log.info("jobs are available again")
             self.problem = None
-        await self.store.check()
-        for job_id in await self.store.expire(self.clock()):
-            log.info("job %s expired; result removed", job_id)
+        async with asyncio.timeout(bound * 5):  # a file per result to remove
+            for job_id in await self.store.expire(self.clock()):
+                log.info("job %s expired; result removed", job_id)
 
     # -- calls to the store, bounded ---------------------------------------------------------
 
