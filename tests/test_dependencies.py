@@ -9,6 +9,8 @@ these libraries to the versions these tests passed with; raise a bound only with
 - prometheus-client: metrics made after ``values.ValueClass`` is set to ``MultiProcessValue`` go
   to files in ``PROMETHEUS_MULTIPROC_DIR``, which ``MultiProcessCollector`` sums (``metrics.py``).
 - Werkzeug: ``MultiPartParser`` refuses more parts than ``max_form_parts`` (``web/body.py``).
+- Hypercorn: its master stops every worker gracefully on SIGTERM while a worker ignores its own
+  (``services.py``; tested live in ``test_app_live.py``).
 - SAQ: a ``Worker`` keeps its asyncio tasks in ``tasks`` (the one running jobs named
   ``process``), stops taking jobs when ``event`` is set, and handles the ``SIGNALS`` it lists
   (``jobs/queue.py`` stops its upkeep loops at once and leaves signals to figserve).
@@ -34,7 +36,8 @@ from werkzeug.formparser import MultiPartParser
 
 from tests.support.live import ROOT
 
-BOUNDED = ["quart", "werkzeug", "prometheus-client", "saq", "redis"]
+# Hypercorn's stop of its workers is tested live (tests/test_app_live.py).
+BOUNDED = ["quart", "werkzeug", "hypercorn", "prometheus-client", "saq", "redis"]
 
 
 def declared() -> dict[str, SpecifierSet]:

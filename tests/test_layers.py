@@ -98,6 +98,24 @@ def test_parts_import_only_the_parts_below_them():
     assert upward == set()
 
 
+def _module_imports(module: str) -> set[str]:
+    path = _modules()[module]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[-1])
+            names.update(a.name for a in node.names)
+    return names
+
+
+def test_the_two_job_stores_know_nothing_of_each_other():
+    sqlite_side = {"local", "local_store", "sqlite", "sqlite_file", "sqlite_schema"}
+    redis_side = {"queue", "redis_store", "redis_scripts", "saq_tuning"}
+    for side, other in ((sqlite_side, redis_side), (redis_side, sqlite_side)):
+        for name in side:
+            assert not _module_imports(f"figserve.jobs.{name}") & other, name
+
+
 def test_importing_figserve_builds_no_app_and_sets_up_no_logging():
     script = textwrap.dedent(
         """
