@@ -86,8 +86,8 @@ def place(
     at its top.
 
     The item page becomes a form XObject that the page draws once under a transformation: its
-    content is copied as it is, never parsed and rewritten (merging pages that way took ten
-    times as long and doubled the file).
+    content is copied as it is, never parsed and rewritten (as merging two pages does, which
+    costs time in proportion to the figure's drawing and duplicates its resources).
     """
     x0, y0, x1, y1 = box
     media = item.mediabox
