@@ -23,6 +23,7 @@ LAYERS = [
     "figures",
     "figserve",  # the package itself: what a figure module imports, and the version
     "render",
+    "json_numbers",
     "validation",
     "metrics",
     "jobs",

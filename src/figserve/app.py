@@ -21,7 +21,7 @@ from . import __version__
 from . import metrics as metrics_module
 from .config import Settings
 from .figures import FIGURES, Registry
-from .figures.loading import load_figure_modules
+from .figures.loading import FigureModuleError, load_figure_modules
 from .services import SERVICES
 from .state import AppState
 from .web import api, body, embed, jobs, ops, pages, security, static, transfer, userpages
@@ -29,6 +29,7 @@ from .web.asgi import guard
 from .web.errors import register_error_handlers
 from .web.images import create_images_blueprint
 from .web.openapi import FigserveOpenAPI
+from .web.reload import serve_the_error, under_reloader
 
 PACKAGE = Path(__file__).resolve().parent
 # A checkout keeps templates/ at its top; `pip install .` puts them inside the package.
@@ -39,8 +40,6 @@ TEMPLATES = next(
 STATIC = PACKAGE / "static"
 VERSION = __version__
 
-HTML_CSP = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
-
 
 def create_app(config: dict[str, Any] | None = None) -> Quart:
     """Build the app. ``config`` overrides settings by name (see ``figserve/config.py``); the key
@@ -50,7 +49,13 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     settings = Settings.from_env(config)
     _configure_logging(settings.log_level)
     _check_package_data()
-    state = AppState(settings=settings, registry=_with_user_figures(custom, settings))
+    try:
+        registry = _with_user_figures(custom, settings)
+    except FigureModuleError as exc:
+        if not under_reloader(settings.reload):
+            raise
+        return serve_the_error(exc, TEMPLATES, STATIC)  # until the file is fixed
+    state = AppState(settings=settings, registry=registry)
     app = Quart(__name__, template_folder=str(TEMPLATES), static_folder=None)
     app.extensions["figserve"] = state
     _install_web(app, state)
@@ -71,7 +76,7 @@ def _install_web(app: Quart, state: AppState) -> None:
     """Routes, request limits, error pages and response headers: everything HTTP."""
     settings = state.settings
     transfer.install(app)  # first installed, so it runs last: validators, compression, 304s
-    static.install(app, STATIC)  # fingerprinted, long-cached static files
+    static_files = static.install(app, STATIC)  # fingerprinted static files, inline CSS
     body.install(app, settings)  # body, form and time limits of every request
     embed.install(app)  # figure(name, **params) in every page
     QuartSchema(
@@ -90,18 +95,18 @@ def _install_web(app: Quart, state: AppState) -> None:
     register_error_handlers(app)
     security.install(app, settings)  # cross-site refusal, relative redirects, no-store default
     metrics_module.install(app, lambda: state.metrics)
-    app.after_request(_security_headers)
+
+    @app.after_request
+    async def _security_headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Content-Security-Policy", static_files.html_csp())
+        return response
+
     app.asgi_app = guard(  # type: ignore[method-assign]
         app.asgi_app, body_timeout=settings.body_timeout, max_body_bytes=settings.max_body_bytes
     )
-
-
-async def _security_headers(response: Response) -> Response:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-    if response.mimetype == "text/html":
-        response.headers.setdefault("Content-Security-Policy", HTML_CSP)
-    return response
 
 
 def _check_package_data() -> None:

@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     figures: str = ""
     # A folder of the user's own Jinja pages, served at /pages/<name>; empty: none.
     pages: str = ""
+    # Whether a reloader (hypercorn --reload) runs the server: a figure module that fails to
+    # import then leaves a server that shows the error and recovers once the file is fixed,
+    # instead of stopping the start. Unset: read from Hypercorn's command line.
+    reload: bool | None = None
     # Scale-out mode: redis://host:port/db of the Redis that every instance and job worker
     # shares (render cache, jobs, results). Empty: embedded, no server needed.
     redis_url: str = ""

@@ -804,3 +804,15 @@ async def test_any_range_answers_as_a_reference_slice_of_the_bytes(app, specs, s
     if status == 206:
         expected = f"bytes {positions.start}-{positions.stop - 1}/{size}"
         assert resp.headers["Content-Range"] == expected
+
+
+async def test_job_items_take_whole_numbers_written_as_floats(app):
+    client = app.test_client()
+    items = [{"figure": "histogram", "params": {"bins": 136.0, "seed": 2.0}, "w": 320.0}]
+    resp = await client.post("/jobs", json={"items": items, "output": "zip"})
+    assert resp.status_code == 202, await resp.get_data(as_text=True)
+    for wrong in (136.5, True, "136"):
+        items = [{"figure": "histogram", "params": {"bins": wrong}}]
+        resp = await client.post("/jobs", json={"items": items, "output": "zip"})
+        assert resp.status_code == 400
+        assert (await resp.get_json())["param"] == "items.0.params.bins"

@@ -13,7 +13,8 @@ from ..figures import FigureParams, FigureSpec
 from ..figures.catalog import NormalParams
 from ..render import MEDIA_TYPES, ImageOptions
 from ..validation import Invalid, parse_flat, pydantic_errors
-from .embed import densities_for, img_tag
+from .apidocs import endpoints, schema_type
+from .embed import densities_for, img_tag, webp_of
 from .errors import Problem
 from .forms import form_fields, report_form
 from .params import (
@@ -28,6 +29,8 @@ from .state import app_state
 bp = Blueprint("pages", __name__)
 
 PREVIEW_W, PREVIEW_H = 320, 240
+# The address examples on /docs name when no public URL is set: the quick start's.
+QUICK_START_ORIGIN = "http://127.0.0.1:8000"
 
 
 def _non_default(model: BaseModel) -> dict[str, Any]:
@@ -74,7 +77,12 @@ async def normal_page(mean_var: str) -> str:
         images.append(
             {
                 "img": img_tag(
-                    href, {}, width=spec.width, height=spec.height, alt=spec.alt_text(params)
+                    href,
+                    {},
+                    width=spec.width,
+                    height=spec.height,
+                    alt=spec.alt_text(params),
+                    webp=(href, {"format": "webp"}),
                 ),
                 "caption": f"mean {format_number(m)}, spread {format_number(v)}",
                 "href": href,
@@ -161,6 +169,7 @@ def _result(spec: FigureSpec, params: FigureParams, opts: ImageOptions) -> dict[
             height=opts.h,
             alt=alt,
             densities=densities_for(opts, app_state().settings.max_pixels),
+            webp=webp_of(url_for(f"images.figure_{spec.name}", fmt="webp"), opts.format),
         ),
         # Never from the Host header, which the client chooses: the operator's public address,
         # or a link relative to this page.
@@ -175,35 +184,6 @@ def _result(spec: FigureSpec, params: FigureParams, opts: ImageOptions) -> dict[
     }
 
 
-def schema_type(schema: dict[str, Any]) -> str:
-    """A parameter's schema in a few words: ``integer 1 to 200``, ``one of png, svg``."""
-    kinds = [k for k in schema.get("anyOf", [schema]) if k.get("type") != "null"]
-    words = []
-    for kind in kinds:
-        if kind.get("maxLength") == 0 and kind.get("type") == "string":
-            continue  # blank: not given
-        if "anyOf" in kind:
-            words.append(schema_type(kind))
-        elif "enum" in kind:
-            words.append("one of " + ", ".join(str(v) for v in kind["enum"]))
-        elif kind.get("format") == "date":
-            words.append("date")
-        else:
-            word = str(kind.get("type", "text"))
-            low = kind.get("minimum", kind.get("exclusiveMinimum"))
-            high = kind.get("maximum", kind.get("exclusiveMaximum"))
-            if low is not None and high is not None:
-                word += f" {_number(low)} to {_number(high)}"
-            elif kind.get("maxLength") is not None:
-                word = f"text, at most {kind['maxLength']}"
-            words.append(word)
-    return " or ".join(words) or "text"
-
-
-def _number(value: float) -> str:
-    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
-
-
 @bp.app_template_filter("schema_type")
 def _schema_type_filter(schema: dict[str, Any]) -> str:
     return schema_type(schema)
@@ -213,7 +193,10 @@ def _schema_type_filter(schema: dict[str, Any]) -> str:
 @hide
 async def docs() -> str:
     schema = current_app.extensions["QUART_SCHEMA"].openapi_provider.schema()
-    return await render_template("pages/docs.html", schema=schema)
+    base = app_state().settings.public_url.rstrip("/") or QUICK_START_ORIGIN
+    return await render_template(
+        "pages/docs.html", schema=schema, endpoints=endpoints(schema, base), base=base
+    )
 
 
 @bp.get("/favicon.ico")
