@@ -10,7 +10,7 @@ and for figures of data that changes (see docs/live.md)::
 """
 
 from .figures import FIGURES, FigureParams, FigureSpec, Registry, SeededParams, rng_for, title_field
-from .live.dataset import Dataset, files_version
+from .figures.dataset import Dataset, files_version
 
 __version__ = "0.2.0"
 

@@ -22,6 +22,7 @@ GIB = 1024 * MIB
 SECONDS = 1.0
 DAYS = 86400 * SECONDS
 MIN_ADMIN_TOKEN = 16
+MIN_OWNER_SECRET = 32
 PREFIX = "FIGSERVE_"
 _PUBLIC_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/?$", re.ASCII)
 _REDIS_URL = re.compile(
@@ -95,7 +96,8 @@ class Settings(BaseSettings):
     warm_up: bool = True
     log_level: str = "INFO"
     # Background jobs. Every worker of one server must use the same directory (it holds the
-    # shared job database and the results); empty means a per-user folder in the temp directory.
+    # shared job database, the results and the owner key); empty: "jobs" in figserve's state
+    # folder ($STATE_DIRECTORY, else $XDG_STATE_HOME/figserve, else ~/.local/state/figserve).
     jobs_dir: str = ""
     job_max_items: int = Field(500, ge=1)
     # Jobs queued or running at once, over all workers; more answer 503.
@@ -123,8 +125,14 @@ class Settings(BaseSettings):
     job_poll_interval: float = Field(1 * SECONDS, ge=0.01)
     # A running job whose worker has not beaten its heartbeat for this long is taken back.
     job_stale_after: float = Field(30 * SECONDS, ge=0.1)
+    # Seconds a job route waits for the job store (Redis, or a job database locked by another
+    # process) before it answers 503 with Retry-After.
+    job_store_timeout: float = Field(2 * SECONDS, ge=0.1)
     # How long a client's job owner cookie lasts; each new job renews it.
     owner_cookie_max_age: float = Field(7 * DAYS, ge=1)
+    # The secret that signs owner cookies (32 characters or more), the same on every instance;
+    # empty: one is made once and kept in the jobs folder (embedded) or in Redis (scale-out).
+    owner_secret: str = ""
     # Bearer token of the operator's view of every client's jobs; empty: no such view.
     admin_token: str = ""
     # The public origin, e.g. https://figs.example.org, when a proxy changes the Host or the
@@ -167,6 +175,10 @@ class Settings(BaseSettings):
         if self.admin_token and len(self.admin_token) < MIN_ADMIN_TOKEN:
             raise ValueError(
                 f"FIGSERVE_ADMIN_TOKEN must have at least {MIN_ADMIN_TOKEN} characters"
+            )
+        if self.owner_secret and len(self.owner_secret) < MIN_OWNER_SECRET:
+            raise ValueError(
+                f"FIGSERVE_OWNER_SECRET must have at least {MIN_OWNER_SECRET} characters"
             )
         if self.redis_url and not _REDIS_URL.match(self.redis_url):
             raise ValueError(

@@ -1,6 +1,6 @@
 """Live figures: data versions of figures that read changing data (``version=``)."""
 
-from .dataset import Dataset, FilesVersion, files_version
+from ..figures.dataset import Dataset, FilesVersion, files_version
 from .entries import PIN_PARAM, Change, DataVersion, VersionObserver
 from .versions import Versions
 

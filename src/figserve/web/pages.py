@@ -17,6 +17,7 @@ from ..validation import Invalid, parse_flat, pydantic_errors
 from .apidocs import endpoints, schema_type
 from .embed import densities_for, img_tag, webp_of
 from .errors import Problem
+from .forms import form_fields, report_form
 from .params import (
     format_number,
     mean_var_in_range,
@@ -53,7 +54,10 @@ async def index() -> str:
                 "options": form_fields(ImageOptions, {}, skip={"dpi", "dpr"}),
             }
         )
-    return await render_template("pages/index.html", cards=cards, width=PREVIEW_W, height=PREVIEW_H)
+    report = report_form(state.registry, state.settings)
+    return await render_template(
+        "pages/index.html", cards=cards, width=PREVIEW_W, height=PREVIEW_H, report=report
+    )
 
 
 @bp.get("/normal/<mean_var>")
@@ -189,48 +193,6 @@ def _result(spec: FigureSpec, params: FigureParams, opts: ImageOptions) -> dict[
         "seeded": spec.deterministic(params),
         "random": spec.random,
     }
-
-
-def form_fields(
-    model: type[BaseModel],
-    values: dict[str, str],
-    errors: dict[str, str] | None = None,
-    skip: set[str] | frozenset[str] = frozenset(),
-) -> list[dict[str, Any]]:
-    """Describe each field of ``model`` as an HTML form control, from its JSON schema."""
-    errors = errors or {}
-    out = []
-    for name, prop in model.model_json_schema()["properties"].items():
-        if name in skip:
-            continue
-        optional = "anyOf" in prop
-        base = next((p for p in prop.get("anyOf", [prop]) if p.get("type") != "null"), prop)
-        if "enum" in base:
-            kind = "select"
-        elif base.get("format") == "date":
-            kind = "date"
-        elif base.get("type") in {"integer", "number"}:
-            kind = "number"
-        else:
-            kind = "text"
-        default = prop.get("default")
-        out.append(
-            {
-                "name": name,
-                "kind": kind,
-                "label": name,
-                "description": prop.get("description", ""),
-                "options": base.get("enum", []),
-                "min": base.get("minimum", base.get("exclusiveMinimum")),
-                "max": base.get("maximum", base.get("exclusiveMaximum")),
-                "step": 1 if base.get("type") == "integer" else "any",
-                "maxlength": base.get("maxLength"),
-                "value": values.get(name, "" if default is None else default),
-                "optional": optional,
-                "error": errors.get(name),
-            }
-        )
-    return out
 
 
 @bp.app_template_filter("schema_type")

@@ -1,41 +1,15 @@
-"""What the app keeps for as long as it serves, and how handlers reach it."""
+"""How handlers reach what the app keeps (``figserve/state.py``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from quart import current_app
 
-from ..config import Settings
-from ..figures import Registry
-from ..jobs import JobService
 from ..live import Versions
-from ..metrics import Metrics
 from ..render import Renderer
+from ..state import AppState
 from .errors import Problem
 
-if TYPE_CHECKING:
-    from .fastpath import FastPath
-
-
-@dataclass
-class AppState:
-    """Settings and figures from the start; the services only while the app serves (each
-    made and stopped by one serving hook in ``figserve/app.py``)."""
-
-    settings: Settings
-    registry: Registry
-    metrics: Metrics | None = None
-    renderer: Renderer | None = None
-    jobs: JobService | None = None
-    versions: Versions | None = None
-    fast: FastPath | None = None  # the fast path of cached images (web/fastpath.py)
-
-    def page_generation(self) -> int:
-        """Moves whenever a figure's data changes: cached pages key on it (the version pins in
-        their image URLs change with it). 0 while no data versions are followed."""
-        return 0 if self.versions is None else self.versions.generation
+__all__ = ["AppState", "app_state", "renderer", "versions"]
 
 
 def app_state() -> AppState:
