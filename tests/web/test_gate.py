@@ -7,7 +7,8 @@ import asyncio
 import json
 from typing import Any
 
-from figserve.web.asgi import Gate, guard
+from figserve.web.asgi import guard
+from figserve.web.gate import Gate
 
 
 class Held:
@@ -54,7 +55,7 @@ async def until(condition: Any) -> None:
 
 async def test_only_the_slots_start_and_liveness_passes_by() -> None:
     held = Held()
-    app = guard(held, body_timeout=30, gate_slots=3, gate_lease=60)
+    app = guard(held, body_timeout=30, max_body_bytes=1 << 20, gate_slots=3, gate_lease=60)
     requests = [asyncio.create_task(call(app, "/page")) for _ in range(20)]
     await until(lambda: held.inside == 3)
     for _ in range(50):
@@ -68,7 +69,7 @@ async def test_only_the_slots_start_and_liveness_passes_by() -> None:
 
 async def test_a_slot_comes_back_at_the_end_of_its_lease() -> None:
     held = Held()  # requests that wait on something else, as a render does
-    app = guard(held, body_timeout=30, gate_slots=2, gate_lease=0.05)
+    app = guard(held, body_timeout=30, max_body_bytes=1 << 20, gate_slots=2, gate_lease=0.05)
     requests = [asyncio.create_task(call(app, "/render")) for _ in range(6)]
     await until(lambda: held.inside == 6)  # each lease ran out and let the next one in
     held.release.set()
@@ -77,7 +78,7 @@ async def test_a_slot_comes_back_at_the_end_of_its_lease() -> None:
 
 async def test_a_request_cut_short_while_waiting_answers_503() -> None:
     held = Held()
-    app = guard(held, body_timeout=30, gate_slots=1, gate_lease=60)
+    app = guard(held, body_timeout=30, max_body_bytes=1 << 20, gate_slots=1, gate_lease=60)
     first = asyncio.create_task(call(app, "/a"))
     await until(lambda: held.inside == 1)
     sent: list[dict] = []

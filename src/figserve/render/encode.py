@@ -1,12 +1,21 @@
-"""One image from one figure function: the render job, its cache key, drawing and encoding.
+"""One image from one figure function: the render job, its identity, drawing and encoding.
 
 A ``RenderJob`` is picklable (the figure function travels by reference to its module), so the
 same job is encoded in a render process or, in tests, right here.
+
+A deterministic job's ``key`` (and so its strong ETag) is its identity: everything its bytes
+depend on. That is the figure's name and parameters, the format, the canvas (pixels and dpi),
+the PNG compression level, the figure's code version (``figures/identity.py``: its source and
+its own modules', figserve's source, the library versions, the matplotlib settings) and the
+version of the data it draws. A render process answers with the code version of what it really
+ran, and the renderer never caches or tags bytes whose version differs from the job's.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import io
 import json
 import struct
@@ -21,23 +30,31 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from ..figures import FigureParams, FigureSpec
+from ..figures.identity import figure_version
 from .options import Canvas, ImageOptions, canvas_for
+from .process import Result
+from .warm import warm_key
 
-# Part of every cache key and ETag: a new matplotlib may draw the same figure differently.
-KEY_SALT = f"figserve-1/matplotlib-{matplotlib.__version__}"
 # SVG element ids come from this salt instead of random numbers: same figure, same bytes.
 SVG_HASHSALT = "figserve"
+# The margin fitter of figures.layout, where this build ships it.
+_fit: Callable[[Figure], Any] | None = (
+    importlib.import_module("figserve.figures.layout").fit
+    if importlib.util.find_spec("figserve.figures.layout") is not None
+    else None
+)
 
 
 @dataclass(frozen=True)
 class Drawing:
     """``fn(fig, *args)``: a figure function with its arguments, picklable by reference."""
 
-    fn: Callable[..., None]
+    fn: Callable[..., Any]
     args: tuple[Any, ...]
 
-    def __call__(self, fig: Figure) -> None:
-        self.fn(fig, *self.args)
+    def __call__(self, fig: Figure) -> Any:
+        """Draw on ``fig``; returns what the function returns (a figure's handles)."""
+        return self.fn(fig, *self.args)
 
 
 @dataclass(frozen=True)
@@ -49,30 +66,64 @@ class RenderJob:
     format: str
     label: str  # figure name, for logs and metrics
     key: str | None = None  # set when the output is deterministic, so it may be cached
+    spec: FigureSpec | None = None  # the registered figure drawn, if it is one
+    version: str | None = None  # the figure's code version where the job was made
+    png_level: int | None = None  # None: the level the renderer is configured with
 
     @property
     def etag(self) -> str | None:
         return f'"{self.key[:40]}"' if self.key else None
 
-    def run(self, png_level: int) -> bytes:
-        return encode(self, png_level)
+    @property
+    def warm_key(self) -> str | None:
+        """Which kept figure a render process may update for this job (see ``warm.py``); None
+        for a figure without an update function."""
+        if self.spec is None or self.spec.update is None:
+            return None
+        c = self.canvas
+        return warm_key(self.label, self.version, c.width_px, c.height_px, c.dpi)
+
+    def run(self, png_level: int) -> Result:
+        """Draw and encode in a render process, on a kept figure where it may; tells the code
+        version it really ran and whether a kept figure was used."""
+        from .warm import render_warm
+
+        level = self.png_level if self.png_level is not None else png_level
+        meta: dict[str, Any] = {}
+        data = render_warm(self, level, meta)
+        meta["version"] = figure_version(self.spec) if self.spec is not None else None
+        return Result(data, meta)
 
 
 def job_for(
-    spec: FigureSpec, params: FigureParams, opts: ImageOptions, max_pixels: int
+    spec: FigureSpec,
+    params: FigureParams,
+    opts: ImageOptions,
+    max_pixels: int,
+    data: str | None = None,
+    *,
+    png_level: int | None = None,
 ) -> RenderJob:
+    """The job that draws ``spec`` with ``params`` as ``opts`` asks. ``data`` is the version of
+    the data it draws (None for figures without ``version=``); ``png_level`` the zlib level of
+    PNG output (None: the renderer's; give it wherever the key is used, it changes the bytes).
+    Only a deterministic job (no randomness, or a seed) gets a key."""
     canvas = canvas_for(opts, max_pixels)
+    version = figure_version(spec)
     key = None
     if spec.deterministic(params):
         ident = {
-            "salt": KEY_SALT,
             "figure": spec.name,
             "params": params.model_dump(mode="json"),
             "format": opts.format,
             "canvas": [canvas.width_px, canvas.height_px, canvas.dpi],
+            "png": png_level if opts.format == "png" else None,
+            "code": version,
+            "data": data,
         }
         key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
-    return RenderJob(Drawing(spec.draw, (params,)), canvas, opts.format, spec.name, key)
+    drawing = Drawing(spec.draw, (params,))
+    return RenderJob(drawing, canvas, opts.format, spec.name, key, spec, version, png_level)
 
 
 def _save_options(fmt: str, png_level: int) -> dict[str, Any]:
@@ -91,9 +142,29 @@ def _save_options(fmt: str, png_level: int) -> dict[str, Any]:
 
 
 def encode(job: RenderJob, png_level: int = 6) -> bytes:
-    """Draw and encode one figure; the Figure is private to the call."""
+    """Draw and encode one figure on a fresh Figure, private to the call."""
+    fig, _handles = draw(job)
+    return save(fig, job, png_level)
+
+
+def draw(job: RenderJob) -> tuple[Figure, Any]:
+    """A fresh Figure with the job's figure drawn on it, and the handles its function returned."""
     fig = Figure(figsize=job.canvas.figsize, dpi=job.canvas.dpi)
-    job.drawing(fig)
+    handles = job.drawing(fig)
+    fit_margins(fig)
+    return fig, handles
+
+
+def fit_margins(fig: Figure) -> None:
+    """Margins that fit the labels, for a figure that set no layout engine (see the figure
+    guide); the shipped helper's one call site."""
+    if _fit is not None and fig.get_layout_engine() is None:
+        _fit(fig)
+
+
+def save(fig: Figure, job: RenderJob, png_level: int) -> bytes:
+    """Encode ``fig`` as the job's format; saving leaves the figure as it was, so a kept figure
+    saves the same bytes as a fresh one."""
     buf = io.BytesIO()
     if job.format == "png":
         # savefig draws exactly as for its own PNG (layout passes included); only the

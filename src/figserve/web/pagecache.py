@@ -29,17 +29,16 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from quart import Response, current_app, request
+from quart import Quart, Response, current_app, request
 
 from ..config import Settings
-from .asgi import step_aside
 from .errors import Problem, problem_response
+from .gate import step_aside
 from .sandbox import PageLimits
-from .state import app_state
+from .state import AppState, app_state
 from .transfer import (
     BROTLI_QUALITY,
     GZIP_LEVEL,
@@ -247,13 +246,17 @@ def _build(build: Callable[[], Built], start_by: float) -> Entry:
     return _entry(build())
 
 
-@asynccontextmanager
-async def serving_pages(settings: Settings) -> AsyncIterator[PageService]:
-    service = PageService(settings)
-    try:
-        yield service
-    finally:
-        service.close()
+def install(app: Quart, state: AppState) -> None:
+    """The page service of ``app``: started while it serves, kept on ``state.pages``."""
+
+    @app.while_serving
+    async def _pages() -> AsyncIterator[None]:
+        service = state.pages = PageService(state.settings)
+        try:
+            yield
+        finally:
+            state.pages = None
+            service.close()
 
 
 def page_service() -> PageService:

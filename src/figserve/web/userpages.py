@@ -38,6 +38,11 @@ from .state import app_state
 PAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}", re.ASCII)
 SETTING = "FIGSERVE_PAGES"
 MAX_TEMPLATES = 2000  # templates of a pages folder compiled at start
+# Globals a page does not get: the request's state (the cache keys on the page's path and query
+# only), and Jinja's own that the sandbox replaces with bounded ones.
+_NOT_FOR_PAGES = frozenset(
+    {"config", "request", "session", "g", "get_flashed_messages", "range", "lipsum"}
+)
 _USED: ContextVar[list[str] | None] = ContextVar("figserve_templates_used", default=None)
 
 
@@ -93,11 +98,13 @@ def _note(template: Template) -> None:
 
 
 def environment(app: Quart, folder: Path) -> BoundedEnvironment:
-    """The sandboxed environment of a pages folder (figserve's templates second)."""
+    """The sandboxed environment of a pages folder (figserve's templates second), with
+    figserve's own globals and filters but none that reach the request's state."""
     own_filters = {k: v for k, v in app.jinja_env.filters.items() if k not in DEFAULT_FILTERS}
+    own_globals = {k: v for k, v in app.jinja_env.globals.items() if k not in _NOT_FOR_PAGES}
     return _PagesEnvironment(
         ChoiceLoader([FileSystemLoader(str(folder)), app.jinja_env.loader]),
-        globals={"figure": figure, "url_for": url_for},
+        globals={**own_globals, "figure": figure, "url_for": url_for},
         filters=own_filters,
     )
 
