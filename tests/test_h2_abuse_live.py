@@ -65,7 +65,7 @@ def test_figserves_master_ends_every_process_of_an_abused_server_by_its_deadline
 
 def test_under_hypercorn_a_stopping_worker_ends_itself_by_its_deadline(tmp_path: Path) -> None:
     # Hypercorn's own master, stopped as systemd stops a unit (SIGTERM to every process): each
-    # worker arms its own deadline from ./hypercorn.toml's graceful_timeout.
+    # worker arms its own deadline from the graceful_timeout of the master's --config file.
     (tmp_path / "hypercorn.toml").write_text(f"graceful_timeout = {GRACE}\naccesslog = '-'\n")
     server = LiveServer(
         app="figserve.app:create_app()",

@@ -65,3 +65,16 @@ def test_a_signal_arriving_while_arming_does_not_wedge_it() -> None:
         [sys.executable, "-c", textwrap.dedent(NESTED)], capture_output=True, text=True, timeout=30
     )
     assert done.stdout == "not wedged\n", done.stderr
+
+
+def test_the_grace_time_is_read_from_hypercorns_command_line(tmp_path) -> None:
+    from figserve.stopping import graceful_timeout
+
+    config = tmp_path / "server.toml"
+    config.write_text("graceful_timeout = 12\n")
+    hypercorn = "/venv/bin/hypercorn"
+    assert graceful_timeout([hypercorn, "--config", str(config), "src.app:app"]) == 12
+    assert graceful_timeout([hypercorn, f"--config={config}", "--graceful-timeout", "4"]) == 4
+    assert graceful_timeout([hypercorn, "--graceful-timeout=2.5", "a:b"]) == 2.5
+    assert graceful_timeout([hypercorn, "-c", str(tmp_path / "missing.toml")]) == 3.0
+    assert graceful_timeout([hypercorn, "src.app:app"]) == 3.0  # Hypercorn's own default

@@ -87,12 +87,32 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def graceful_timeout() -> float:
-    """Hypercorn's ``graceful_timeout`` as ``./hypercorn.toml`` sets it (a worker of
-    Hypercorn's own master cannot see its configuration), or Hypercorn's default."""
+def graceful_timeout(argv: list[str] | None = None) -> float:
+    """The ``graceful_timeout`` Hypercorn's own master runs with, as its command line sets it
+    (a worker of that master is started with the master's ``sys.argv``, and cannot see its
+    configuration otherwise): ``--graceful-timeout``, else the TOML file of ``--config``, else
+    Hypercorn's default."""
     from hypercorn.config import Config
 
-    errors = (OSError, tomllib.TOMLDecodeError, TypeError, ValueError)
-    with contextlib.suppress(*errors), open("hypercorn.toml", "rb") as f:
-        return float(tomllib.load(f).get("graceful_timeout", Config.graceful_timeout))
+    args = list(sys.argv if argv is None else argv)[1:]
+    found: float | None = None
+    config: str | None = None
+    for index, arg in enumerate(args):
+        value = args[index + 1] if index + 1 < len(args) else None
+        if arg == "--graceful-timeout" and value is not None:
+            with contextlib.suppress(ValueError):
+                found = float(value)
+        elif arg.startswith("--graceful-timeout="):
+            with contextlib.suppress(ValueError):
+                found = float(arg.partition("=")[2])
+        elif arg in ("-c", "--config") and value is not None:
+            config = value
+        elif arg.startswith("--config="):
+            config = arg.partition("=")[2]
+    if found is not None:
+        return found
+    if config is not None and not config.startswith(("file:", "python:")):
+        errors = (OSError, tomllib.TOMLDecodeError, TypeError, ValueError)
+        with contextlib.suppress(*errors), open(config, "rb") as f:
+            return float(tomllib.load(f).get("graceful_timeout", Config.graceful_timeout))
     return float(Config.graceful_timeout)
