@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from figserve.figures import FIGURES, FigureParams
+from figserve.figures.layout import fit_unless_laid_out
 from figserve.figures.registry import FigureSpec
 
 SPECS = list(FIGURES)
@@ -44,6 +45,7 @@ def draw(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         spec.draw(fig, params)
+        fit_unless_laid_out(fig)  # as the renderer does
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt)
     return buf.getvalue()
@@ -224,7 +226,8 @@ def _laid_out(name: str, size: tuple[float, float], **values: Any) -> Figure:
     spec = FIGURES.get(name)
     fig = Figure(figsize=size, dpi=100)
     spec.draw(fig, spec.params(**values))
-    fig.savefig(io.BytesIO(), format="png")  # runs the layout
+    fit_unless_laid_out(fig)
+    fig.savefig(io.BytesIO(), format="png")  # places the texts
     return fig
 
 

@@ -21,10 +21,12 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from ..figures import FigureParams, FigureSpec
+from ..figures.layout import fit_unless_laid_out
 from .options import Canvas, ImageOptions, canvas_for
 
-# Part of every cache key and ETag: a new matplotlib may draw the same figure differently.
-KEY_SALT = f"figserve-1/matplotlib-{matplotlib.__version__}"
+# Part of every cache key and ETag: a new matplotlib may draw the same figure differently, and
+# the number changes when figserve's shipped figures or their layout draw differently.
+KEY_SALT = f"figserve-2/matplotlib-{matplotlib.__version__}"
 # SVG element ids come from this salt instead of random numbers: same figure, same bytes.
 SVG_HASHSALT = "figserve"
 
@@ -92,22 +94,30 @@ def _save_options(fmt: str, png_level: int) -> dict[str, Any]:
 
 def encode(job: RenderJob, png_level: int = 6) -> bytes:
     """Draw and encode one figure; the Figure is private to the call."""
-    fig = Figure(figsize=job.canvas.figsize, dpi=job.canvas.dpi)
+    fig = new_figure(job.canvas)
     job.drawing(fig)
+    fit_unless_laid_out(fig)
+    return save(fig, job.canvas, job.format, png_level)
+
+
+def new_figure(canvas: Canvas) -> Figure:
+    """The Figure a figure function draws on, at the canvas' size and density."""
+    return Figure(figsize=canvas.figsize, dpi=canvas.dpi)
+
+
+def save(fig: Figure, canvas: Canvas, fmt: str, png_level: int = 6) -> bytes:
+    """Encode a drawn figure: one draw (``fit`` measures without drawing), then the bytes."""
     buf = io.BytesIO()
-    if job.format == "png":
-        # savefig draws exactly as for its own PNG (layout passes included); only the
-        # encoding differs, see _png.
-        fig.savefig(buf, format="rgba", dpi=job.canvas.dpi)
-        return _png(
-            buf.getbuffer(), job.canvas.width_px, job.canvas.height_px, job.canvas.dpi, png_level
-        )
-    options = _save_options(job.format, png_level)
-    if job.format == "svg":
+    if fmt == "png":
+        # savefig draws exactly as for its own PNG; only the encoding differs, see _png.
+        fig.savefig(buf, format="rgba", dpi=canvas.dpi)
+        return _png(buf.getbuffer(), canvas.width_px, canvas.height_px, canvas.dpi, png_level)
+    options = _save_options(fmt, png_level)
+    if fmt == "svg":
         with matplotlib.rc_context({"svg.hashsalt": SVG_HASHSALT}):
-            fig.savefig(buf, format="svg", dpi=job.canvas.dpi, **options)
+            fig.savefig(buf, format="svg", dpi=canvas.dpi, **options)
     else:
-        fig.savefig(buf, format=job.format, dpi=job.canvas.dpi, **options)
+        fig.savefig(buf, format=fmt, dpi=canvas.dpi, **options)
     return buf.getvalue()
 
 
