@@ -18,9 +18,10 @@ from .registry import SeededParams, rng_for
 
 BIG = 1e6  # the largest mean and spread
 WINDOW = 1e7  # the largest |lo| and |hi|: a mean of 1e6 and 3.5 spreads of 1e6 around it fit
-# The least window, as a share of the size of its ends: narrower ranges run out of float digits
-# for tick labels.
-MIN_WINDOW = 1e-6
+# The least window: a billionth of the size of its ends (narrower ranges run out of float
+# digits for tick labels), and never below 1e-200 (matplotlib widens ranges of tinier numbers).
+MIN_WINDOW = 1e-9
+MIN_WINDOW_ABS = 1e-200
 _SPREADS = 3.5  # a shared window reaches this many spreads around every mean
 _MARGIN = 0.08  # room for the markers at the edges, as a share of the data's range
 
@@ -57,16 +58,16 @@ class NormalParams(SeededParams):
         if (lo is None) != (hi is None):
             raise PydanticCustomError("window", "lo and hi are given together, or neither")
         if lo is not None and hi is not None and not hi - lo >= least_window(lo, hi):
+            least = f"{least_window(lo, hi):.3g}"
             raise PydanticCustomError(
-                "window",
-                "hi must exceed lo by at least {least:g}",
-                {"least": least_window(lo, hi)},
+                "window", "hi must exceed lo by at least {least}", {"least": least}
             )
         return hi
 
 
 def least_window(lo: float, hi: float) -> float:
-    return MIN_WINDOW * max(1.0, abs(lo), abs(hi))
+    """The narrowest window from ``lo`` to ``hi`` the scatter draws as asked."""
+    return max(MIN_WINDOW_ABS, MIN_WINDOW * max(abs(lo), abs(hi)))
 
 
 @dataclass

@@ -69,9 +69,12 @@ def build_timeseries(fig: Figure) -> Series:
     # Few enough ticks that labels never run into each other, even in a small preview.
     wide = points_wide(fig)
     most = max(3, min(7, int(wide // 60)))
-    # Two-day series tick hours: 4 ticks at the least, so an interval of 12 hours fits.
-    maxticks = {YEARLY: most, MONTHLY: most, DAILY: most, HOURLY: max(4, most)}
+    # Each unit must be able to cover what the next larger one leaves to it (fewer than
+    # ``minticks`` of the larger unit) within its largest interval: months up to 3 years with
+    # yearly steps of 12 months, days up to 3 months, hours up to 3 days.
+    maxticks = {YEARLY: most, MONTHLY: max(most, 4), DAILY: max(most, 6), HOURLY: max(most, 6)}
     locator = AutoDateLocator(minticks=2 if wide < 200 else 3, maxticks=maxticks)
+    locator.intervald[MONTHLY] = [1, 2, 3, 4, 6, 12]
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator, zero_formats=_ZERO_FORMATS))
     ax.set_ylabel("value")
