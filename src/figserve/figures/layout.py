@@ -1,18 +1,22 @@
-"""Margins that fit a figure's texts, measured without drawing it.
+"""Margins that fit a figure's texts, measured without drawing it: ``fit(fig)``.
 
 A layout engine (``layout="constrained"`` or ``"tight"``) makes ``savefig`` draw the whole
-figure once to measure it and again to output it. ``fit(fig)`` sets the same kind of margins
-from the texts alone: it asks each axis for the tick labels it will show, measures them and the
-other texts (axis labels, titles, offset texts, legends and titles of the figure) with the font
-machinery of the Agg renderer, and sets the subplot parameters so that they fit. Measured sizes
-are kept per process, so labels seen before cost a dictionary lookup.
+figure once to measure it and again to output it. ``fit`` sets the same kind of margins from
+the texts alone: it asks each axis for the tick labels it will show, measures them and the other
+texts (axis labels, titles, offset texts, the figure's legends and titles; see ``extents``),
+and sets the subplot parameters so that they fit, in a few passes (how many ticks an axis shows
+depends on its length, which the margins change). The ticks it measured in its last pass are
+the ones drawn: it keeps them for the draw (what the axis' own locator and formatter give at the
+same view and size), until the next ``fit`` of the figure puts the axis' own locator and
+formatter back.
 
 Handled: figures whose axes are cells of one grid made by ``add_subplot``, ``subplots`` or
 ``add_gridspec()`` (any number of rows and columns, spans, twins, shared axes), colour bars made
 with ``fig.colorbar(..., ax=ax)`` beside them, and figure legends and texts (``fig.legend``,
 ``suptitle``, ``supxlabel``, ``supylabel``) at the figure's edges. A figure too small for its
-texts drops them, in this order, until the axes keep a fair share of the figure: figure legends,
-axis labels, titles, then tick labels (with their offset texts); what is drawn is never cut.
+texts drops them, in this order, until the axes keep ``MIN_SHARE`` of the figure: figure
+legends, axis labels, titles, then tick labels (with their offset texts); what is drawn is
+never cut.
 
 Left alone (``fit`` returns False and changes nothing): figures with a layout engine, axes
 placed by coordinates (``add_axes``), axes of other projections (polar, 3D), grids with margins
@@ -22,63 +26,54 @@ of their own, and subfigures. Texts and legends placed outside the axes by coord
 
 from __future__ import annotations
 
-import threading
 import weakref
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from matplotlib.axes import Axes
-from matplotlib.axis import Axis, XAxis
-from matplotlib.backends.backend_agg import RendererAgg
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
-from matplotlib.gridspec import GridSpec, SubplotSpec
+from matplotlib.gridspec import GridSpec
 from matplotlib.legend import Legend
 from matplotlib.text import Text
-from matplotlib.transforms import IdentityTransform
+from matplotlib.ticker import Formatter, Locator
+
+from .extents import (
+    Measure,
+    Measured,
+    Sides,
+    Span,
+    Ticks,
+    axes_need,
+    figure_edges,
+    measure_for,
+    ticks_key,
+    titles_of,
+)
 
 EDGE_PT = 4.0  # room left between the outermost text and the figure's edge
 GAP_PT = 8.0  # room left between the texts of neighbouring cells
 # The axes keep at least this share of their cell's width and height; texts that would take
 # more are dropped (see the module docstring).
 MIN_SHARE = 0.3
-_PASSES = 3  # how many ticks an axis shows depends on its length, which the margins change
-_CACHE_SIZE = 8192
-_SPINE_PT = 1.0  # half a spine's width, rounded up
-_OFFSET_PAD_PT = 3.0  # matplotlib's gap between tick labels and an axis' offset text
-# Figure texts and legends count as belonging to an edge when they lie this close to it
-# (as a share of the figure's size).
-_EDGE_BAND = 0.25
+_PASSES = 3
+_SETTLED_PT = 0.5  # margins that move less than this between passes have settled
+# Fixed starting point: the passes begin from the same layout however the figure was made.
+_START = {"left": 0.125, "right": 0.9, "bottom": 0.11, "top": 0.88, "wspace": 0.2, "hspace": 0.2}
 
 
 @dataclass
-class _Sides:
-    """Points taken beyond a box's left, right, bottom and top edges."""
+class _Changed:
+    """What ``fit`` changed on a figure besides its margins, so that the next ``fit`` starts
+    from the figure as its draw or update function left it."""
 
-    left: float = 0.0
-    right: float = 0.0
-    bottom: float = 0.0
-    top: float = 0.0
-
-    def grow(self, other: _Sides) -> None:
-        self.left = max(self.left, other.left)
-        self.right = max(self.right, other.right)
-        self.bottom = max(self.bottom, other.bottom)
-        self.top = max(self.top, other.top)
-
-
-@dataclass
-class _Dropped:
-    """What ``fit`` hid on a figure, so the next call starts from the figure as drawn."""
-
-    artists: list[Text | Legend] = field(default_factory=list)
+    hidden: list[Text | Legend] = field(default_factory=list)
     tick_labels: list[tuple[Axis, str]] = field(default_factory=list)
+    # axis -> the fixed locator fit set, and the locator, formatter and default flags it took
+    fixed: dict[Axis, tuple[Locator, Locator, Formatter, bool, bool]] = field(default_factory=dict)
 
 
-_dropped: weakref.WeakKeyDictionary[Figure, _Dropped] = weakref.WeakKeyDictionary()
-_local = threading.local()
-_boxes: OrderedDict[tuple[object, ...], tuple[float, float, float, float]] = OrderedDict()
-_boxes_lock = threading.Lock()
+_changed: weakref.WeakKeyDictionary[Figure, _Changed] = weakref.WeakKeyDictionary()
 
 
 def fit(fig: Figure, *, edge: float = EDGE_PT) -> bool:
@@ -91,27 +86,19 @@ def fit(fig: Figure, *, edge: float = EDGE_PT) -> bool:
     grid = _grid(fig)
     if grid is None:
         return False
-    _restore(fig)
-    dropped = _Dropped()
-    measure = _measurer(fig.dpi)
-    drops = _drop_order(fig)
-    while not _place(fig, grid, measure, edge) and drops:
-        drops.pop(0)(dropped)
-    if dropped.artists or dropped.tick_labels:
-        _dropped[fig] = dropped
-    return True
-
-
-def _place(fig: Figure, grid: GridSpec, measure: _Measure, edge: float) -> bool:
-    """Set the subplot parameters from a fixed start, pass by pass; whether everything fits."""
-    fig.subplots_adjust(**_DEFAULT_PARAMS)
-    solved = _solve(fig, grid, measure, edge)
-    for _ in range(_PASSES):
-        if solved.params is None or _close(solved.params, fig.subplotpars):
+    _undo(fig)
+    changed = _Changed()
+    measure = measure_for(fig.dpi)
+    drops = _drop_steps(fig)
+    while True:
+        fits, measured = _place(fig, grid, measure, edge)
+        if fits or not drops:
             break
-        fig.subplots_adjust(**solved.params)
-        solved = _solve(fig, grid, measure, edge)
-    return solved.fits and _within(fig, solved.spans)
+        drops.pop(0)(changed)
+    _fix_ticks(measured, changed)
+    if changed.hidden or changed.tick_labels or changed.fixed:
+        _changed[fig] = changed
+    return True
 
 
 def fit_unless_laid_out(fig: Figure) -> bool:
@@ -122,19 +109,53 @@ def fit_unless_laid_out(fig: Figure) -> bool:
     return fit(fig)
 
 
-# Fixed starting point: the passes begin from the same layout however the figure was made.
-_DEFAULT_PARAMS = {
-    "left": 0.125,
-    "right": 0.9,
-    "bottom": 0.11,
-    "top": 0.88,
-    "wspace": 0.2,
-    "hspace": 0.2,
-}
+def text_width(fig: Figure, text: str, size: float | str = "medium") -> float:
+    """How wide ``text`` is drawn in ``fig`` at font ``size``, in points, without drawing."""
+    x0, _, x1, _ = measure_for(fig.dpi).box(Text(text=text, fontsize=size), text)
+    return x1 - x0
 
 
-def _close(params: dict[str, float], current: object) -> bool:
-    return all(abs(getattr(current, k) - v) < 1e-9 for k, v in params.items())
+def _place(fig: Figure, grid: GridSpec, measure: Measure, edge: float) -> tuple[bool, Measured]:
+    """Set the subplot parameters from a fixed start, pass by pass. Returns whether everything
+    fits, and what the last pass measured (at the layout it leaves)."""
+    fig.subplots_adjust(**_START)
+    # The figure's legends and texts are placed in the figure, whatever its margins.
+    edges = figure_edges(fig, measure)
+    solved = _solve(fig, grid, measure, edge, edges)
+    for _ in range(_PASSES):
+        if solved.params is None or _settled(fig, solved.params):
+            break
+        fig.subplots_adjust(**solved.params)
+        solved = _solve(fig, grid, measure, edge, edges)
+    else:
+        # Still moving: take the room of both last passes. The ticks measured stay fixed, so
+        # the smaller axes draw the same labels.
+        if solved.params is not None:
+            fig.subplots_adjust(**_roomier(fig, solved.params))
+    fits = solved.params is not None and solved.fits and _within(fig, solved.measured.spans)
+    return fits, solved.measured
+
+
+def _settled(fig: Figure, params: dict[str, float]) -> bool:
+    wide, high = fig.get_figwidth() * 72, fig.get_figheight() * 72
+    current = fig.subplotpars
+    return all(
+        abs(getattr(current, k) - params[k]) * (wide if k in ("left", "right") else high)
+        < _SETTLED_PT
+        for k in ("left", "right", "bottom", "top")
+    ) and all(abs(getattr(current, k) - params[k]) < 1e-3 for k in ("wspace", "hspace"))
+
+
+def _roomier(fig: Figure, params: dict[str, float]) -> dict[str, float]:
+    current = fig.subplotpars
+    return {
+        "left": max(current.left, params["left"]),
+        "right": min(current.right, params["right"]),
+        "bottom": max(current.bottom, params["bottom"]),
+        "top": min(current.top, params["top"]),
+        "wspace": max(current.wspace, params["wspace"]),
+        "hspace": max(current.hspace, params["hspace"]),
+    }
 
 
 # --- which figures --------------------------------------------------------------------------
@@ -163,11 +184,10 @@ def _cells(fig: Figure) -> dict[tuple[int, int, int, int], list[Axes]]:
     """Axes by the grid cell they sit in: (first row, last row, first column, last column)."""
     out: dict[tuple[int, int, int, int], list[Axes]] = {}
     for ax in fig.axes:
-        if not ax.get_visible():
-            continue
-        top: SubplotSpec = ax.get_subplotspec().get_topmost_subplotspec()
-        rows, cols = top.rowspan, top.colspan
-        out.setdefault((rows.start, rows.stop - 1, cols.start, cols.stop - 1), []).append(ax)
+        if ax.get_visible():
+            top = ax.get_subplotspec().get_topmost_subplotspec()
+            rows, cols = top.rowspan, top.colspan
+            out.setdefault((rows.start, rows.stop - 1, cols.start, cols.stop - 1), []).append(ax)
     return out
 
 
@@ -177,44 +197,51 @@ def _cells(fig: Figure) -> dict[tuple[int, int, int, int], list[Axes]]:
 @dataclass
 class _Solved:
     params: dict[str, float] | None  # None: no room left for the axes at all
-    fits: bool  # the axes keep MIN_SHARE of their cells
-    spans: list[_Span]
+    fits: bool  # the axes keep MIN_SHARE of their cells, the figure's texts lie within it
+    measured: Measured
 
 
-def _solve(fig: Figure, grid: GridSpec, measure: _Measure, edge: float) -> _Solved:
-    """Subplot parameters that fit the texts as measured at the current layout."""
+def _solve(
+    fig: Figure, grid: GridSpec, measure: Measure, edge: float, edges: tuple[Sides, bool]
+) -> _Solved:
+    """Subplot parameters that fit the texts as measured at the current layout, around what
+    the figure's own legends and texts take at its edges."""
     wide, high = fig.get_figwidth() * 72, fig.get_figheight() * 72
     nrows, ncols = grid.get_geometry()
-    outer = _Sides()
-    gap_w = gap_h = 0.0
+    measured = Measured()
+    left_of: dict[int, float] = {}  # column -> points its cells take on their left
     right_of: dict[int, float] = {}
-    left_of: dict[int, float] = {}
+    above: dict[int, float] = {}  # row -> points its cells take above
     below: dict[int, float] = {}
-    above: dict[int, float] = {}
-    spans: list[_Span] = []
     for (r0, r1, c0, c1), axes in _cells(fig).items():
-        need = _cell_need(fig, axes, measure, spans)
+        need = _cell_need(fig, axes, measure, measured)
         left_of[c0] = max(left_of.get(c0, 0.0), need.left)
         right_of[c1] = max(right_of.get(c1, 0.0), need.right)
         above[r0] = max(above.get(r0, 0.0), need.top)
         below[r1] = max(below.get(r1, 0.0), need.bottom)
-    outer.left = left_of.get(0, 0.0)
-    outer.right = right_of.get(ncols - 1, 0.0)
-    outer.top = above.get(0, 0.0)
-    outer.bottom = below.get(nrows - 1, 0.0)
-    for c in range(ncols - 1):
-        gap_w = max(gap_w, right_of.get(c, 0.0) + left_of.get(c + 1, 0.0) + GAP_PT)
-    for r in range(nrows - 1):
-        gap_h = max(gap_h, below.get(r, 0.0) + above.get(r + 1, 0.0) + GAP_PT)
-    # The figure's legends and texts lie outside everything the cells take.
-    edges, inside = _figure_edges(fig, measure)
-    left, right = outer.left + (edges.left or edge), outer.right + (edges.right or edge)
-    bottom, top = outer.bottom + (edges.bottom or edge), outer.top + (edges.top or edge)
+    gap_w = max(
+        (right_of.get(c, 0.0) + left_of.get(c + 1, 0.0) + GAP_PT for c in range(ncols - 1)),
+        default=0.0,
+    )
+    gap_h = max(
+        (below.get(r, 0.0) + above.get(r + 1, 0.0) + GAP_PT for r in range(nrows - 1)),
+        default=0.0,
+    )
+    outer, inside = edges
+
+    def side(cells: float, taken: float) -> float:
+        # The figure's legends and texts lie outside everything the cells take.
+        return cells + (taken + GAP_PT / 2 if taken else edge)
+
+    left = side(left_of.get(0, 0.0), outer.left)
+    right = side(right_of.get(ncols - 1, 0.0), outer.right)
+    bottom = side(below.get(nrows - 1, 0.0), outer.bottom)
+    top = side(above.get(0, 0.0), outer.top)
     cell_w = (wide - left - right - (ncols - 1) * gap_w) / ncols
     cell_h = (high - bottom - top - (nrows - 1) * gap_h) / nrows
     fits = inside and cell_w >= MIN_SHARE * wide / ncols and cell_h >= MIN_SHARE * high / nrows
     if cell_w <= 0 or cell_h <= 0:
-        return _Solved(None, fits, spans)
+        return _Solved(None, fits, measured)
     params = {
         "left": left / wide,
         "right": 1 - right / wide,
@@ -223,47 +250,30 @@ def _solve(fig: Figure, grid: GridSpec, measure: _Measure, edge: float) -> _Solv
         "wspace": gap_w / cell_w,
         "hspace": gap_h / cell_h,
     }
-    return _Solved(params, fits, spans)
+    return _Solved(params, fits, measured)
 
 
-def _cell_need(fig: Figure, axes: list[Axes], measure: _Measure, spans: list[_Span]) -> _Sides:
+def _cell_need(fig: Figure, axes: list[Axes], measure: Measure, measured: Measured) -> Sides:
     """Points the texts of a cell's axes take beyond the cell's edges."""
-    spec = axes[0].get_subplotspec().get_topmost_subplotspec()
-    cell = spec.get_position(fig)
-    to_pt = (fig.get_figwidth() * 72, fig.get_figheight() * 72)
-    need = _Sides()
+    cell = axes[0].get_subplotspec().get_topmost_subplotspec().get_position(fig)
+    wide, high = fig.get_figwidth() * 72, fig.get_figheight() * 72
+    need = Sides()
     for ax in axes:
         box = ax.get_position(original=True)
-        own = _axes_need(ax, box.width * to_pt[0], box.height * to_pt[1], measure, spans)
+        own = axes_need(ax, box.width * wide, box.height * high, measure, measured)
         need.grow(
-            _Sides(
-                own.left - (box.x0 - cell.x0) * to_pt[0],
-                own.right - (cell.x1 - box.x1) * to_pt[0],
-                own.bottom - (box.y0 - cell.y0) * to_pt[1],
-                own.top - (cell.y1 - box.y1) * to_pt[1],
+            Sides(
+                own.left - (box.x0 - cell.x0) * wide,
+                own.right - (cell.x1 - box.x1) * wide,
+                own.bottom - (box.y0 - cell.y0) * high,
+                own.top - (cell.y1 - box.y1) * high,
             )
         )
     return need
 
 
-# --- one axes -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Span:
-    """A text placed along one side of an axes at ``frac`` of its length (an axis label, a
-    title, an offset text), reaching ``low`` to ``high`` points from there. Margins cannot make
-    room for one wider than its axes (they make the axes smaller): it must fit in the figure
-    as placed, or it is dropped."""
-
-    ax: Axes
-    horizontal: bool
-    frac: float
-    low: float
-    high: float
-
-
-def _within(fig: Figure, spans: list[_Span]) -> bool:
+def _within(fig: Figure, spans: list[Span]) -> bool:
+    """Whether texts placed along their axes (see ``Span``) lie within the figure."""
     wide, high = fig.get_figwidth() * 72, fig.get_figheight() * 72
     for span in spans:
         box = span.ax.get_position(original=True)
@@ -278,276 +288,131 @@ def _within(fig: Figure, spans: list[_Span]) -> bool:
     return True
 
 
-def _axes_need(
-    ax: Axes, width: float, height: float, measure: _Measure, spans: list[_Span]
-) -> _Sides:
-    """Points the texts of one axes take beyond its box of ``width`` x ``height`` points."""
-    need = _Sides(_SPINE_PT, _SPINE_PT, _SPINE_PT, _SPINE_PT)
-    x = _axis_need(ax.xaxis, width, measure, spans)
-    y = _axis_need(ax.yaxis, height, measure, spans)
-    # The x axis' sides are below and above the axes; its labels run along the width.
-    need.grow(_Sides(x.along_low, x.along_high, x.low, x.high))
-    need.grow(_Sides(y.low, y.high, y.along_low, y.along_high))
-    titles = [t for t in _titles(ax) if t.get_visible() and t.get_text()]
-    if titles:
-        # Titles sit above the top tick labels (if any) by their pad; one that would meet
-        # the y axis' offset text is moved above it.
-        pad = ax.titleOffsetTrans.get_matrix()[1, 2] * 72 / ax.figure.dpi
-        above = max(x.high, y.offset_top)
-        for title in titles:
-            x0, y0, x1, y1 = measure.box(title, title.get_text())
-            need.top = max(need.top, above + pad + y1, x.high + y.offset_top + (y1 - y0))
-            spans.append(_Span(ax, True, title.get_position()[0], x0, x1))
-    return need
+# --- what fit changes besides the margins, and undoing it -----------------------------------
 
 
-def _titles(ax: Axes) -> list[Text]:
-    """The centre, left and right titles: the texts of the axes that are not ``ax.texts``."""
-    own = {id(t) for t in ax.texts}
-    return [c for c in ax.get_children() if type(c) is Text and id(c) not in own]
+def _fix_ticks(measured: Measured, changed: _Changed) -> None:
+    """Keep the ticks the last pass measured for the draw: no tick can appear that was not
+    measured, and the draw does not ask the locator and formatter again (three times)."""
+    done = set()
+    for axis, ticks in measured.ticks.items():
+        if id(axis.major) not in done:  # shared axes share one locator and formatter
+            done.add(id(axis.major))
+            _fix(axis, ticks, changed)
 
 
-@dataclass
-class _AxisNeed:
-    low: float = 0.0  # below an x axis, left of a y axis
-    high: float = 0.0  # above an x axis, right of a y axis
-    along_low: float = 0.0  # past the axis' start (left end of x, bottom of y)
-    along_high: float = 0.0
-    offset_top: float = 0.0  # a y axis' offset text above the axes
+class _KeptLocator(Locator):
+    """The ticks an axis' own locator gave at the view and size ``fit`` measured; asked at
+    another view or size, or for anything else, the axis' own locator answers."""
+
+    def __init__(self, own: Locator, ticks: Ticks) -> None:
+        self.own = own
+        self.ticks = ticks
+
+    def __call__(self) -> list[float]:
+        if ticks_key(self.axis) == (self.ticks.view, self.ticks.size):
+            return list(self.ticks.locs)
+        return list(self.own())
+
+    def tick_values(self, vmin: float, vmax: float) -> list[float]:
+        return self.own.tick_values(vmin, vmax)
+
+    def nonsingular(self, v0: float, v1: float) -> tuple[float, float]:
+        return self.own.nonsingular(v0, v1)
+
+    def view_limits(self, vmin: float, vmax: float) -> tuple[float, float]:
+        return self.own.view_limits(vmin, vmax)
+
+    def set_params(self, **kwargs: object) -> None:
+        self.own.set_params(**kwargs)
 
 
-def _axis_need(axis: Axis, length: float, measure: _Measure, spans: list[_Span]) -> _AxisNeed:
-    """What an axis' texts take; ``length`` is the axes' size along the axis."""
-    need = _AxisNeed()
-    horizontal = isinstance(axis, XAxis)
-    ax = axis.axes
-    labels = {True: 0.0, False: 0.0}  # first side (bottom, left) or not -> points taken
-    offsets = {True: 0.0, False: 0.0}
-    for which, fracs, texts in _ticks(axis):
-        tick = axis.get_major_ticks(1)[0] if which == "major" else axis.get_minor_ticks(1)[0]
-        out = tick.get_tick_padding()
-        pad = out + tick.get_pad()
-        sides = ((True, tick.tick1line, tick.label1), (False, tick.tick2line, tick.label2))
-        for first, line, label in sides:
-            if line.get_visible():
-                labels[first] = max(labels[first], out)
-            if not label.get_visible():
-                continue
-            for frac, text in zip(fracs, texts, strict=True):
-                if not text:
-                    continue
-                x0, y0, x1, y1 = measure.box(label, text)
-                depth = (-y0 if first else y1) if horizontal else (-x0 if first else x1)
-                labels[first] = max(labels[first], pad + depth)
-                start, end = (x0, x1) if horizontal else (y0, y1)
-                need.along_low = max(need.along_low, -(frac * length + start))
-                need.along_high = max(need.along_high, frac * length + end - length)
-    offset = axis.get_offset_text()
-    text = offset.get_text() if offset.get_visible() else ""
-    if text:
-        # Aligned to an end of the axes, across (x) or above (y) the tick labels.
-        x0, y0, x1, y1 = measure.box(offset, text)
-        spans.append(_Span(ax, True, offset.get_position()[0], x0, x1))
-        if horizontal:
-            bottom = axis.get_ticks_position() != "top"
-            offsets[bottom] = labels[bottom] + _OFFSET_PAD_PT + (y1 - y0)
-        else:
-            need.offset_top = _OFFSET_PAD_PT + (y1 - y0)
-            need.along_high = max(need.along_high, need.offset_top)
-    label = axis.label
-    if label.get_visible() and label.get_text():
-        first = axis.get_label_position() in ("bottom", "left")
-        x0, y0, x1, y1 = measure.box(label, label.get_text())
-        depth = (y1 - y0) if horizontal else (x1 - x0)
-        labels[first] = max(labels[first], _SPINE_PT) + axis.labelpad + depth
-        frac = label.get_position()[0 if horizontal else 1]
-        spans.append(_Span(ax, horizontal, frac, *((x0, x1) if horizontal else (y0, y1))))
-    need.low = max(labels[True], offsets[True])
-    need.high = max(labels[False], offsets[False])
-    return need
+class _KeptFormatter(Formatter):
+    """The labels and offset text the axis' own formatter gave for the ticks ``fit`` measured;
+    for other values, the axis' own formatter."""
+
+    def __init__(self, own: Formatter, ticks: Ticks) -> None:
+        self.own = own
+        self.ticks = ticks
+        self._kept = False
+
+    def format_ticks(self, values: object) -> list[str]:
+        self._kept = tuple(values) == self.ticks.locs and (  # type: ignore[arg-type]
+            ticks_key(self.axis)[0] == self.ticks.view
+        )
+        if self._kept:
+            return list(self.ticks.labels)
+        return self.own.format_ticks(values)
+
+    def get_offset(self) -> str:
+        return self.ticks.offset if self._kept else self.own.get_offset()
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return self.own(x, pos)
+
+    def set_locs(self, locs: object) -> None:
+        self.own.set_locs(locs)
+
+    def format_data(self, value: float) -> str:
+        return self.own.format_data(value)
+
+    def format_data_short(self, value: float) -> str:
+        return self.own.format_data_short(value)
 
 
-def _ticks(axis: Axis) -> Iterator[tuple[str, list[float], list[str]]]:
-    """The tick labels an axis will draw, as it will draw them: positions along the axis as a
-    share of its length, and texts, for the major and then the minor ticks."""
-    # From the start of the axis (its left or bottom end), which an inverted axis begins
-    # with its greater value.
-    scale = axis.get_transform()
-    t_start, t_end = scale.transform(list(axis.get_view_interval()))
-    t_low, t_high = sorted((t_start, t_end))
-    span = t_high - t_low
-    for which, formatter in (
-        ("major", axis.get_major_formatter()),
-        ("minor", axis.get_minor_formatter()),
-    ):
-        locs = list(axis.get_majorticklocs() if which == "major" else axis.get_minorticklocs())
-        if not locs:
-            continue
-        texts = formatter.format_ticks(locs)
-        if which == "major":
-            axis.get_offset_text().set_text(formatter.get_offset())
-        shown, fracs = [], []
-        for loc, text in zip(locs, texts, strict=True):
-            t = scale.transform([loc])[0]
-            if span > 0 and t_low - 1e-10 * span <= t <= t_high + 1e-10 * span:
-                shown.append(text)
-                fracs.append((t - t_start) / (t_end - t_start))
-        if shown:
-            yield which, fracs, shown
+def _fix(axis: Axis, ticks: Ticks, changed: _Changed) -> None:
+    own_locator, own_formatter = axis.get_major_locator(), axis.get_major_formatter()
+    locator = _KeptLocator(own_locator, ticks)
+    changed.fixed[axis] = (
+        locator,
+        own_locator,
+        own_formatter,
+        axis.isDefault_majloc,
+        axis.isDefault_majfmt,
+    )
+    axis.set_major_locator(locator)
+    axis.set_major_formatter(_KeptFormatter(own_formatter, ticks))
 
 
-# --- the figure's own texts and legends ----------------------------------------------------------
+def _undo(fig: Figure) -> None:
+    changed = _changed.pop(fig, None)
+    if changed is None:
+        return
+    for artist in changed.hidden:
+        artist.set_visible(True)
+    for axis, side in changed.tick_labels:
+        axis.set_tick_params(which="both", **{f"label{side}": True})
+    for axis, (fixed, locator, formatter, default_loc, default_fmt) in changed.fixed.items():
+        # Unless the figure's own code set ticks of its own since.
+        if axis.get_major_locator() is fixed:
+            axis.set_major_locator(locator)
+            axis.set_major_formatter(formatter)
+            axis.isDefault_majloc, axis.isDefault_majfmt = default_loc, default_fmt
 
 
-def _figure_edges(fig: Figure, measure: _Measure) -> tuple[_Sides, bool]:
-    """Points taken at the figure's edges by its legends and texts (suptitle, supxlabel, ...),
-    and whether they all lie within the figure."""
-    wide, high = fig.get_figwidth() * 72, fig.get_figheight() * 72
-    need = _Sides()
-    inside = True
-    for artist in _figure_artists(fig):
-        x0, y0, x1, y1 = measure.placed(artist)
-        inside = inside and x0 >= 0 and y0 >= 0 and x1 <= wide and y1 <= high
-        cx, cy = (x0 + x1) / 2 / wide, (y0 + y1) / 2 / high
-        # The edge it is nearest to, if it lies in that edge's band.
-        sides = {"bottom": cy, "top": 1 - cy, "left": cx, "right": 1 - cx}
-        side = min(sides, key=sides.__getitem__)
-        if sides[side] > _EDGE_BAND:
-            continue
-        depth = {"bottom": y1, "top": high - y0, "left": x1, "right": wide - x0}[side]
-        setattr(need, side, max(getattr(need, side), depth + GAP_PT / 2))
-    return need, inside
-
-
-def _figure_artists(fig: Figure) -> Iterator[Text | Legend]:
-    for text in fig.texts:
-        if text.get_visible() and text.get_text():
-            yield text
-    for legend in fig.legends:
-        if legend.get_visible():
-            yield legend
-
-
-# --- dropping what does not fit, and undoing it --------------------------------------------------
-
-
-def _drop_order(fig: Figure) -> list:
+def _drop_steps(fig: Figure) -> list[Callable[[_Changed], None]]:
     """Steps that each hide one kind of text, in the order they are taken."""
 
-    def hide(artists: Iterable[Text | Legend]):
-        def step(dropped: _Dropped) -> None:
+    def hide(artists: Iterable[Text | Legend]) -> Callable[[_Changed], None]:
+        def step(changed: _Changed) -> None:
             for artist in artists:
                 if artist.get_visible():
                     artist.set_visible(False)
-                    dropped.artists.append(artist)
+                    changed.hidden.append(artist)
 
         return step
 
-    def hide_tick_labels(dropped: _Dropped) -> None:
+    def hide_tick_labels(changed: _Changed) -> None:
         for ax in fig.axes:
             for axis, sides in ((ax.xaxis, ("bottom", "top")), (ax.yaxis, ("left", "right"))):
                 tick = axis.get_major_ticks(1)[0]
                 for side, label in zip(sides, (tick.label1, tick.label2), strict=True):
                     if label.get_visible():
                         axis.set_tick_params(which="both", **{f"label{side}": False})
-                        dropped.tick_labels.append((axis, side))
-                if axis.get_offset_text().get_visible():
-                    axis.get_offset_text().set_visible(False)
-                    dropped.artists.append(axis.get_offset_text())
+                        changed.tick_labels.append((axis, side))
+                hide([axis.get_offset_text()])(changed)
 
     legends = list(fig.legends)
     axis_labels = [a.label for ax in fig.axes for a in (ax.xaxis, ax.yaxis)]
-    titles = [t for ax in fig.axes for t in _titles(ax)] + list(fig.texts)
+    titles = [t for ax in fig.axes for t in titles_of(ax)] + list(fig.texts)
     return [hide(legends), hide(axis_labels), hide(titles), hide_tick_labels]
-
-
-def _restore(fig: Figure) -> None:
-    dropped = _dropped.pop(fig, None)
-    if dropped is None:
-        return
-    for artist in dropped.artists:
-        artist.set_visible(True)
-    for axis, side in dropped.tick_labels:
-        axis.set_tick_params(which="both", **{f"label{side}": True})
-
-
-# --- measuring text -------------------------------------------------------------------------------
-
-
-class _Measure:
-    """Sizes of texts at one dpi, from the Agg renderer's font machinery; one per thread."""
-
-    def __init__(self, dpi: float) -> None:
-        self.dpi = dpi
-        self.renderer = RendererAgg(1, 1, dpi)
-        self.figure = Figure(dpi=dpi)
-        self.scratch = Text(0, 0, "")
-        self.scratch.set_figure(self.figure)
-
-    def box(self, like: Text, text: str) -> tuple[float, float, float, float]:
-        """Where ``text``, drawn as ``like`` is (font, rotation, alignment), lies around its
-        anchor point: (x0, y0, x1, y1) in points."""
-        font = like.get_fontproperties()
-        key = (
-            text,
-            font.get_family()[0] if font.get_family() else "",
-            font.get_style(),
-            font.get_variant(),
-            font.get_weight(),
-            font.get_stretch(),
-            font.get_size_in_points(),
-            font.get_math_fontfamily(),
-            font.get_file(),
-            like.get_rotation(),
-            like.get_rotation_mode(),
-            like.get_horizontalalignment(),
-            like.get_verticalalignment(),
-            like.get_linespacing(),
-            like.get_usetex(),
-            like.get_parse_math(),
-            self.dpi,
-        )
-        with _boxes_lock:
-            known = _boxes.get(key)
-            if known is not None:
-                _boxes.move_to_end(key)
-                return known
-        scratch = self.scratch
-        scratch.update_from(like)
-        scratch.set_rotation_mode(like.get_rotation_mode())
-        scratch.set_parse_math(like.get_parse_math())
-        scratch.set_transform(IdentityTransform())
-        scratch.set_position((0, 0))
-        scratch.set_text(text)
-        scratch.set_visible(True)
-        bbox = scratch.get_window_extent(self.renderer)
-        points = 72 / self.dpi
-        box = (bbox.x0 * points, bbox.y0 * points, bbox.x1 * points, bbox.y1 * points)
-        with _boxes_lock:
-            _boxes[key] = box
-            while len(_boxes) > _CACHE_SIZE:
-                _boxes.popitem(last=False)
-        return box
-
-    def placed(self, artist: Text | Legend) -> tuple[float, float, float, float]:
-        """Where a figure's text or legend lies in the figure, in points from its lower left."""
-        bbox = artist.get_window_extent(self.renderer)
-        points = 72 / self.dpi
-        return (bbox.x0 * points, bbox.y0 * points, bbox.x1 * points, bbox.y1 * points)
-
-
-def text_width(fig: Figure, text: str, size: float | str = "medium") -> float:
-    """How wide ``text`` is drawn in ``fig`` at font ``size``, in points, without drawing."""
-    x0, _, x1, _ = _measurer(fig.dpi).box(Text(text=text, fontsize=size), text)
-    return x1 - x0
-
-
-def _measurer(dpi: float) -> _Measure:
-    cache: dict[float, _Measure] = getattr(_local, "measures", None) or {}
-    _local.measures = cache
-    measure = cache.get(dpi)
-    if measure is None:
-        if len(cache) >= 8:
-            cache.pop(next(iter(cache)))
-        measure = cache[dpi] = _Measure(dpi)
-    return measure
