@@ -208,8 +208,18 @@ def image(fig: Figure) -> bytes:
         lambda fig: fig.add_subplot(projection="polar"),
         lambda fig: fig.add_subplot(fig.add_gridspec(1, 1, left=0.3)[0]),
         lambda fig: fig.subfigures(1, 2)[0].add_subplot(),
+        lambda fig: fig.add_subplot() and fig.subplots_adjust(left=0.3),
+        lambda fig: (fig.add_subplot().set_ylabel("y"), fig.tight_layout()),
     ],
-    ids=["layout engine", "add_axes", "polar", "own margins", "subfigures"],
+    ids=[
+        "layout engine",
+        "add_axes",
+        "polar",
+        "own grid margins",
+        "subfigures",
+        "subplots_adjust",
+        "tight_layout",
+    ],
 )
 def test_shapes_fit_does_not_handle_are_left_alone(make: Any) -> None:
     fig = new_figure(400, 300)

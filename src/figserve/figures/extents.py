@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis, XAxis
 from matplotlib.backends.backend_agg import RendererAgg
@@ -184,18 +185,23 @@ def _ticks(axis: Axis, found: Measured) -> Iterator[tuple[str, list[float], list
     span = t_high - t_low
     for which in ("major", "minor"):
         major = which == "major"
-        locs = list(axis.get_majorticklocs() if major else axis.get_minorticklocs())
+        if major:
+            locs = list(axis.get_majorticklocs())
+        else:
+            # Most axes have no minor ticks: ask their locator before the axis, which would
+            # ask the major locator again to leave out minor ticks at major ones.
+            locs = list(axis.get_minorticklocs()) if len(axis.get_minor_locator()()) else []
         formatter = axis.get_major_formatter() if major else axis.get_minor_formatter()
         texts = formatter.format_ticks(locs) if locs else []
         offset = formatter.get_offset() if major else ""
         if major:
             axis.get_offset_text().set_text(offset)
         shown, fracs = [], []
-        for loc, text in zip(locs, texts, strict=True):
-            t = scale.transform([loc])[0]
+        places = scale.transform(np.asarray(locs, dtype=float)) if locs else []
+        for t, text in zip(places, texts, strict=True):
             if span > 0 and t_low - 1e-10 * span <= t <= t_high + 1e-10 * span:
                 shown.append(text)
-                fracs.append((t - t_start) / (t_end - t_start))
+                fracs.append(float((t - t_start) / (t_end - t_start)))
         if major:
             view, size = ticks_key(axis)
             found.ticks[axis] = Ticks(view, size, tuple(locs), tuple(texts), offset)

@@ -18,9 +18,10 @@ texts drops them, in this order, until the axes keep ``MIN_SHARE`` of the figure
 legends, axis labels, titles, then tick labels (with their offset texts); what is drawn is
 never cut.
 
-Left alone (``fit`` returns False and changes nothing): figures with a layout engine, axes
-placed by coordinates (``add_axes``), axes of other projections (polar, 3D), grids with margins
-of their own, and subfigures. Texts and legends placed outside the axes by coordinates
+Left alone (``fit`` returns False and changes nothing): figures with a layout engine, figures
+whose own code set their margins (``subplots_adjust``, ``tight_layout``), axes placed by
+coordinates (``add_axes``), axes of other projections (polar, 3D), grids with margins of their
+own, and subfigures. Texts and legends placed outside the axes by coordinates
 (``bbox_to_anchor``, ``ax.text`` with ``clip_on=False``) are not measured.
 """
 
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.figure import Figure
-from matplotlib.gridspec import GridSpec
+from matplotlib.gridspec import GridSpec, SubplotParams
 from matplotlib.legend import Legend
 from matplotlib.text import Text
 from matplotlib.ticker import Formatter, Locator
@@ -67,6 +68,7 @@ class _Changed:
     """What ``fit`` changed on a figure besides its margins, so that the next ``fit`` starts
     from the figure as its draw or update function left it."""
 
+    params: tuple[float, ...] = ()  # the subplot parameters fit set
     hidden: list[Text | Legend] = field(default_factory=list)
     tick_labels: list[tuple[Axis, str]] = field(default_factory=list)
     # axis -> the fixed locator fit set, and the locator, formatter and default flags it took
@@ -86,6 +88,10 @@ def fit(fig: Figure, *, edge: float = EDGE_PT) -> bool:
     grid = _grid(fig)
     if grid is None:
         return False
+    earlier = _changed.get(fig)
+    margins = _margins(fig)
+    if margins != _margins(SubplotParams()) and (earlier is None or margins != earlier.params):
+        return False  # the figure's own code set them (subplots_adjust, tight_layout)
     _undo(fig)
     changed = _Changed()
     measure = measure_for(fig.dpi)
@@ -96,9 +102,14 @@ def fit(fig: Figure, *, edge: float = EDGE_PT) -> bool:
             break
         drops.pop(0)(changed)
     _fix_ticks(measured, changed)
-    if changed.hidden or changed.tick_labels or changed.fixed:
-        _changed[fig] = changed
+    changed.params = _margins(fig)
+    _changed[fig] = changed
     return True
+
+
+def _margins(fig_or_params: Figure | SubplotParams) -> tuple[float, ...]:
+    params = fig_or_params.subplotpars if isinstance(fig_or_params, Figure) else fig_or_params
+    return tuple(getattr(params, k) for k in ("left", "right", "bottom", "top", "wspace", "hspace"))
 
 
 def fit_unless_laid_out(fig: Figure) -> bool:
