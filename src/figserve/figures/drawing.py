@@ -16,12 +16,15 @@ import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.font_manager import FontProperties
 from matplotlib.legend import Legend
 
 from .layout import EDGE_PT, text_width
 
-_LEGEND_FONT = "small"
+# Texts are matplotlib's sizes (10 points) from a 320x240 figure up; smaller figures shrink
+# them, down to SMALLEST_TEXT, so that a thumbnail keeps its tick labels apart.
+TEXT_PT = 10.0
+SMALLEST_TEXT = 6.0
+_FULL_SIZE_PT = (230.0, 173.0)  # 320x240 CSS pixels
 # Share of the data's range left empty on each side (matplotlib's default is 0.05).
 MARGIN = 0.05
 
@@ -57,9 +60,28 @@ def data_range(*arrays: np.ndarray) -> tuple[float, float]:
     return min(float(a.min()) for a in present), max(float(a.max()) for a in present)
 
 
+def text_size(fig: Figure) -> float:
+    """The size of a figure's tick labels and axis labels, in points (see ``TEXT_PT``)."""
+    share = min(
+        fig.get_figwidth() * 72 / _FULL_SIZE_PT[0], fig.get_figheight() * 72 / _FULL_SIZE_PT[1]
+    )
+    return round(max(SMALLEST_TEXT, min(TEXT_PT, TEXT_PT * share)), 1)
+
+
+def size_texts(fig: Figure, *axes: Axes) -> float:
+    """Tick labels and axis labels of ``axes`` at the figure's text size; returns the size."""
+    size = text_size(fig)
+    for ax in axes:
+        ax.tick_params(labelsize=size)
+        ax.xaxis.label.set_fontsize(size)
+        ax.yaxis.label.set_fontsize(size)
+    return size
+
+
 def set_title(ax: Axes, text: str) -> None:
     """The title the person gave, drawn as typed (never parsed as math); empty: none."""
-    ax.set_title(text, parse_math=False)
+    fig = ax.get_figure(root=True)
+    ax.set_title(text, parse_math=False, fontsize=1.2 * text_size(fig))
 
 
 @dataclass
@@ -75,7 +97,8 @@ class LegendBelow:
     ) -> None:
         """List ``handles`` as ``labels``: new texts in place when the entries are the same
         artists in the same columns, else a new legend (its entries cannot be edited)."""
-        ncols = _columns_that_fit(fig, labels, ncols)
+        size = 0.83 * text_size(fig)  # matplotlib's "small"
+        ncols = _columns_that_fit(fig, labels, ncols, size)
         key = (*(id(h) for h in handles), ncols)
         if self.legend is not None and key == self._key:
             for text, label in zip(self.legend.get_texts(), labels, strict=True):
@@ -84,7 +107,7 @@ class LegendBelow:
         if self.legend is not None:
             self.legend.remove()
         self.legend = fig.legend(
-            handles, labels, loc="outside lower center", ncols=ncols, fontsize=_LEGEND_FONT,
+            handles, labels, loc="outside lower center", ncols=ncols, fontsize=size,
             frameon=False,
         )  # fmt: skip
         for text in self.legend.get_texts():
@@ -92,13 +115,12 @@ class LegendBelow:
         self._key = key
 
 
-def _columns_that_fit(fig: Figure, labels: Sequence[str], most: int) -> int:
+def _columns_that_fit(fig: Figure, labels: Sequence[str], most: int, size: float) -> int:
     """Columns for a legend of ``labels`` in the small font: as few rows as fit across the
     figure, in as few columns as give that many rows (one if nothing fits: then ``fit``
     drops the legend)."""
-    size = FontProperties(size=_LEGEND_FONT).get_size_in_points()
     # A handle, the gap after it and the text; columns apart by the column spacing.
-    entries = [(2.0 + 0.8) * size + text_width(fig, label, _LEGEND_FONT) for label in labels]
+    entries = [(2.0 + 0.8) * size + text_width(fig, label, size) for label in labels]
     room = points_wide(fig) - 2 * EDGE_PT - 0.8 * size
     count = len(entries)
     for ncols in range(max(1, min(most, count)), 0, -1):

@@ -15,7 +15,7 @@ from matplotlib.patches import StepPatch
 from matplotlib.ticker import MaxNLocator
 from pydantic import Field
 
-from .drawing import LegendBelow, nonsingular, padded, set_title
+from .drawing import LegendBelow, nonsingular, padded, set_title, size_texts
 from .registry import SeededParams, rng_for, title_field
 
 BIG = 1e6
@@ -50,6 +50,7 @@ def build_histogram(fig: Figure) -> Histogram:
     (curve,) = ax.plot([], [], color="#c44e52", lw=2)
     ax.set_xlabel("value")
     ax.set_ylabel("density")
+    size_texts(fig, ax)
     return Histogram(ax, bars, curve)
 
 
@@ -103,6 +104,7 @@ def build_heatmap(fig: Figure) -> Heatmap:
     colorbar.set_label("value")
     ax.set_xlabel("column")
     ax.set_ylabel("row")
+    size_texts(fig, ax, colorbar.ax)
     # Rows and columns are counted from 1, one tick per whole number or fewer.
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_locator(MaxNLocator(nbins="auto", steps=[1, 2, 5, 10], integer=True))

@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from .drawing import padded
+from .drawing import TEXT_PT, padded, size_texts
 from .registry import SeededParams, rng_for
 
 BIG = 1e6  # the largest mean and spread
@@ -78,9 +78,12 @@ class Scatter:
 
 def build(fig: Figure) -> Scatter:
     ax = fig.add_subplot()
-    points = ax.scatter(np.empty(0), np.empty(0), s=100, marker="h", color="red", alpha=0.3)
     ax.set_xlabel("x")
     ax.set_ylabel("y")
+    size = size_texts(fig, ax)
+    # Hexagons of 10 points across with text of 10 points, smaller with the text.
+    area = 100 * (size / TEXT_PT) ** 2
+    points = ax.scatter(np.empty(0), np.empty(0), s=area, marker="h", color="red", alpha=0.3)
     return Scatter(ax, points)
 
 

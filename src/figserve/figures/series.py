@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from pydantic import Field
 
-from .drawing import LegendBelow, data_range, padded, points_wide, set_title
+from .drawing import LegendBelow, data_range, padded, points_wide, set_title, size_texts
 from .registry import FigureParams, SeededParams, rng_for, title_field
 
 # Dates from 0100-01-01 to 9889-12-31 as text (the calendar itself: format "date").
@@ -79,6 +79,7 @@ def build_timeseries(fig: Figure) -> Series:
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator, zero_formats=_ZERO_FORMATS))
     ax.set_ylabel("value")
     ax.grid(alpha=0.3)
+    size_texts(fig, ax)
     return Series(ax, daily, smooth)
 
 
@@ -131,6 +132,7 @@ def build_waves(fig: Figure) -> Waves:
     ax.set_xlim(padded(0, 10))
     ax.set_xlabel("time (s)")
     ax.set_ylabel("amplitude")
+    size_texts(fig, ax)
     return Waves(ax, harmonics, total)
 
 
