@@ -64,7 +64,7 @@ class Span:
 @dataclass(frozen=True)
 class Ticks:
     """What an axis' locator and formatter gave for its view at the axes' size in pixels: the
-    major tick positions (within the view and beyond), their labels and the offset text."""
+    major ticks within the view (those drawn), their labels and the offset text."""
 
     view: tuple[float, float]
     size: tuple[float, float]
@@ -196,15 +196,17 @@ def _ticks(axis: Axis, found: Measured) -> Iterator[tuple[str, list[float], list
         offset = formatter.get_offset() if major else ""
         if major:
             axis.get_offset_text().set_text(offset)
-        shown, fracs = [], []
+        inside, shown, fracs = [], [], []
         places = scale.transform(np.asarray(locs, dtype=float)) if locs else []
-        for t, text in zip(places, texts, strict=True):
+        for loc, t, text in zip(locs, places, texts, strict=True):
+            # Within the view as matplotlib decides which ticks to draw.
             if span > 0 and t_low - 1e-10 * span <= t <= t_high + 1e-10 * span:
+                inside.append(float(loc))
                 shown.append(text)
                 fracs.append(float((t - t_start) / (t_end - t_start)))
         if major:
             view, size = ticks_key(axis)
-            found.ticks[axis] = Ticks(view, size, tuple(locs), tuple(texts), offset)
+            found.ticks[axis] = Ticks(view, size, tuple(inside), tuple(shown), offset)
         if shown:
             yield which, fracs, shown
 

@@ -313,8 +313,10 @@ def _fix_ticks(measured: Measured, changed: _Changed) -> None:
 
 
 class _KeptLocator(Locator):
-    """The ticks an axis' own locator gave at the view and size ``fit`` measured; asked at
-    another view or size, or for anything else, the axis' own locator answers."""
+    """The ticks an axis' own locator gave within the view at the view and size ``fit``
+    measured (those outside are never drawn: leaving them out spares making their tick
+    objects); asked at another view or size, or for anything else, the axis' own locator
+    answers."""
 
     def __init__(self, own: Locator, ticks: Ticks) -> None:
         self.own = own
@@ -339,8 +341,8 @@ class _KeptLocator(Locator):
 
 
 class _KeptFormatter(Formatter):
-    """The labels and offset text the axis' own formatter gave for the ticks ``fit`` measured;
-    for other values, the axis' own formatter."""
+    """The labels and offset text the axis' own formatter gave (for all the ticks its locator
+    gave) to the ticks ``_KeptLocator`` keeps; for other values, the axis' own formatter."""
 
     def __init__(self, own: Formatter, ticks: Ticks) -> None:
         self.own = own
