@@ -125,7 +125,9 @@ def update_heatmap(fig: Figure, h: Heatmap, p: HeatmapParams) -> Heatmap:
         ) / 5
     h.image.set_data(field)
     h.image.set_extent((0.5, p.cols + 0.5, p.rows + 0.5, 0.5))
-    h.image.set_cmap(p.cmap)
+    # Each change of the colour map or range redraws the colour bar: only when it changes.
+    if h.image.get_cmap().name != p.cmap:
+        h.image.set_cmap(p.cmap)
     # A flat field still gets a colour bar with a range, as the colour bar would widen it.
     h.image.set_clim(*nonsingular(float(field.min()), float(field.max()), expander=0.1))
     h.ax.set_xlim(0.5, p.cols + 0.5)
