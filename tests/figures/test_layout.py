@@ -40,6 +40,8 @@ def drawn_texts(fig: Figure) -> Iterator[Text | Legend]:
     """Every text and legend the last draw of ``fig`` drew (visible, not empty)."""
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
+            if not axis.get_visible():  # not drawn (the shared axis of a twin)
+                continue
             yield from _drawn_tick_labels(axis)
             yield axis.get_offset_text()
             yield axis.label
@@ -111,7 +113,8 @@ def user_figures(draw: st.DrawFn) -> Figure:
     fig = new_figure(*size, dpi=draw(st.sampled_from([100.0, 200.0])))
     shape = draw(st.sampled_from(["one", "grid", "colorbar"]))
     rows, cols = (draw(st.integers(1, 3)), draw(st.integers(1, 3))) if shape == "grid" else (1, 1)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    shared = shape == "grid" and draw(st.booleans())
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=shared, sharey=shared).ravel()
     for ax in axes:
         centre = draw(st.sampled_from([0.0, -1e6, 1e9, 123456.789, -0.004]))
         spread = draw(st.sampled_from([1e-6, 1e-3, 1.0, 1e4, 1e12]))
@@ -131,10 +134,16 @@ def user_figures(draw: st.DrawFn) -> Figure:
             ax.set_ylabel(draw(WORDS))
         if draw(st.booleans()):
             ax.set_title(draw(WORDS))
+        if shape == "one" and draw(st.booleans()):
+            twin = ax.twinx()  # a second y axis on the right, in the same cell
+            twin.plot(xs, centre - spread * xs, color="C3")
+            twin.set_ylabel(draw(WORDS))
     if shape != "colorbar" and draw(st.booleans()):
         fig.legend(loc="outside lower center", ncols=draw(st.integers(1, 4)), frameon=False)
     if draw(st.booleans()):
         fig.suptitle(draw(WORDS))
+    if draw(st.booleans()):
+        fig.supylabel(draw(WORDS))
     return fig
 
 

@@ -127,6 +127,8 @@ class _AxisNeed:
 def _axis_need(axis: Axis, length: float, measure: Measure, found: Measured) -> _AxisNeed:
     """What an axis' texts take; ``length`` is the axes' size along the axis."""
     need = _AxisNeed()
+    if not axis.get_visible():
+        return need  # not drawn (the shared axis of a twin)
     horizontal = isinstance(axis, XAxis)
     taken = {True: 0.0, False: 0.0}  # first side (bottom, left) or not -> points taken
     offsets = {True: 0.0, False: 0.0}

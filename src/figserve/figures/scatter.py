@@ -109,15 +109,25 @@ def draw(fig: Figure, p: NormalParams) -> Scatter:
 
 def shared_window(pairs: Iterable[tuple[float, float]]) -> tuple[float, float]:
     """One range for both axes of several scatters (mean, spread), so they can be compared:
-    about 3.5 spreads around every mean, widened to round numbers."""
+    about 3.5 spreads around every mean, widened to round numbers; always a window the scatter
+    takes (see ``least_window``)."""
     pairs = list(pairs)
     low = max(-WINDOW, min(m - _SPREADS * v for m, v in pairs))
     high = min(WINDOW, max(m + _SPREADS * v for m, v in pairs))
+    least = least_window(low, high)
+    if not high - low >= 2 * least:  # too narrow for floats to split: around the middle
+        middle = min(WINDOW - 2 * least, max(-WINDOW + 2 * least, low / 2 + high / 2))
+        low, high = middle - least * 1.5, middle + least * 1.5
     ticks = MaxNLocator(nbins=6).tick_values(low, high)
-    low = max(-WINDOW, float(f"{max(t for t in ticks if t <= low):.12g}"))
-    high = min(WINDOW, float(f"{min(t for t in ticks if t >= high):.12g}"))
-    if high - low < least_window(low, high):
-        middle = low / 2 + high / 2
-        half = least_window(middle, middle)
-        low, high = middle - half, middle + half
+    below = [t for t in ticks if t <= low]
+    above = [t for t in ticks if t >= high]
+    if below and above:
+        round_low = float(f"{max(below):.12g}")
+        round_high = float(f"{min(above):.12g}")
+        if (
+            -WINDOW <= round_low <= low
+            and high <= round_high <= WINDOW
+            and round_high - round_low >= least_window(round_low, round_high)
+        ):
+            return round_low, round_high
     return low, high
