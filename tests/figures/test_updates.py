@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from pydantic import Field
 
@@ -54,6 +55,8 @@ def test_updates_give_the_bytes_of_a_fresh_draw(spec: FigureSpec, data, size, st
         fmt = data.draw(st.sampled_from(["png", "svg"]), label=f"format {step}")
         if kept is None:
             kept = new_figure(canvas)
+            if data.draw(st.booleans(), label="kept with its own Agg canvas"):
+                FigureCanvasAgg(kept)  # a render process may keep the canvas (and renderer)
             handles = spec.draw(kept, params)
         else:
             handles = spec.update(kept, handles, params)
