@@ -88,25 +88,43 @@ class Measured:
     ticks: dict[Axis, Ticks] = field(default_factory=dict)
 
 
-def axes_need(ax: Axes, width: float, height: float, measure: Measure, found: Measured) -> Sides:
-    """Points the texts of one axes take beyond its box of ``width`` x ``height`` points."""
+@dataclass
+class AxesNeed:
+    """Points one axes' texts take beyond its box (titles apart), and what sets its titles'
+    height: its x axis' texts above the top and its y axis' offset text."""
+
+    sides: Sides
+    x_above: float
+    offset_above: float
+
+
+def axes_need(ax: Axes, width: float, height: float, measure: Measure, found: Measured) -> AxesNeed:
+    """What the texts of one axes (its titles apart) take beyond its box of ``width`` x
+    ``height`` points."""
     need = Sides(SPINE_PT, SPINE_PT, SPINE_PT, SPINE_PT)
     x = _axis_need(ax.xaxis, width, measure, found)
     y = _axis_need(ax.yaxis, height, measure, found)
     # The x axis' sides are below and above the axes; its labels run along the width.
     need.grow(Sides(x.along_low, x.along_high, x.low, x.high))
     need.grow(Sides(y.low, y.high, y.along_low, y.along_high))
+    return AxesNeed(need, x.high, y.offset_top)
+
+
+def titles_need(
+    ax: Axes, x_above: float, offset_above: float, measure: Measure, found: Measured
+) -> float:
+    """Points an axes' titles take above it: they sit their pad above the x axis' texts there
+    (of the axes and its twins), and above the y axes' offset texts when they would meet."""
+    top = 0.0
     titles = [t for t in titles_of(ax) if t.get_visible() and t.get_text()]
     if titles:
-        # Titles sit above the top tick labels (if any) by their pad; one that would meet
-        # the y axis' offset text is moved above it.
         pad = ax.titleOffsetTrans.get_matrix()[1, 2] * 72 / ax.figure.dpi
-        above = max(x.high, y.offset_top)
         for title in titles:
             x0, y0, x1, y1 = measure.box(title, title.get_text())
-            need.top = max(need.top, above + pad + y1, x.high + y.offset_top + (y1 - y0))
+            base = max(x_above, offset_above)
+            top = max(top, base + pad + y1, x_above + offset_above + (y1 - y0))
             found.spans.append(Span(ax, True, title.get_position()[0], x0, x1))
-    return need
+    return top
 
 
 def titles_of(ax: Axes) -> list[Text]:

@@ -38,6 +38,7 @@ from matplotlib.gridspec import GridSpec, SubplotParams
 from matplotlib.legend import Legend
 from matplotlib.text import Text
 from matplotlib.ticker import Formatter, Locator
+from matplotlib.transforms import Bbox
 
 from .extents import (
     Measure,
@@ -49,6 +50,7 @@ from .extents import (
     figure_edges,
     measure_for,
     ticks_key,
+    titles_need,
     titles_of,
 )
 
@@ -143,7 +145,9 @@ def _place(fig: Figure, grid: GridSpec, measure: Measure, edge: float) -> tuple[
         # the smaller axes draw the same labels.
         if solved.params is not None:
             fig.subplots_adjust(**_roomier(fig, solved.params))
-    fits = solved.params is not None and solved.fits and _within(fig, solved.measured.spans)
+    fits = (
+        solved.params is not None and solved.fits and _within(fig, solved.measured.spans, measure)
+    )
     return fits, solved.measured
 
 
@@ -269,9 +273,17 @@ def _cell_need(fig: Figure, axes: list[Axes], measure: Measure, measured: Measur
     cell = axes[0].get_subplotspec().get_topmost_subplotspec().get_position(fig)
     wide, high = fig.get_figwidth() * 72, fig.get_figheight() * 72
     need = Sides()
-    for ax in axes:
-        box = ax.get_position(original=True)
-        own = axes_need(ax, box.width * wide, box.height * high, measure, measured)
+    boxes = {ax: _drawn_box(ax, measure) for ax in axes}
+    owns = {
+        ax: axes_need(ax, box.width * wide, box.height * high, measure, measured)
+        for ax, box in boxes.items()
+    }
+    # Axes sharing a cell are twins (or a colour bar): titles keep clear of all their texts.
+    x_above = max(own.x_above for own in owns.values())
+    offset_above = max(own.offset_above for own in owns.values())
+    for ax, box in boxes.items():
+        own = owns[ax].sides
+        own.top = max(own.top, titles_need(ax, x_above, offset_above, measure, measured))
         need.grow(
             Sides(
                 own.left - (box.x0 - cell.x0) * wide,
@@ -283,11 +295,20 @@ def _cell_need(fig: Figure, axes: list[Axes], measure: Measure, measured: Measur
     return need
 
 
-def _within(fig: Figure, spans: list[Span]) -> bool:
+def _drawn_box(ax: Axes, measure: Measure) -> Bbox:
+    """Where the axes will be drawn, in figure coordinates: its cell, made smaller by a fixed
+    aspect (``set_aspect``, ``set_box_aspect``: images, colour bars) or its axes locator, as the
+    draw does (which does it again from the cell)."""
+    locator = ax.get_axes_locator()
+    ax.apply_aspect(locator(ax, measure.renderer) if locator else None)
+    return ax.get_position(original=False)
+
+
+def _within(fig: Figure, spans: list[Span], measure: Measure) -> bool:
     """Whether texts placed along their axes (see ``Span``) lie within the figure."""
     wide, high = fig.get_figwidth() * 72, fig.get_figheight() * 72
     for span in spans:
-        box = span.ax.get_position(original=True)
+        box = _drawn_box(span.ax, measure)
         start, length, limit = (
             (box.x0 * wide, box.width * wide, wide)
             if span.horizontal
