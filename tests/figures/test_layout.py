@@ -203,6 +203,16 @@ def test_a_title_keeps_clear_of_a_twins_offset_text(size, title) -> None:
     assert cut(fig) == []
 
 
+def test_an_image_without_axes_fills_the_figure() -> None:
+    fig = new_figure(400, 300)
+    ax = fig.add_subplot()
+    ax.imshow(np.ones((3, 4)), aspect="auto")
+    ax.set_axis_off()
+    assert fit(fig)
+    box = ax.get_position()
+    assert box.x0 < 0.03 and box.y0 < 0.03 and box.x1 > 0.97 and box.y1 > 0.97  # the edge: 4 pt
+
+
 def test_room_is_taken_only_where_texts_are() -> None:
     # Labels on the left and bottom take room there; the top and right keep a few points.
     fig = new_figure(400, 300)

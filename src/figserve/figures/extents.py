@@ -102,6 +102,8 @@ def axes_need(ax: Axes, width: float, height: float, measure: Measure, found: Me
     """What the texts of one axes (its titles apart) take beyond its box of ``width`` x
     ``height`` points."""
     need = Sides(SPINE_PT, SPINE_PT, SPINE_PT, SPINE_PT)
+    if not ax.axison:  # set_axis_off(): neither axis is drawn
+        return AxesNeed(need, 0.0, 0.0)
     x = _axis_need(ax.xaxis, width, measure, found)
     y = _axis_need(ax.yaxis, height, measure, found)
     # The x axis' sides are below and above the axes; its labels run along the width.
