@@ -8,6 +8,7 @@ root. One suite per run:
     python -m bench --jobs                 # page latency with a report job running: jobs.md
     python -m bench --profile              # where a live worker's time goes (py-spy): profile.md
     python -m bench --scaleout             # 2 instances against 1 behind nginx, Redis: scaleout.md
+    python -m bench --wire                 # cached images / bare Hypercorn; renders / plain loop
     python -m bench --render               # CPU per image of each shipped figure: render.md
 
 ``--quick`` makes any suite a short smoke run that writes to ``results/quick/`` (git-ignored).
@@ -42,6 +43,7 @@ BUDGETS = {  # seconds: (full, --quick)
     "jobs": (300, 120),
     "profile": (120, 60),
     "scaleout": (300, 120),
+    "wire": (240, 90),
     "render": (600, 180),
 }
 
@@ -93,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         "--scaleout", action="store_true", help="2 instances against 1 behind nginx, with Redis"
     )
     suite.add_argument(
+        "--wire", action="store_true", help="cached images against bare Hypercorn; /fig/5_3 "
+        "against the plain matplotlib loop",
+    )  # fmt: skip
+    suite.add_argument(
         "--render", action="store_true",
         help="CPU per image of each shipped figure: fresh, update path, plain matplotlib",
     )  # fmt: skip
@@ -118,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "jobs" if args.jobs else
         "profile" if args.profile else
         "scaleout" if args.scaleout else
+        "wire" if args.wire else
         "render" if args.render else
         "main"
     )  # fmt: skip
@@ -178,6 +185,15 @@ def _run(name: str, args: argparse.Namespace, out: Path, budget: Budget, command
         if args.seconds:
             plan = replace(plan, seconds=args.seconds)
         scaleout.write(scaleout.run(out, plan, budget), out, command)
+    elif name == "wire":
+        from . import wire
+
+        plan = wire.Plan.quick() if args.quick else wire.Plan()
+        if args.starts:
+            plan = replace(plan, starts=args.starts)
+        if args.seconds:
+            plan = replace(plan, seconds=args.seconds, fig_seconds=args.seconds)
+        wire.write(wire.run(out, plan, budget), out, command)
     elif name == "render":
         from . import render
 

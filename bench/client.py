@@ -120,7 +120,9 @@ def fetch_together(
     return wall, out
 
 
-OWNER_COOKIE = f"{owner.COOKIE}={owner.new_token()}"
+# The owner cookie the server issued with the run's first report (reports are private to the
+# client that started them); kept and sent with every later request, as a browser would.
+_owner = {"cookie": ""}
 
 
 def request(
@@ -133,15 +135,18 @@ def request(
     """One request on a connection of its own; a JSON ``body`` is sent as JSON."""
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        # One owner for every request of the run: reports are private to the client that
-        # started them.
-        headers = {"Accept": "application/json", "Cookie": OWNER_COOKIE}
+        headers = {"Accept": "application/json"}
+        if _owner["cookie"]:
+            headers["Cookie"] = _owner["cookie"]
         data = None
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         conn.request(method, path, body=data, headers=headers)
         resp = conn.getresponse()
+        for header in resp.headers.get_all("Set-Cookie") or []:
+            if header.startswith(owner.COOKIE + "="):
+                _owner["cookie"] = header.split(";", 1)[0]
         return resp.status, resp.read()
     finally:
         conn.close()

@@ -4,8 +4,8 @@ For every shipped figure, size (400x300, 1200x900) and format (PNG, SVG), in one
 
 - **fresh**: what a render process does for a new image: a new Figure, the figure's draw
   function, ``fit``, encoding (``figserve.render.encode``);
-- **update**: a figure kept between images (with its own Agg canvas) moved to the next
-  parameters by its update function, then ``fit`` and encoding;
+- **update**: what a render process does with a figure it keeps (``render/warm.py``): the
+  figure's update function moves it to the next parameters, then ``fit`` and encoding;
 - **plain**: the same figure drawn the plain way (``bench/plain.py``): ``Figure()``,
   ``add_subplot``, the plot calls, ``savefig``, a constrained layout where the figure needs one.
 
@@ -69,14 +69,10 @@ def _params(spec: Any, i: int) -> Any:
 
 def _one_start(plan: Plan) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, int]]]:
     """In a fresh process: median CPU ms per image of every cell and kind, and draw counts."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     from figserve.config import Settings
     from figserve.figures import FIGURES
-    from figserve.figures.layout import fit_unless_laid_out
-    from figserve.render import ImageOptions
-    from figserve.render.encode import new_figure, save
-    from figserve.render.options import canvas_for
+    from figserve.render import ImageOptions, encode, job_for
+    from figserve.render.encode import draw, fit_margins, save
 
     from . import plain
 
@@ -84,22 +80,23 @@ def _one_start(plan: Plan) -> tuple[dict[str, dict[str, float]], dict[str, dict[
     out: dict[str, dict[str, float]] = {}
     for spec in FIGURES:
         for width, height in plan.sizes:
-            canvas = canvas_for(ImageOptions(w=width, h=height), 10**8)
             for fmt in plan.formats:
-                kept = new_figure(canvas)
-                FigureCanvasAgg(kept)  # a kept figure keeps its canvas and renderer
-                state = {"handles": spec.draw(kept, _params(spec, 0))}
+                opts = ImageOptions(w=width, h=height, format=fmt)
 
-                def fresh(i: int, spec=spec, canvas=canvas, fmt=fmt) -> bytes:
-                    fig = new_figure(canvas)
-                    spec.draw(fig, _params(spec, i))
-                    fit_unless_laid_out(fig)
-                    return save(fig, canvas, fmt, level)
+                def job(i: int, spec=spec, opts=opts) -> Any:
+                    return job_for(spec, _params(spec, i), opts, 10**8, png_level=level)
 
-                def update(i: int, spec=spec, canvas=canvas, fmt=fmt, kept=kept, state=state):
+                # As a render process keeps a figure (render/warm.py): drawn once, then updated.
+                kept, handles = draw(job(0))
+                state = {"handles": handles}
+
+                def fresh(i: int, job=job) -> bytes:
+                    return encode(job(i), level)
+
+                def update(i: int, spec=spec, job=job, kept=kept, state=state) -> bytes:
                     state["handles"] = spec.update(kept, state["handles"], _params(spec, i))
-                    fit_unless_laid_out(kept)
-                    return save(kept, canvas, fmt, level)
+                    fit_margins(kept)
+                    return save(kept, job(i), level)
 
                 def drawn_plain(i: int, spec=spec, width=width, height=height, fmt=fmt):
                     return plain.render(spec.name, _params(spec, i), width, height, fmt)

@@ -8,13 +8,9 @@ Nothing here builds an app at import: the checkout's thin ``src/app.py`` does, f
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
-import signal
 import sys
-import threading
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +21,16 @@ from . import __version__
 from . import metrics as metrics_module
 from .config import Settings
 from .figures import FIGURES, Registry
-from .figures.loading import load_figure_modules
-from .jobs import JobRunner
-from .metrics import Metrics
-from .render import Renderer
-from .render.serving import serving_renderer
-from .web import api, body, embed, jobs, ops, pages, security, static, transfer, userpages
+from .figures.loading import FigureModuleError, load_figure_modules
+from .services import SERVICES
+from .state import AppState
+from .web import api, body, changes, embed, jobs, ops, pages, security, static, transfer, userpages
 from .web.asgi import guard
 from .web.errors import register_error_handlers
+from .web.fastpath import FastPath
 from .web.images import create_images_blueprint
 from .web.openapi import FigserveOpenAPI
-from .web.state import AppState
+from .web.reload import serve_the_error, under_reloader
 
 PACKAGE = Path(__file__).resolve().parent
 # A checkout keeps templates/ at its top; `pip install .` puts them inside the package.
@@ -46,8 +41,6 @@ TEMPLATES = next(
 STATIC = PACKAGE / "static"
 VERSION = __version__
 
-HTML_CSP = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
-
 
 def create_app(config: dict[str, Any] | None = None) -> Quart:
     """Build the app. ``config`` overrides settings by name (see ``figserve/config.py``); the key
@@ -57,16 +50,36 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     settings = Settings.from_env(config)
     _configure_logging(settings.log_level)
     _check_package_data()
-    registry = _with_user_figures(custom, settings)
-
+    try:
+        registry = _with_user_figures(custom, settings)
+    except FigureModuleError as exc:
+        if not under_reloader(settings.reload):
+            raise
+        return serve_the_error(exc, TEMPLATES, STATIC)  # until the file is fixed
+    state = AppState(settings=settings, registry=registry)
     app = Quart(__name__, template_folder=str(TEMPLATES), static_folder=None)
+    app.extensions["figserve"] = state
+    _install_web(app, state)
+
+    @app.while_serving
+    async def _serve() -> AsyncIterator[None]:
+        # The services start in order and stop in the reverse one (a failed start stops those
+        # already started). An app serves once: tests and workers each build their own.
+        async with AsyncExitStack() as services:
+            for service in SERVICES:
+                await services.enter_async_context(service(state))
+            yield
+
+    return app
+
+
+def _install_web(app: Quart, state: AppState) -> None:
+    """Routes, request limits, error pages and response headers: everything HTTP."""
+    settings = state.settings
     transfer.install(app)  # first installed, so it runs last: validators, compression, 304s
-    static.install(app, STATIC)  # fingerprinted, long-cached static files
+    static_files = static.install(app, STATIC)  # fingerprinted static files, inline CSS
     body.install(app, settings)  # body, form and time limits of every request
     embed.install(app)  # figure(name, **params) in every page
-    state = AppState(settings=settings, registry=registry)
-    app.extensions["figserve"] = state
-
     QuartSchema(
         app,
         openapi_path="/openapi.json",
@@ -76,91 +89,30 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
         info={"title": "figserve", "version": VERSION},
         openapi_provider_class=FigserveOpenAPI,
     )
-    app.register_blueprint(pages.bp)
-    app.register_blueprint(create_images_blueprint(registry))
-    app.register_blueprint(api.bp)
-    app.register_blueprint(ops.bp)
-    app.register_blueprint(jobs.bp)
+    images = create_images_blueprint(state.registry)
+    for blueprint in (pages.bp, images, api.bp, changes.bp, ops.bp, jobs.bp):
+        app.register_blueprint(blueprint)
     if settings.pages:
         userpages.install(app, settings.pages)
     register_error_handlers(app)
     security.install(app, settings)  # cross-site refusal, relative redirects, no-store default
     metrics_module.install(app, lambda: state.metrics)
-    app.asgi_app = guard(app.asgi_app, body_timeout=settings.body_timeout)  # type: ignore[method-assign]
-
-    # Each long-lived service is one function: it starts the service, yields while the app
-    # serves, then stops it. They start in this order and stop in the reverse one (jobs before
-    # the renderer they use), each time the app serves.
-    @asynccontextmanager
-    async def _signals() -> AsyncIterator[None]:
-        _sigterm_stops_the_server()
-        yield
-
-    @asynccontextmanager
-    async def _metrics() -> AsyncIterator[None]:
-        state.metrics = Metrics.start()
-        try:
-            yield
-        finally:
-            state.metrics.stop()
-            state.metrics = None
-
-    @asynccontextmanager
-    async def _renderer() -> AsyncIterator[None]:
-        async with serving_renderer(settings, registry, state.metrics) as renderer:
-            state.renderer = renderer
-            try:
-                yield
-            finally:
-                # The render processes are killed: renders still running end with a 503.
-                state.renderer = None
-
-    @asynccontextmanager
-    async def _jobs() -> AsyncIterator[None]:
-        assert state.renderer is not None
-        if settings.redis_url:
-            async with _queued_jobs(settings, registry, state.renderer) as service:
-                state.jobs = service
-                try:
-                    yield
-                finally:
-                    state.jobs = None
-            return
-        runner = JobRunner(settings, registry, state.renderer)
-        await runner.start()
-        state.jobs = runner
-        try:
-            yield
-        finally:
-            # Running jobs go back to the queue with their progress.
-            state.jobs = None
-            await runner.close()
-
-    serving: list[AsyncExitStack] = []
-
-    @app.before_serving
-    async def _start_services() -> None:
-        async with AsyncExitStack() as stack:
-            for service in (_signals, _metrics, _renderer, _jobs):
-                await stack.enter_async_context(service())
-            # Started: keep them running until serving stops (a failed start stops those
-            # already started, on leaving this block).
-            serving.append(stack.pop_all())
-
-    @app.after_serving
-    async def _stop_services() -> None:
-        while serving:
-            await serving.pop().aclose()
 
     @app.after_request
     async def _security_headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
         if response.mimetype == "text/html":
-            response.headers.setdefault("Content-Security-Policy", HTML_CSP)
+            response.headers.setdefault("Content-Security-Policy", static_files.html_csp())
         return response
 
-    return app
+    app.asgi_app = guard(  # type: ignore[method-assign]
+        app.asgi_app, body_timeout=settings.body_timeout, max_body_bytes=settings.max_body_bytes
+    )
+    # Outermost: cached images (and their 304s) answered before anything else runs.
+    app.asgi_app = state.fast = FastPath(  # type: ignore[method-assign]
+        app.asgi_app, state, settings.fast_path_entries
+    )
 
 
 def _check_package_data() -> None:
@@ -185,29 +137,6 @@ def _with_user_figures(custom: Registry | None, settings: Settings) -> Registry:
     return custom
 
 
-@asynccontextmanager
-async def _queued_jobs(
-    settings: Settings, registry: Registry, renderer: Renderer
-) -> AsyncIterator[Any]:
-    """Scale-out jobs: the service the routes use, and this worker's SAQ job workers unless
-    FIGSERVE_JOB_THREADS=0 (then standalone job workers do all the work)."""
-    from .jobs.queue import JobWorkers, QueuedJobs
-
-    service = QueuedJobs(settings)
-    await service.start()
-    workers = None
-    try:
-        if settings.job_threads:
-            workers = JobWorkers(settings, registry, renderer)
-            await workers.start()
-        yield service
-    finally:
-        # Running tasks finish within the grace time or go back to their queue.
-        if workers is not None:
-            await workers.close()
-        await service.close()
-
-
 def _configure_logging(level: str) -> None:
     logger = logging.getLogger("figserve")
     logger.setLevel(level.upper())
@@ -216,34 +145,3 @@ def _configure_logging(level: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         logger.addHandler(handler)
         logger.propagate = False
-
-
-def _sigterm_stops_the_server() -> None:
-    """In a Hypercorn worker, leave a SIGTERM to the master, which stops every worker gracefully.
-
-    Hypercorn stops gracefully when its master gets SIGTERM, but a worker that gets SIGTERM
-    itself (``kill -- -PGID``, systemd's KillMode=control-group, or the master's own
-    ``terminate()`` of the remaining workers once one has exited) dies at once, dropping every
-    in-flight response. So while its master runs, a worker ignores its own SIGTERM: the master got
-    one too (process group) or is already stopping the workers, and it tells every worker to stop
-    accepting and finish in-flight requests within ``graceful_timeout``. The worker must not
-    signal the master itself: a second SIGTERM arriving inside the master's handler deadlocks it
-    on the lock of the shared shutdown event.
-    """
-    parent = multiprocessing.parent_process()
-    if parent is None or threading.current_thread() is not threading.main_thread():
-        return  # not a spawned worker: Hypercorn (or the caller) handles signals itself
-    master = parent.pid
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        if os.getppid() == master:
-            logging.getLogger("figserve").info(
-                "worker %d got SIGTERM: the master %d stops the workers gracefully",
-                os.getpid(),
-                master,
-            )
-        else:  # orphaned: nobody will tell this worker to stop, so stop now
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, on_sigterm)

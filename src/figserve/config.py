@@ -22,6 +22,7 @@ GIB = 1024 * MIB
 SECONDS = 1.0
 DAYS = 86400 * SECONDS
 MIN_ADMIN_TOKEN = 16
+MIN_OWNER_SECRET = 32
 PREFIX = "FIGSERVE_"
 _PUBLIC_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/?$", re.ASCII)
 _REDIS_URL = re.compile(
@@ -64,6 +65,16 @@ class Settings(BaseSettings):
     # render_recycle_rss_mb, so slow leaks and fragmentation never build up.
     render_recycle_after: int = Field(500, ge=1)
     render_recycle_rss_mb: int = Field(400, ge=1)
+    # Render processes per worker for small tasks with their own deadline (figures' data-version
+    # functions), so a slow or hung one never takes a process that draws images.
+    probe_processes: int = Field(1, ge=0)
+    # Drawn figures each render process keeps to update instead of drawing anew, for figures
+    # that declare update= (least recently used dropped first; 0: none). Each holds its artists,
+    # a few MB at most; recycling by resident size still applies.
+    render_warm_figures: int = Field(4, ge=0)
+    # Exact request targets of cached images each worker answers below Quart (the fast path:
+    # same headers and bytes, a fraction of the CPU); 0: every request goes through Quart.
+    fast_path_entries: int = Field(4096, ge=0)
     # Byte budget of the in-process LRU of deterministic (seeded) renders.
     cache_bytes: int = Field(64 * MIB, ge=0)
     # Hard cap on output pixels (width x height) of any raster image.
@@ -85,7 +96,8 @@ class Settings(BaseSettings):
     warm_up: bool = True
     log_level: str = "INFO"
     # Background jobs. Every worker of one server must use the same directory (it holds the
-    # shared job database and the results); empty means a per-user folder in the temp directory.
+    # shared job database, the results and the owner key); empty: "jobs" in figserve's state
+    # folder ($STATE_DIRECTORY, else $XDG_STATE_HOME/figserve, else ~/.local/state/figserve).
     jobs_dir: str = ""
     job_max_items: int = Field(500, ge=1)
     # Jobs queued or running at once, over all workers; more answer 503.
@@ -113,8 +125,14 @@ class Settings(BaseSettings):
     job_poll_interval: float = Field(1 * SECONDS, ge=0.01)
     # A running job whose worker has not beaten its heartbeat for this long is taken back.
     job_stale_after: float = Field(30 * SECONDS, ge=0.1)
+    # Seconds a job route waits for the job store (Redis, or a job database locked by another
+    # process) before it answers 503 with Retry-After.
+    job_store_timeout: float = Field(2 * SECONDS, ge=0.1)
     # How long a client's job owner cookie lasts; each new job renews it.
     owner_cookie_max_age: float = Field(7 * DAYS, ge=1)
+    # The secret that signs owner cookies (32 characters or more), the same on every instance;
+    # empty: one is made once and kept in the jobs folder (embedded) or in Redis (scale-out).
+    owner_secret: str = ""
     # Bearer token of the operator's view of every client's jobs; empty: no such view.
     admin_token: str = ""
     # The public origin, e.g. https://figs.example.org, when a proxy changes the Host or the
@@ -126,6 +144,10 @@ class Settings(BaseSettings):
     figures: str = ""
     # A folder of the user's own Jinja pages, served at /pages/<name>; empty: none.
     pages: str = ""
+    # Whether a reloader (hypercorn --reload) runs the server: a figure module that fails to
+    # import then leaves a server that shows the error and recovers once the file is fixed,
+    # instead of stopping the start. Unset: read from Hypercorn's command line.
+    reload: bool | None = None
     # Scale-out mode: redis://host:port/db of the Redis that every instance and job worker
     # shares (render cache, jobs, results). Empty: embedded, no server needed.
     redis_url: str = ""
@@ -138,11 +160,25 @@ class Settings(BaseSettings):
     # while (the render happens here instead).
     redis_cache_timeout: float = Field(0.5 * SECONDS, ge=0.01)
 
+    # Live figures (``version=``): seconds a figure's version function may run in its render
+    # process before the process is killed and the check counts as failed.
+    version_timeout: float = Field(5 * SECONDS, ge=0.1)
+    # (figure, parameters) pairs whose data version each worker keeps; the least recently used
+    # unwatched pair is forgotten first, and past it with every pair watched, 503.
+    version_pairs: int = Field(10_000, ge=1)
+    # Version checks queued or running at once per worker; a request that needs one more and
+    # has no earlier version to show answers 503 with Retry-After.
+    version_checks: int = Field(16, ge=1)
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.admin_token and len(self.admin_token) < MIN_ADMIN_TOKEN:
             raise ValueError(
                 f"FIGSERVE_ADMIN_TOKEN must have at least {MIN_ADMIN_TOKEN} characters"
+            )
+        if self.owner_secret and len(self.owner_secret) < MIN_OWNER_SECRET:
+            raise ValueError(
+                f"FIGSERVE_OWNER_SECRET must have at least {MIN_OWNER_SECRET} characters"
             )
         if self.redis_url and not _REDIS_URL.match(self.redis_url):
             raise ValueError(

@@ -36,6 +36,7 @@ from prometheus_client import (
 )
 from quart import Quart, Response, request
 
+from .live import VersionObserver
 from .render import RenderJob, RenderObserver
 from .system import pid_alive, private_dir, start_time
 
@@ -113,10 +114,31 @@ _RENDER_COUNTERS = {
         "figserve_render_processes_crashed",
         "Render processes that died during a render (crash, out of memory).",
     ),
+    "protocol_errors": (
+        "figserve_render_protocol_errors",
+        "Render processes replaced because they answered out of turn (503).",
+    ),
+    "warm_hits": (
+        "figserve_render_warm_hits",
+        "Renders that updated a figure their render process kept, instead of drawing anew.",
+    ),
+    "warm_misses": (
+        "figserve_render_warm_misses",
+        "Renders of a figure with an update function that were drawn fresh (then kept).",
+    ),
+    "warm_update_failures": (
+        "figserve_render_warm_update_failures",
+        "Updates of a kept figure that raised: the figure was dropped and drawn fresh.",
+    ),
+    "version_mismatches": (
+        "figserve_render_version_mismatches",
+        "Images whose render process ran other code than its worker: served no-store, never "
+        "cached (restart figserve).",
+    ),
 }
 
 
-class Metrics(RenderObserver):
+class Metrics(RenderObserver, VersionObserver):
     """The metrics of one serving app; the renderer reports to it, ``/metrics`` reads it.
 
     Make it with ``start`` when serving starts and ``stop`` it when serving stops."""
@@ -151,9 +173,48 @@ class Metrics(RenderObserver):
             multiprocess_mode="livesum",
             registry=reg,
         )
+        self.state_restored = Counter(
+            "figserve_render_state_restored",
+            "State a figure left changed in its render process and figserve put back.",
+            ["figure", "state"],
+            registry=reg,
+        )
+        self.state_recycled = Counter(
+            "figserve_render_state_recycled",
+            "Render processes replaced because a figure left state behind that cannot be undone.",
+            ["figure", "state"],
+            registry=reg,
+        )
         self.in_flight = Gauge(
             "figserve_renders_in_flight",
             "Renders executing in a render process now.",
+            multiprocess_mode="livesum",
+            registry=reg,
+        )
+        self.version_checks = Counter(
+            "figserve_version_checks",
+            "Data version checks of live figures by outcome: same, changed, failed, timeout, "
+            "invalid (not a str, int or finite float, or too long), busy (no probe process was "
+            "free), shared (another instance's check was taken).",
+            ["figure", "outcome"],
+            registry=reg,
+        )
+        self.version_changes = Counter(
+            "figserve_version_changes",
+            "New data versions of live figures.",
+            ["figure"],
+            registry=reg,
+        )
+        self.stale = Counter(
+            "figserve_figure_stale",
+            "Images of an earlier data version served because the version check (check) or "
+            "the render of the new version (render) failed.",
+            ["figure", "reason"],
+            registry=reg,
+        )
+        self.pairs = Gauge(
+            "figserve_version_pairs",
+            "Figure and parameter pairs whose data version is kept.",
             multiprocess_mode="livesum",
             registry=reg,
         )
@@ -165,11 +226,30 @@ class Metrics(RenderObserver):
     def rendered(self, job: RenderJob, seconds: float) -> None:
         self.render_seconds.labels(job.label, job.format).observe(seconds)
 
+    def process_state(self, figure: str, restored: list[str], recycled: list[str]) -> None:
+        for state in restored:
+            self.state_restored.labels(figure, state).inc()
+        for state in recycled:
+            self.state_recycled.labels(figure, state).inc()
+
     def queued(self, delta: int) -> None:
         self.queue_depth.inc(delta)
 
     def running(self, delta: int) -> None:
         self.in_flight.inc(delta)
+
+    # VersionObserver
+    def version_checked(self, figure: str, outcome: str, seconds: float) -> None:
+        self.version_checks.labels(figure, outcome).inc()
+
+    def version_changed(self, figure: str) -> None:
+        self.version_changes.labels(figure).inc()
+
+    def version_pairs(self, count: int) -> None:
+        self.pairs.set(count)
+
+    def figure_stale(self, figure: str, reason: str) -> None:
+        self.stale.labels(figure, reason).inc()
 
     @classmethod
     def start(cls) -> Metrics:

@@ -1,4 +1,5 @@
-"""This machine: private per-user folders in the temp directory, and whether a process runs."""
+"""This machine: the folder of figserve's lasting state, private per-user folders in the temp
+directory for what lasts one run, and whether a process runs."""
 
 from __future__ import annotations
 
@@ -20,6 +21,26 @@ def private_dir(name: str) -> Path:
         raise PermissionError(f"{base} belongs to another user, or is a link")
     path = base / name
     path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def state_dir(name: str) -> Path:
+    """``<state>/<name>``, made if missing, readable by this user only: where figserve keeps
+    what must outlive a restart (jobs, their results, the owner key), out of reach of the
+    cleaners of temp folders.
+
+    ``<state>`` is systemd's ``$STATE_DIRECTORY`` (a unit with ``StateDirectory=figserve``),
+    else ``$XDG_STATE_HOME/figserve``, else ``~/.local/state/figserve``.
+    """
+    if os.environ.get("STATE_DIRECTORY"):
+        # systemd may list several, separated by colons: the first is this unit's own.
+        base = Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    elif os.environ.get("XDG_STATE_HOME", "").startswith("/"):
+        base = Path(os.environ["XDG_STATE_HOME"]) / "figserve"
+    else:
+        base = Path.home() / ".local" / "state" / "figserve"
+    path = base / name
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
 
 

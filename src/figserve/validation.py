@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .figures import FigureParams, FigureSpec, Registry
+from .json_numbers import strict_json
 from .render import Format, ImageOptions, LimitExceeded, RenderJob, job_for
 
 OPTION_NAMES = frozenset(ImageOptions.model_fields)
@@ -169,7 +170,9 @@ def _validate(
 
 
 def _model_of(model: type[ModelT], values: dict[str, Any], json_types: bool) -> ModelT:
-    return model.model_validate(values, strict=json_types)
+    if json_types:
+        return strict_json(model, values)
+    return model.model_validate(values)
 
 
 def parse_flat(
@@ -253,10 +256,14 @@ class RenderRequest:
         options: ImageOptions,
         max_pixels: int,
         prefix: str = "",
+        data: str | None = None,
+        *,
+        png_level: int | None = None,
     ) -> RenderRequest:
-        """The render of ``spec``; ``Invalid`` if its image is larger than ``max_pixels``."""
+        """The render of ``spec`` (``data``: the version of the data it draws; ``png_level``:
+        see ``job_for``); ``Invalid`` if its image is larger than ``max_pixels``."""
         try:
-            job = job_for(spec, params, options, max_pixels)
+            job = job_for(spec, params, options, max_pixels, data, png_level=png_level)
         except LimitExceeded as exc:
             raise Invalid([FieldError(prefix + exc.param, str(exc))]) from None
         return cls(spec, params, options, job)
@@ -301,6 +308,7 @@ def from_spec(
     *,
     prefix: str = "",
     defaults: Mapping[str, Any] | None = None,
+    png_level: int | None = None,
 ) -> RenderRequest:
     """A ``RenderSpec``-shaped object (``/api/render``'s body, one item of a job) as a render."""
     if not isinstance(raw, dict):
@@ -308,14 +316,14 @@ def from_spec(
     values = {**(defaults or {}), **raw}
     errors: list[FieldError] = []
     try:
-        spec_in = RenderSpec.model_validate(values, strict=True)
+        spec_in = strict_json(RenderSpec, values)
     except ValidationError as exc:
         errors = pydantic_errors(exc, prefix)
         if any(e["type"] != "extra_forbidden" for e in exc.errors()):
             raise Invalid(errors) from None
         # Only unknown keys: check the rest too, so every error is listed at once.
-        spec_in = RenderSpec.model_validate(
-            {k: values[k] for k in RenderSpec.model_fields & values.keys()}, strict=True
+        spec_in = strict_json(
+            RenderSpec, {k: values[k] for k in RenderSpec.model_fields & values.keys()}
         )
     spec = registry.get(spec_in.figure)
     if spec is None:
@@ -334,7 +342,7 @@ def from_spec(
         raise Invalid([*errors, *exc.errors]) from None
     if errors:
         raise Invalid(errors)
-    return RenderRequest.of(spec, params, opts, max_pixels, prefix)
+    return RenderRequest.of(spec, params, opts, max_pixels, prefix, png_level=png_level)
 
 
 def from_stored(registry: Registry, item: Mapping[str, Any], max_pixels: int) -> RenderRequest:

@@ -9,6 +9,8 @@ render process does, and the bytes are those the renderer serves (its canvas and
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
@@ -17,12 +19,10 @@ from matplotlib.figure import Figure
 from pydantic import Field
 
 from figserve.figures import FIGURES, FigureParams, title_field
-from figserve.figures.layout import fit_unless_laid_out
 from figserve.figures.registry import FigureSpec, Registry
 from figserve.figures.testing import assert_update_matches
-from figserve.render import ImageOptions
-from figserve.render.encode import new_figure, save
-from figserve.render.options import canvas_for
+from figserve.render import ImageOptions, encode, job_for, warm
+from figserve.render.encode import draw, fit_margins, save
 
 from .test_catalog import PROPERTY, accepted, params_for
 
@@ -45,7 +45,7 @@ def test_every_shipped_figure_has_an_update_path() -> None:
     steps=st.integers(2, 5),
 )
 def test_updates_give_the_bytes_of_a_fresh_draw(spec: FigureSpec, data, size, steps) -> None:
-    canvas = canvas_for(ImageOptions(w=size[0], h=size[1]), 10**8)
+    # As a render process does it (render/warm.py): draw and keep, then update, fit, save.
     kept: Figure | None = None
     handles = None
     for step in range(steps):
@@ -53,18 +53,38 @@ def test_updates_give_the_bytes_of_a_fresh_draw(spec: FigureSpec, data, size, st
         if spec.random and params.seed is None:  # unseeded: every draw a new sample
             params = params.model_copy(update={"seed": step})
         fmt = data.draw(st.sampled_from(["png", "svg"]), label=f"format {step}")
+        job = job_for(spec, params, ImageOptions(w=size[0], h=size[1], format=fmt), 10**8)
         if kept is None:
-            kept = new_figure(canvas)
+            kept, handles = draw(job)
             if data.draw(st.booleans(), label="kept with its own Agg canvas"):
                 FigureCanvasAgg(kept)  # a render process may keep the canvas (and renderer)
-            handles = spec.draw(kept, params)
         else:
             handles = spec.update(kept, handles, params)
-        fit_unless_laid_out(kept)
-        fresh = new_figure(canvas)
-        spec.draw(fresh, params)
-        fit_unless_laid_out(fresh)
-        assert save(kept, canvas, fmt) == save(fresh, canvas, fmt), (step, fmt)
+            fit_margins(kept)
+        fresh, _ = draw(job)
+        assert save(kept, job, 6) == save(fresh, job, 6), (step, fmt)
+
+
+@pytest.fixture
+def warm_process() -> Iterator[None]:
+    """This process keeps figures, as a render process does; and keeps none afterwards."""
+    warm.install(4)
+    yield
+    warm.install(0)
+
+
+@pytest.mark.parametrize("spec", WARM, ids=lambda s: s.name)
+def test_the_renderers_kept_figures_give_fresh_bytes(spec: FigureSpec, warm_process) -> None:
+    seeded = {"seed": 9} if spec.random else {}
+    titled = {"title": "A title"} if "title" in spec.params.model_fields else {}
+    steps = [spec.params(**seeded), spec.params(**seeded, **titled), spec.params(**seeded)]
+    outcomes = []
+    for params, fmt in zip(steps, ["png", "svg", "png"], strict=True):
+        job = job_for(spec, params, ImageOptions(format=fmt), 10**8)
+        meta: dict[str, object] = {}
+        assert warm.render_warm(job, 6, meta) == encode(job, 6)
+        outcomes.append(meta["warm"])
+    assert outcomes == ["miss", "hit", "hit"]
 
 
 @pytest.mark.parametrize("spec", WARM, ids=lambda s: s.name)

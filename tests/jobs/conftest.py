@@ -14,7 +14,9 @@ import pytest
 from quart import Quart
 
 from figserve.app import create_app
-from figserve.jobs import JobRecord, JobRunner, JobState
+from figserve.jobs import JobRecord, JobService, JobState
+from figserve.jobs.local import LocalRunner
+from figserve.jobs.local_store import LocalJobStore
 from figserve.web.owner import COOKIE, new_token, token_hash
 from tests.support.gates import Gate, registry_with_test_figures
 from tests.support.waiting import until
@@ -53,14 +55,31 @@ async def app(app_config: dict, gate: Gate) -> AsyncIterator[Quart]:
         gate.open()
 
 
-def runner_of(app: Quart) -> JobRunner:
-    runner = app.extensions["figserve"].jobs
-    assert runner is not None
-    return runner
+def runner_of(app: Quart) -> JobService:
+    service = app.extensions["figserve"].jobs
+    assert service is not None
+    return service
 
 
-async def start(client, items: list[dict], output: str = "pdf") -> dict:
-    resp = await client.post("/jobs", json={"items": items, "output": output})
+def lane_of(app: Quart) -> LocalRunner:
+    lane = runner_of(app).lane
+    assert isinstance(lane, LocalRunner)
+    return lane
+
+
+def store_of(app: Quart) -> LocalJobStore:
+    store = runner_of(app).store
+    assert isinstance(store, LocalJobStore)
+    return store
+
+
+def token_for(app: Quart) -> str:
+    """An owner token this app issued (signed with its key)."""
+    return new_token(runner_of(app).owner_key)
+
+
+async def start(client, items: list[dict], output: str = "pdf", **extra: str) -> dict:
+    resp = await client.post("/jobs", json={"items": items, "output": output, **extra})
     assert resp.status_code == 202, await resp.get_data(as_text=True)
     body = await resp.get_json()
     assert resp.headers["Location"] == f"/jobs/{body['id']}"
@@ -74,9 +93,9 @@ async def get_job(client, job_id: str) -> dict:
     return await resp.get_json()
 
 
-def own(client) -> str:
-    """Give ``client`` an owner cookie; returns what the store keeps of it."""
-    token = new_token()
+def own(app: Quart, client) -> str:
+    """Give ``client`` an owner cookie the app issued; returns what the store keeps of it."""
+    token = token_for(app)
     client.set_cookie("localhost", COOKIE, token, path="/jobs")
     return token_hash(token)
 

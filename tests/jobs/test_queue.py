@@ -19,7 +19,8 @@ from saq.queue.redis import RedisQueue
 
 from figserve.app import create_app
 from figserve.jobs.queue import ITEMS_QUEUE, JOBS_QUEUE
-from figserve.web.owner import COOKIE, new_token
+from figserve.web.owner import COOKIE
+from tests.jobs.conftest import token_for
 from tests.support.gates import registry_with_test_figures
 
 WAIT = 60.0
@@ -80,7 +81,7 @@ async def saq_record(redis_url: str, queue: str, key: str):
 
 
 async def test_a_zip_job_runs_on_the_queue(app: Quart) -> None:
-    client = client_of(app, new_token())
+    client = client_of(app, token_for(app))
     items = [
         {"figure": "waves", "format": "svg"},
         {"figure": "histogram", "params": {"seed": 3}, "format": "png", "w": 120, "h": 90},
@@ -98,7 +99,7 @@ async def test_a_zip_job_runs_on_the_queue(app: Quart) -> None:
 async def test_an_item_whose_process_dies_is_tried_again_then_fails_the_job(
     app: Quart, redis_url: str
 ) -> None:
-    client = client_of(app, new_token())
+    client = client_of(app, token_for(app))
     job_id = await submit(client, [{"figure": "crash", "format": "png"}])
     job = await ended(client, job_id)
     assert job["state"] == "failed"
@@ -108,7 +109,7 @@ async def test_an_item_whose_process_dies_is_tried_again_then_fails_the_job(
 
 
 async def test_a_figure_that_raises_fails_the_job_at_once(app: Quart, redis_url: str) -> None:
-    client = client_of(app, new_token())
+    client = client_of(app, token_for(app))
     job_id = await submit(client, [{"figure": "waves"}, {"figure": "broken", "format": "png"}])
     job = await ended(client, job_id)
     assert job["state"] == "failed"
@@ -124,7 +125,7 @@ async def test_limits_and_privacy_hold_over_redis(redis_url: str, tmp_path: Path
         config(redis_url, tmp_path, job_threads=0, job_max_active=3, job_max_client_active=2)
     )
     async with application.test_app():
-        mine, theirs = new_token(), new_token()
+        mine, theirs = token_for(application), token_for(application)
         me, them = client_of(application, mine), client_of(application, theirs)
         stranger = client_of(application)
         first = await submit(me, [{"figure": "waves"}])
@@ -154,7 +155,7 @@ async def test_a_task_left_aborting_by_a_dead_sweeper_runs_again(
 ) -> None:
     submitter = create_app(config(redis_url, tmp_path / "a", job_threads=0))
     async with submitter.test_app():
-        client = client_of(submitter, new_token())
+        client = client_of(submitter, token_for(submitter))
         job_id = await submit(client, [{"figure": "waves"}], "pdf")
         # A worker took the plan, a sweep aborted it (SAQ's race), and the sweeping worker
         # died before it queued the plan again: the task is "aborting" and in no list.

@@ -12,9 +12,11 @@ from urllib.parse import urlencode
 from xml.etree import ElementTree
 
 import pypdf
+import pytest
 
 from figserve.app import create_app
-from figserve.jobs import JobState, SQLiteJobStore, new_job_id
+from figserve.jobs import Admission, JobState, new_job_id
+from figserve.jobs.sqlite import JobsDatabase
 from figserve.web.owner import COOKIE, new_token, token_hash
 from tests.conftest import decode
 from tests.jobs.conftest import (
@@ -25,12 +27,16 @@ from tests.jobs.conftest import (
     files_in,
     gated,
     get_job,
+    lane_of,
     own,
     record_of,
     runner_of,
     start,
+    store_of,
 )
 from tests.support.waiting import until
+
+MANY = Admission(max_active=10)
 
 
 async def test_pdf_job_from_queued_to_downloaded(app, client, jobs_dir):
@@ -39,7 +45,7 @@ async def test_pdf_job_from_queued_to_downloaded(app, client, jobs_dir):
         {"figure": "normal", "params": {"seed": 3}, "w": 500, "h": 250},
         {"figure": "histogram", "params": {"seed": 1, "bins": 10}},
     ]
-    created = await start(client, items)
+    created = await start(client, items, paper="figure")
     assert created["state"] in {"queued", "running"}
     assert (created["done"], created["total"], created["output"]) == (0, 3, "pdf")
     assert created["result_url"] is None
@@ -65,6 +71,28 @@ async def test_pdf_job_from_queued_to_downloaded(app, client, jobs_dir):
     sizes = [(round(float(p.mediabox.width)), round(float(p.mediabox.height))) for p in pdf.pages]
     assert sizes == [(288, 216), (360, 180), (288, 216)]
     assert files_in(jobs_dir) == [f"{job['id']}.pdf"]  # its item files are gone
+
+
+@pytest.mark.parametrize(("paper", "size"), [("a4", (595, 842)), ("letter", (612, 792))])
+async def test_a_pdf_report_is_on_paper_with_a_caption_per_page(app, client, paper, size):
+    items = [
+        {"figure": "histogram", "params": {"seed": 4, "bins": 12}, "w": 800, "h": 300},
+        {"figure": "waves", "w": 300, "h": 900},
+    ]
+    job = await start(client, items, paper=paper)
+    assert (await runner_of(app).wait(job["id"], WAIT)).state is JobState.DONE
+    data = await (await client.get(f"/jobs/{job['id']}/result")).get_data()
+    pdf = pypdf.PdfReader(io.BytesIO(data))
+    for page in pdf.pages:
+        assert (round(float(page.mediabox.width)), round(float(page.mediabox.height))) == size
+    first, second = (" ".join(p.extract_text().split()) for p in pdf.pages)
+    assert "Histogram with fitted density" in first and "seed = 4" in first
+    assert "bins = 12" in first and "800 × 300 px" in first and "1 / 2" in first  # noqa: RUF001
+    assert "Damped waves" in second and "2 / 2" in second
+    assert [o.title for o in pdf.outline] == [
+        "1. Histogram with fitted density",
+        "2. Damped waves",
+    ]
 
 
 async def test_seeded_pdf_report_is_byte_identical(app, client):
@@ -208,7 +236,7 @@ async def test_cancel_a_queued_job(app, client, gate):
     gate.let_through("a")
     assert (await runner_of(app).wait(first["id"], WAIT)).state is JobState.DONE
     # Once the slot is free the cancelled job is not picked up.
-    await runner_of(app).tick()
+    await lane_of(app).tick()
     job = await get_job(client, second["id"])
     assert (job["state"], job["done"], job["started"]) == ("cancelled", 0, None)
 
@@ -251,11 +279,11 @@ async def test_results_expire_and_are_removed(app, client, jobs_dir):
     ttl = runner.settings.job_result_ttl
 
     now[0] += ttl - 1
-    await runner.tick()
+    await runner.upkeep()
     assert (await client.get(f"/jobs/{job['id']}/result")).status_code == 200
 
     now[0] += 2
-    await runner.tick()
+    await runner.upkeep()
     assert files_in(jobs_dir) == []
     resp = await client.get(f"/jobs/{job['id']}")
     assert resp.status_code == 404
@@ -265,14 +293,14 @@ async def test_results_expire_and_are_removed(app, client, jobs_dir):
 async def test_leftovers_are_removed_at_start(app_config, jobs_dir):
     results = jobs_dir / "results"
     results.mkdir(parents=True)
-    store = SQLiteJobStore(jobs_dir / "jobs.sqlite3")
+    store = JobsDatabase(jobs_dir / "jobs.sqlite3")
     kept, expired, failed = new_job_id(), new_job_id(), new_job_id()
-    token = new_token()
+    token = new_token(b"k" * 32)
     mine = token_hash(token)
-    store.create(record_of(kept, JobState.DONE, expires=time.time() + 3600, client=mine), [], 10)
-    store.create(record_of(expired, JobState.DONE, expires=time.time() - 1, client=mine), [], 10)
+    store.create(record_of(kept, JobState.DONE, expires=time.time() + 3600, client=mine), [], MANY)
+    store.create(record_of(expired, JobState.DONE, expires=time.time() - 1, client=mine), [], MANY)
     store.create(
-        record_of(failed, JobState.FAILED, expires=time.time() + 3600, client=mine), [], 10
+        record_of(failed, JobState.FAILED, expires=time.time() + 3600, client=mine), [], MANY
     )
     store.close()
     for name in [
@@ -286,7 +314,7 @@ async def test_leftovers_are_removed_at_start(app_config, jobs_dir):
     (results / f"{failed}.parts").mkdir()
     (results / f"{failed}.parts" / "0").write_bytes(b"x")
 
-    application = create_app(app_config)
+    application = create_app({**app_config, "owner_secret": "k" * 32})
     async with application.test_app():
         client = application.test_client()
         client.set_cookie("localhost", COOKIE, token, path="/jobs")
@@ -303,16 +331,16 @@ async def test_jobs_of_dead_workers_go_back_to_the_queue_until_their_attempts_ru
     async with application.test_app():
         client = application.test_client()
         runner = runner_of(application)
-        store = runner.store
-        assert store is not None
-        mine = own(client)
+        lane = lane_of(application)
+        store = store_of(application).db
+        mine = own(application, client)
         quiet = time.time() - runner.settings.job_stale_after - 5
         gone = dead_pid()
         ids = {name: new_job_id() for name in ("stale", "exhausted", "dead_here", "alive")}
         for name, owner, beat, attempts in [
             ("stale", "elsewhere:1:aa", quiet, 1),
             ("exhausted", "elsewhere:2:bb", quiet, runner.settings.job_max_attempts),
-            ("dead_here", f"{runner.host}:{gone}:cc", time.time(), 1),
+            ("dead_here", f"{lane.host}:{gone}:cc", time.time(), 1),
             ("alive", "elsewhere:3:dd", time.time(), 1),
         ]:
             record = record_of(
@@ -325,9 +353,9 @@ async def test_jobs_of_dead_workers_go_back_to_the_queue_until_their_attempts_ru
                 done=1,
                 client=mine,
             )
-            store.create(record, [{"figure": "waves"}, {"figure": "waves"}], 10)
-        runner._free_slots.clear()  # look only: claim nothing in this round
-        await runner.tick()
+            store.create(record, [{"figure": "waves"}, {"figure": "waves"}], MANY)
+        lane.slots = 0  # look only: claim nothing in this round
+        await lane.tick()
         states = {n: (await get_job(client, i))["state"] for n, i in ids.items()}
         assert states == {
             "stale": "queued",
@@ -352,7 +380,7 @@ async def test_stopping_gives_a_running_job_back_and_the_next_start_resumes_it(
         gate.let_through("a")
         await entered(gate, 2)  # item 1 is done, item 2 is drawing
     # The stop did not wait for item 2: its process was killed, the job went back.
-    store = SQLiteJobStore(jobs_dir / "jobs.sqlite3")
+    store = JobsDatabase(jobs_dir / "jobs.sqlite3")
     try:
         record = store.get(job["id"])
         assert record is not None
@@ -401,7 +429,7 @@ async def test_gallery_form_starts_a_report(app, client):
     assert resp.status_code == 303
     job_id = resp.headers["Location"].rsplit("/", 1)[1]
     runner = runner_of(app)
-    items = await runner._call(runner._db.items, job_id)
+    items = await runner.store.items(job_id)
     assert [i["figure"] for i in items] == ["histogram"] * 3 + ["waves"] * 2
     assert [i["params"]["seed"] for i in items[:3]] == [7, 8, 9]
     assert {i["params"]["bins"] for i in items[:3]} == {12}

@@ -20,7 +20,7 @@ import httpx
 import pypdf
 import pytest
 
-from figserve.jobs import SQLiteJobStore
+from figserve.jobs.sqlite import JobsDatabase
 from tests.support.live import LiveServer, live_server
 
 pytestmark = pytest.mark.live
@@ -64,7 +64,7 @@ def pinned(server: LiveServer, avoid: str, cookies: httpx.Cookies) -> Iterator[h
 
 def runner_pid(jobs_dir: Path, job_id: str) -> str | None:
     """The pid of the worker running the job, from the store (never shown to clients)."""
-    store = SQLiteJobStore(jobs_dir / "jobs.sqlite3")
+    store = JobsDatabase(jobs_dir / "jobs.sqlite3")
     try:
         record = store.get(job_id)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -30,7 +31,7 @@ from tests.support.procs import alive
 from tests.support.waiting import until_sync
 
 REGISTRY = registry_with_test_figures()
-PRELOAD = ["figserve.figures", "tests.support.gates"]
+PRELOAD = ["figserve.figures", "tests.support.gates", "tests.support.probes"]
 
 
 def job(name: str, gate: Gate | None = None, tag: str = "", **opts: object) -> RenderJob:
@@ -182,7 +183,7 @@ def test_processes_are_recycled_past_a_resident_size(make_pool) -> None:
 def test_background_renders_run_at_a_lower_priority(make_pool, gate: Gate) -> None:
     pool = make_pool(processes=1, background=1)
     with ThreadPoolExecutor(2) as ex:
-        low = ex.submit(pool.run, job("gated", gate, "low"), 3, background=True)
+        low = ex.submit(pool.run, job("gated", gate, "low"), 3, lane="background")
         high = ex.submit(pool.run, job("gated", gate, "high"), 3)
         until_sync(lambda: len(gate.pids()) == 2, "both renders to start")
         nice = {pid: os.getpriority(os.PRIO_PROCESS, pid) for pid in gate.pids()}
@@ -282,3 +283,30 @@ def test_readiness_brings_back_a_dead_fork_server(make_pool) -> None:
     assert fork_server(PRELOAD).pid != server.pid
     assert len(pool.pids()) == 1 and all(alive(p) for p in pool.pids())
     png(pool)
+
+
+def test_large_tasks_and_replies_travel_whole(make_pool) -> None:
+    from tests.support.probes import Echo
+
+    pool = make_pool(processes=1, background=0)
+    data = bytes(range(256)) * (64 * 1024)  # 16 MiB, far past a socket's buffer
+    for _ in range(3):  # the process is idle between them: checked, then sent to again
+        assert pool.run(Echo(data), 3).value == data[::-1]
+
+
+def test_a_process_that_does_not_read_its_task_is_replaced_at_the_deadline(make_pool) -> None:
+    from tests.support.probes import Echo
+
+    pool = make_pool(processes=1, background=0)
+    (stopped,) = pool.pids()
+    os.kill(stopped, signal.SIGSTOP)  # alive, but it reads nothing
+    try:
+        started = time.monotonic()
+        with pytest.raises(RenderTimeout, match="did not take its task"):
+            pool.run(Echo(bytes(16 * 2**20)), 3, deadline=1.0)
+        assert time.monotonic() - started < 5
+        assert stopped not in pool.pids()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stopped, signal.SIGCONT)
+    assert pool.run(Echo(b"ok"), 3).value == b"ko"

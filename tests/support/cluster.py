@@ -44,13 +44,14 @@ def scaleout_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 
 class JobWorker:
-    """``python -m figserve.jobs.worker`` in a process group of its own."""
+    """``python -m figserve.jobs.worker`` in a process group of its own, with the test figures
+    (loaded as any user's figure module is)."""
 
-    def __init__(self, env: dict[str, str], app: str = "tests.support.app:app") -> None:
+    def __init__(self, env: dict[str, str], figures: str = "tests.support.testfigures") -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "figserve.jobs.worker", "--app", app],
+            [sys.executable, "-m", "figserve.jobs.worker"],
             cwd=ROOT,
-            env={**os.environ, **env},
+            env={**os.environ, "FIGSERVE_FIGURES": figures, **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

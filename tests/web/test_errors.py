@@ -96,7 +96,10 @@ async def test_wrong_method_is_405_with_allow(client):
 
 
 async def test_one_log_line_per_render_and_per_error_at_filterable_levels(figserve_logs) -> None:
-    app = create_app({"warm_up": False, "registry": registry_with_test_figures()})
+    # Through Quart every time: hits the fast path answers have no render line (the access log
+    # has them; tests/web/test_fastpath.py).
+    config = {"warm_up": False, "registry": registry_with_test_figures(), "fast_path_entries": 0}
+    app = create_app(config)
     async with app.test_app():
         client = app.test_client()
         await client.get("/figures/normal.webp?seed=2&w=120&h=90")
@@ -106,7 +109,9 @@ async def test_one_log_line_per_render_and_per_error_at_filterable_levels(figser
     renders = [r for r in figserve_logs.records if r.name == "figserve.render"]
     lines = [r.getMessage() for r in renders if r.getMessage().startswith("render figure=")]
     assert len(lines) == 2
-    assert lines[0].startswith("render figure=normal format=webp px=120x90 cache=miss bytes=")
+    assert lines[0].startswith(
+        "render figure=normal format=webp px=120x90 cache=miss warm=off bytes="
+    )
     assert " cache=hit " in lines[1] and " ms=" in lines[1]
     assert all(r.levelno == logging.INFO for r in renders if r.getMessage() in lines)
     web = {

@@ -12,8 +12,10 @@ import os
 import re
 import socket
 import sqlite3
+import string
 import time
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -24,14 +26,17 @@ from quart import Quart
 
 import figserve.web.forms as forms_module
 from figserve.app import create_app
-from figserve.jobs import JobRecord, JobRunner, JobState, new_job_id
+from figserve.figures import FIGURES
+from figserve.jobs import Admission, JobRecord, JobService, JobState, new_job_id
+from figserve.jobs.local_store import LocalJobStore
 from figserve.render import ImageOptions, canvas_for
-from figserve.web.owner import COOKIE, new_token, token_hash
+from figserve.web.owner import COOKIE, issued, new_token, token_hash
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 ADMIN = "operator-token-0123456789"
 WAVES = {"items": [{"figure": "waves", "format": "svg"}], "output": "zip"}
+URLSAFE = string.ascii_letters + string.digits + "-_"
 
 
 @pytest.fixture
@@ -47,10 +52,21 @@ def app_config(jobs_dir: Path) -> dict:
     }
 
 
-def runner_of(app: Quart) -> JobRunner:
+def runner_of(app: Quart) -> JobService:
     runner = app.extensions["figserve"].jobs
     assert runner is not None
     return runner
+
+
+def store_of(app: Quart) -> LocalJobStore:
+    store = runner_of(app).store
+    assert isinstance(store, LocalJobStore)
+    return store
+
+
+def token(app: Quart) -> str:
+    """An owner token the app issued."""
+    return new_token(runner_of(app).owner_key)
 
 
 def with_cookie(app: Quart, token: str | None) -> object:
@@ -73,7 +89,6 @@ def owner_cookie(resp) -> dict[str, str]:
 
 def store_done(app: Quart, owner: str | None, data: bytes = b"%PDF-1.4 result") -> str:
     """A finished job of ``owner`` (a token hash), with its result on disk."""
-    runner = runner_of(app)
     job_id = new_job_id()
     now = time.time()
     record = JobRecord(
@@ -90,9 +105,9 @@ def store_done(app: Quart, owner: str | None, data: bytes = b"%PDF-1.4 result") 
         client=owner,
         bucket=owner,
     )
-    assert runner.store is not None
-    runner.store.create(record, [], 10**6)
-    runner.result_path(record).write_bytes(data)
+    store = store_of(app)
+    store.db.create(record, [], Admission(10**6))
+    store.result_path(record).write_bytes(data)
     return job_id
 
 
@@ -104,7 +119,8 @@ async def test_a_submission_sets_a_private_owner_cookie(app):
     resp = await client.post("/jobs", json=WAVES)
     assert resp.status_code == 202
     cookie = owner_cookie(resp)
-    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", cookie["value"])
+    assert re.fullmatch(r"[A-Za-z0-9_-]{24}\.[A-Za-z0-9_-]{32}", cookie["value"])
+    assert issued(cookie["value"], runner_of(app).owner_key)
     assert cookie["path"] == "/jobs"
     assert cookie["max-age"] == str(7 * 86400)
     assert cookie["samesite"] == "Lax"
@@ -125,11 +141,52 @@ async def test_over_https_the_owner_cookie_is_secure(app):
     assert "secure" in owner_cookie(resp)
 
 
-@pytest.mark.parametrize("bad", ["", "short", "x" * 43 + "!", "é" * 43, "a" * 44])
-async def test_a_malformed_owner_cookie_is_replaced(app, bad):
+FORGED = [
+    "",
+    "short",
+    "x" * 43,  # the shape of tokens of earlier releases: no longer issued
+    "é" * 43,
+    "a" * 24 + "." + "b" * 32,  # the shape of an issued token, not signed
+    new_token(b"another server's key 0123456789ab"),
+]
+
+
+@pytest.mark.parametrize("bad", FORGED)
+async def test_a_cookie_the_server_did_not_issue_counts_as_none(app, bad):
     resp = await with_cookie(app, bad).post("/jobs", json=WAVES)
     assert resp.status_code == 202
     assert owner_cookie(resp)["value"] != bad
+    # It opens nobody's job, not even one made under it.
+    job_id = store_done(app, token_hash(bad) if bad else None)
+    assert (await with_cookie(app, bad).get(f"/jobs/{job_id}")).status_code == 404
+
+
+@FAST
+@given(
+    nonce=st.text(alphabet=st.sampled_from(URLSAFE), min_size=24, max_size=24),
+    mac=st.text(alphabet=st.sampled_from(URLSAFE), min_size=32, max_size=32),
+)
+def test_no_made_up_token_is_taken_for_an_issued_one(nonce, mac):
+    key = b"k" * 32
+    assert not issued(f"{nonce}.{mac}", key)
+    assert issued(new_token(key), key)
+
+
+async def test_cookies_made_up_per_request_do_not_pass_the_per_client_limit(app_config):
+    application = create_app({**app_config, "job_max_client_active": 2})
+    async with application.test_app():
+        statuses = []
+        for i in range(6):
+            # A new made-up cookie each time, of the issued shape, even signed by a wrong key.
+            forged = new_token(f"{i:032d}".encode()) if i % 2 else "a" * 24 + f".{i:032d}"
+            statuses.append(
+                (await with_cookie(application, forged).post("/jobs", json=WAVES)).status_code
+            )
+        assert statuses == [202, 202, 429, 429, 429, 429]
+        # A cookie the server issued still gets its own share.
+        assert (
+            await with_cookie(application, token(application)).post("/jobs", json=WAVES)
+        ).status_code == 202
 
 
 async def test_the_store_keeps_only_a_hash_of_the_token(app, jobs_dir):
@@ -158,10 +215,10 @@ async def answer(client, method: str, path: str, accept: str) -> tuple[int, dict
 
 @pytest.mark.parametrize("accept", ["application/json", "text/html"])
 async def test_someone_elses_job_answers_exactly_as_an_unknown_one(app, accept):
-    mine = new_token()
+    mine = token(app)
     job_id = store_done(app, token_hash(mine))
     unknown = new_job_id()
-    for stranger in (None, new_token()):
+    for stranger in (None, token(app)):
         client = with_cookie(app, stranger)
         for method, suffix in [("GET", ""), ("GET", "/result"), ("DELETE", "")]:
             theirs = await answer(client, method, f"/jobs/{job_id}{suffix}", accept)
@@ -180,7 +237,7 @@ async def test_someone_elses_job_answers_exactly_as_an_unknown_one(app, accept):
 @FAST
 @given(owners=st.lists(st.integers(0, 3), min_size=1, max_size=8), viewer=st.integers(-1, 3))
 async def test_each_client_sees_and_acts_on_its_own_jobs_only(app, owners, viewer):
-    tokens = [new_token() for _ in range(4)]
+    tokens = [token(app) for _ in range(4)]
     jobs = [(store_done(app, token_hash(tokens[o])), o) for o in owners]
     client = with_cookie(app, tokens[viewer] if viewer >= 0 else None)
     listed = {j["id"] for j in (await (await client.get("/jobs")).get_json())["jobs"]}
@@ -199,8 +256,8 @@ async def test_each_client_sees_and_acts_on_its_own_jobs_only(app, owners, viewe
 
 async def test_jobs_of_a_previous_version_without_an_owner_are_nobodys(app):
     job_id = store_done(app, None)
-    for token in (None, new_token()):
-        assert (await with_cookie(app, token).get(f"/jobs/{job_id}")).status_code == 404
+    for cookie in (None, token(app)):
+        assert (await with_cookie(app, cookie).get(f"/jobs/{job_id}")).status_code == 404
 
 
 # --- the operator's view -------------------------------------------------------------------------
@@ -214,7 +271,7 @@ def admin_app_config(app_config: dict) -> dict:
 async def test_the_admin_token_shows_every_clients_jobs(admin_app_config):
     application = create_app(admin_app_config)
     async with application.test_app():
-        ids = [store_done(application, token_hash(new_token())) for _ in range(3)]
+        ids = [store_done(application, token_hash(token(application))) for _ in range(3)]
         admin = application.test_client()
         bearer = {"Authorization": f"Bearer {ADMIN}"}
         listed = [
@@ -223,18 +280,29 @@ async def test_the_admin_token_shows_every_clients_jobs(admin_app_config):
         assert sorted(listed) == sorted(ids)
         assert (await admin.get(f"/jobs/{ids[0]}/result", headers=bearer)).status_code == 200
         assert (await admin.delete(f"/jobs/{ids[0]}", headers=bearer)).status_code == 204
-        # Anything else is refused, not quietly taken for an ordinary client.
-        for header in (f"Bearer {ADMIN}x", f"Bearer {ADMIN[:-1]}", f"Basic {ADMIN}", "Bearer"):
+        # A wrong bearer token is refused, not quietly taken for an ordinary client.
+        for header in (f"Bearer {ADMIN}x", f"Bearer {ADMIN[:-1]}", "Bearer", "bearer  x"):
             resp = await admin.get("/jobs", headers={"Authorization": header})
             assert resp.status_code == 401
             assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        # Other kinds of credentials (a proxy's basic auth) are not the operator's at all.
+        user = with_cookie(application, token(application))
+        for header in (f"Basic {ADMIN}", "Basic dXNlcjpwYXNz", "Digest x", "Negotiate"):
+            resp = await user.post("/jobs", json=WAVES, headers={"Authorization": header})
+            assert resp.status_code == 202, header
+            mine = (await resp.get_json())["id"]
+            listed = await user.get("/jobs", headers={"Authorization": header})
+            assert (await listed.get_json())["jobs"][0]["id"] == mine
+            assert (
+                await user.get(f"/jobs/{ids[1]}", headers={"Authorization": header})
+            ).status_code == 404
         # Never in a URL.
         assert (await admin.get(f"/jobs?token={ADMIN}")).status_code == 400
         assert (await (await admin.get("/jobs")).get_json())["jobs"] == []
 
 
 async def test_without_an_admin_token_configured_there_is_no_operator_view(app):
-    job_id = store_done(app, token_hash(new_token()))
+    job_id = store_done(app, token_hash(token(app)))
     client = app.test_client()
     for header in ("Bearer ", "Bearer anything-at-all-0123456789"):
         resp = await client.get("/jobs", headers={"Authorization": header})
@@ -314,9 +382,8 @@ def checks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 
 def stored_items(app: Quart) -> int:
-    store = runner_of(app).store
-    assert store is not None
-    return sum(len(store.items(job.id)) for job in store.recent(10**6))
+    db = store_of(app).db
+    return sum(len(db.items(job.id)) for job in db.recent(10**6))
 
 
 async def test_a_figure_ticked_many_times_does_not_multiply_items(app, checks):
@@ -352,7 +419,7 @@ async def test_copies_are_validated_once_per_figure(app, checks):
     assert resp.status_code == 303
     assert checks == ["histogram"]
     job_id = resp.headers["Location"].rsplit("/", 1)[1]
-    items = runner_of(app).store.items(job_id)
+    items = store_of(app).db.items(job_id)
     assert [i["params"]["seed"] for i in items] == list(range(7, 507))
 
 
@@ -416,7 +483,7 @@ async def test_each_client_has_a_share_of_the_active_jobs(app_config):
             for _ in range(3)
         ]
         assert statuses == [202, 202, 429]
-        me = with_cookie(application, new_token())
+        me = with_cookie(application, token(application))
         for _ in range(2):
             assert (await me.post("/jobs", json=WAVES)).status_code == 202
         resp = await me.post("/jobs", json=WAVES)
@@ -424,7 +491,7 @@ async def test_each_client_has_a_share_of_the_active_jobs(app_config):
         assert resp.headers["Retry-After"]
         assert "limit per client is 2" in (await resp.get_json())["detail"]
         # Another client still gets in.
-        other = with_cookie(application, new_token())
+        other = with_cookie(application, token(application))
         assert (await other.post("/jobs", json=WAVES)).status_code == 202
         # A job that ends frees its place.
         first = (await (await me.get("/jobs")).get_json())["jobs"][-1]["id"]
@@ -499,22 +566,87 @@ async def test_unknown_and_malformed_ids_are_404(client, path):
     assert (await client.delete(path.format(id=new_job_id()))).status_code in {404, 405}
 
 
-async def test_gallery_form_errors_come_as_a_page_naming_each_field(client):
+class FormState(HTMLParser):
+    """The controls of a page's report form: what each says, and the errors shown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[str, str] = {}
+        self.ticked: list[str] = []
+        self.invalid: list[str] = []
+        self._select: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "input" and a.get("type") == "checkbox":
+            if "checked" in a:
+                self.ticked.append(a["value"])
+        elif tag == "input" and "name" in a:
+            self.values[a["name"]] = a.get("value") or ""
+            if a.get("aria-invalid") == "true":
+                self.invalid.append(a["name"])
+        elif tag == "select":
+            self._select = a["name"]
+            if a.get("aria-invalid") == "true":
+                self.invalid.append(a["name"])
+        elif tag == "option" and self._select and "selected" in a:
+            self.values[self._select] = a["value"]
+
+
+def form_state(html: str) -> FormState:
+    parser = FormState()
+    parser.feed(html)
+    return parser
+
+
+async def test_a_form_with_errors_comes_back_as_it_was_filled_in(client):
     form = [
         ("figure", "histogram"),
+        ("figure", "waves"),
         ("copies.histogram", "2"),
+        ("copies.waves", "0"),
         ("histogram.bins", "0"),
         ("histogram.n", "many"),
+        ("histogram.seed", "12"),
+        ("waves.components", "4"),
         ("output", "zip"),
+        ("paper", "letter"),
         ("format", "gif"),
+        ("w", "640"),
     ]
     resp = await client.post("/jobs", data=urlencode(form), headers={**FORM, "Accept": "text/html"})
     assert resp.status_code == 400
     assert resp.mimetype == "text/html"
     html = await resp.get_data(as_text=True)
-    for name in ("format", "histogram.bins", "histogram.n"):
-        assert f"<code>{name}</code>" in html
+    state = form_state(html)
+    assert state.ticked == ["histogram", "waves"]
+    assert {k: state.values[k] for k in ("copies.histogram", "copies.waves", "w")} == {
+        "copies.histogram": "2",
+        "copies.waves": "0",
+        "w": "640",
+    }
+    assert (state.values["output"], state.values["paper"]) == ("zip", "letter")
+    assert "whole number from 1" in html  # the copies' error, at its field
+    assert sorted(state.invalid) == ["copies.waves", "format"]
+    # Fixed: the figures' own errors come next, at their fields, with what was sent kept.
+    form[3] = ("copies.waves", "1")
+    resp = await client.post("/jobs", data=urlencode(form), headers={**FORM, "Accept": "text/html"})
+    html = await resp.get_data(as_text=True)
+    state = form_state(html)
+    assert sorted(state.invalid) == ["format", "histogram.bins", "histogram.n"]
+    assert state.values["histogram.n"] == "many" and state.values["histogram.seed"] == "12"
+    assert state.values["waves.components"] == "4"
     assert (await (await client.get("/jobs")).get_json())["jobs"] == []
+
+
+async def test_the_gallery_form_starts_with_what_a_person_would_pick(client):
+    html = await (await client.get("/")).get_data(as_text=True)
+    state = form_state(html)
+    names = [spec.name for spec in FIGURES]
+    assert state.ticked == names  # every figure once: a catalogue of them
+    assert {state.values[f"copies.{n}"] for n in names} == {"1"}
+    assert (state.values["output"], state.values["paper"]) == ("pdf", "a4")
+    assert state.invalid == []
 
 
 async def test_jobs_are_in_the_openapi_document(client):
@@ -531,10 +663,10 @@ async def test_jobs_are_in_the_openapi_document(client):
 
 
 async def test_a_result_is_streamed_with_ranges_and_validators(app):
-    token = new_token()
+    issued_token = token(app)
     data = bytes(range(256)) * 4096  # 1 MiB: several windows
-    job_id = store_done(app, token_hash(token), data)
-    client = with_cookie(app, token)
+    job_id = store_done(app, token_hash(issued_token), data)
+    client = with_cookie(app, issued_token)
     whole = await client.get(f"/jobs/{job_id}/result")
     assert whole.status_code == 200 and await whole.get_data() == data
     assert whole.headers["Content-Length"] == str(len(data))
@@ -551,3 +683,136 @@ async def test_a_result_is_streamed_with_ranges_and_validators(app):
     assert same.status_code == 304
     beyond = await client.get(f"/jobs/{job_id}/result", headers={"Range": f"bytes={len(data)}-"})
     assert beyond.status_code == 416
+    assert beyond.headers["Content-Range"] == f"bytes */{len(data)}"
+
+
+@pytest.mark.parametrize(
+    ("header", "status", "expected"),
+    [
+        ("bytes=-10", 206, slice(990, 1000)),  # a suffix
+        ("bytes=-5000", 206, slice(0, 1000)),  # a suffix longer than the body: all of it
+        ("bytes=990-5000", 206, slice(990, 1000)),
+        ("bytes=0-0", 206, slice(0, 1)),
+        ("bytes=0-99, 100-199", 206, slice(0, 200)),  # touching: coalesced into one
+        ("bytes=50-99, 0-60", 206, slice(0, 100)),  # overlapping, in any order
+        ("bytes=0-9, 500-509", 200, slice(0, 1000)),  # apart: the whole body
+        ("bytes=0-9, 2000-3000", 206, slice(0, 10)),  # an unsatisfiable part is dropped
+        ("bytes=1000-", 416, None),
+        ("bytes=-0", 416, None),
+        ("bytes=5-1", 200, slice(0, 1000)),  # invalid: ignored
+        ("bytes=abc", 200, slice(0, 1000)),
+        ("items=0-9", 200, slice(0, 1000)),  # another unit: ignored
+        ("BYTES = 10-19", 206, slice(10, 20)),
+    ],
+)
+async def test_ranges_follow_rfc_9110(app, header, status, expected):
+    data = bytes(range(250)) * 4
+    issued_token = token(app)
+    job_id = store_done(app, token_hash(issued_token), data)
+    resp = await with_cookie(app, issued_token).get(
+        f"/jobs/{job_id}/result", headers={"Range": header}
+    )
+    assert resp.status_code == status
+    body = await resp.get_data()
+    if status == 416:
+        assert resp.headers["Content-Range"] == "bytes */1000"
+        assert resp.mimetype == "application/problem+json"
+        return
+    assert body == data[expected]
+    assert resp.headers["Content-Length"] == str(len(body))
+    if status == 206:
+        assert resp.headers["Content-Range"] == (f"bytes {expected.start}-{expected.stop - 1}/1000")
+    else:
+        assert "Content-Range" not in resp.headers
+
+
+async def test_if_range_lets_a_range_apply_only_to_the_same_result(app):
+    data = b"0123456789" * 50
+    issued_token = token(app)
+    job_id = store_done(app, token_hash(issued_token), data)
+    client = with_cookie(app, issued_token)
+    whole = await client.get(f"/jobs/{job_id}/result")
+    etag, modified = whole.headers["ETag"], whole.headers["Last-Modified"]
+    for if_range, status in [(etag, 206), (modified, 206), ('"other"', 200), ("W/" + etag, 200)]:
+        resp = await client.get(
+            f"/jobs/{job_id}/result", headers={"Range": "bytes=5-9", "If-Range": if_range}
+        )
+        assert resp.status_code == status, if_range
+        assert await resp.get_data() == (data[5:10] if status == 206 else data)
+    changed = await client.get(f"/jobs/{job_id}/result", headers={"If-Match": '"other"'})
+    assert changed.status_code == 412
+    unchanged = await client.get(f"/jobs/{job_id}/result", headers={"If-Modified-Since": modified})
+    assert unchanged.status_code == 304
+
+
+range_spec = st.one_of(
+    st.tuples(st.just("int"), st.integers(0, 1200), st.none() | st.integers(0, 1200)),
+    st.tuples(st.just("suffix"), st.integers(0, 1500)),
+    st.tuples(st.just("junk"), st.sampled_from(["", "x", "1-2-3", "-", "+1-2", "1 - 2"])),
+)
+
+
+def spec_text(spec: tuple) -> str:
+    if spec[0] == "int":
+        return f"{spec[1]}-" + ("" if spec[2] is None else str(spec[2]))
+    if spec[0] == "suffix":
+        return f"-{spec[1]}"
+    return spec[1]
+
+
+def expected_answer(specs: list[tuple], size: int) -> tuple[int, range | None]:
+    """What RFC 9110 asks for: status, and the bytes sent (by their positions)."""
+    texts = [spec_text(s).strip() for s in specs]
+    if any(s[0] == "junk" and t for s, t in zip(specs, texts, strict=True)):
+        return 200, range(size)
+    if any(s[0] == "int" and s[2] is not None and s[2] < s[1] for s in specs):
+        return 200, range(size)
+    if not any(texts):
+        return 200, range(size)
+    covered: set[int] = set()
+    for spec in specs:
+        if spec[0] == "int" and spec[1] < size:
+            last = size - 1 if spec[2] is None else min(size - 1, spec[2])
+            covered.update(range(spec[1], last + 1))
+        elif spec[0] == "suffix" and spec[1] > 0:
+            covered.update(range(max(0, size - spec[1]), size))
+    if not covered:
+        return 416, None
+    low, high = min(covered), max(covered)
+    if len(covered) != high - low + 1:
+        return 200, range(size)  # several ranges apart
+    return 206, range(low, high + 1)
+
+
+@FAST
+@given(specs=st.lists(range_spec, min_size=1, max_size=4), size=st.integers(1, 1100))
+async def test_any_range_answers_as_a_reference_slice_of_the_bytes(app, specs, size):
+    data = bytes((i * 7) % 256 for i in range(size))
+    issued_token = token(app)
+    job_id = store_done(app, token_hash(issued_token), data)
+    header = "bytes=" + ",".join(spec_text(s) for s in specs)
+    resp = await with_cookie(app, issued_token).get(
+        f"/jobs/{job_id}/result", headers={"Range": header}
+    )
+    status, positions = expected_answer(specs, size)
+    assert resp.status_code == status, header
+    if status == 416:
+        assert resp.headers["Content-Range"] == f"bytes */{size}"
+        return
+    assert positions is not None
+    assert await resp.get_data() == data[positions.start : positions.stop]
+    if status == 206:
+        expected = f"bytes {positions.start}-{positions.stop - 1}/{size}"
+        assert resp.headers["Content-Range"] == expected
+
+
+async def test_job_items_take_whole_numbers_written_as_floats(app):
+    client = app.test_client()
+    items = [{"figure": "histogram", "params": {"bins": 136.0, "seed": 2.0}, "w": 320.0}]
+    resp = await client.post("/jobs", json={"items": items, "output": "zip"})
+    assert resp.status_code == 202, await resp.get_data(as_text=True)
+    for wrong in (136.5, True, "136"):
+        items = [{"figure": "histogram", "params": {"bins": wrong}}]
+        resp = await client.post("/jobs", json={"items": items, "output": "zip"})
+        assert resp.status_code == 400
+        assert (await resp.get_json())["param"] == "items.0.params.bins"

@@ -20,6 +20,7 @@ from tests.support.live import ROOT, live_server
 pytestmark = pytest.mark.live
 HERE = Path(__file__).resolve().parent
 MAX_TIME = 75  # seconds of generated requests (the suite stays within its 10 minutes)
+SECRET = "a secret that signs the owner cookies of this run"
 
 
 def test_every_check_passes_against_the_document(tmp_path: Path) -> None:
@@ -32,6 +33,7 @@ def test_every_check_passes_against_the_document(tmp_path: Path) -> None:
         "FIGSERVE_JOB_MAX_ACTIVE": "100000",
         "FIGSERVE_JOB_MAX_CLIENT_ACTIVE": "100000",
         "FIGSERVE_JOB_MAX_OUTPUT_BYTES": "1024",
+        "FIGSERVE_OWNER_SECRET": SECRET,
     }
     with live_server(workers=1, env=env) as server:
         proc = subprocess.run(
@@ -57,7 +59,7 @@ def test_every_check_passes_against_the_document(tmp_path: Path) -> None:
                 # A client that keeps its owner cookie, as a browser does: the jobs it starts
                 # are its own to read and delete (the stateful phase follows them).
                 "--header",
-                f"Cookie: {COOKIE}={new_token()}",
+                f"Cookie: {COOKIE}={new_token(SECRET.encode())}",
             ],
             cwd=tmp_path,
             env={

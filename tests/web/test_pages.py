@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from figserve.web.embed import DENSITIES
 from tests.support.html import parse
 from tests.web.test_errors import BROWSER_PAGE_ACCEPT
 
@@ -17,18 +18,28 @@ async def test_figure_page_shows_the_image_and_its_permalink(client):
     img = parse(html).images[0]
     path, _, query = img["src"].partition("?")
     assert path == "/figures/histogram.png"
-    assert sorted(query.split("&")) == ["bins=12", "h=300", "seed=3", "w=500"]
+    pin, *rest = sorted(query.split("&"))
+    assert rest == ["bins=12", "h=300", "seed=3", "w=500"]
+    assert re.fullmatch(r"_v=[0-9a-f]{16}", pin)  # pinned to the version this page shows
     # A candidate for each density screens have, each the same URL with its dpr.
     densities = [c.rsplit(" ", 1) for c in img["srcset"].split(", ")]
-    assert [d for _, d in densities] == ["1x", "1.5x", "2x", "3x"]
+    assert [d for _, d in densities] == [f"{d:g}x" for d in DENSITIES]
     assert [u for u, _ in densities] == [img["src"]] + [
-        f"{img['src']}&dpr={d}" for d in ("1.5", "2", "3")
+        f"{img['src']}&dpr={d:g}" for d in DENSITIES[1:]
     ]
+    # Beside it the same figure in WebP, which browsers take first: the same candidates.
+    (source,) = parse(html).sources
+    assert source["type"] == "image/webp"
+    assert source["srcset"] == img["srcset"].replace("/histogram.png?", "/histogram.webp?")
     assert img["fetchpriority"] == "high"  # the page's one figure comes first
     assert (img["width"], img["height"]) == ("500", "300")
     # The permalink is relative: nothing taken from the Host header (see tests/web/test_pages.py).
     assert "<code>/figures/histogram.png?" in html
-    assert (await client.get(img["src"])).status_code == 200
+    # ... and not pinned: it shows the figure as it is when opened.
+    assert "<code>/figures/histogram.png?seed=3&amp;bins=12&amp;w=500&amp;h=300</code>" in html
+    shown = await client.get(img["src"])
+    assert shown.status_code == 200
+    assert shown.headers["Cache-Control"] == "public, max-age=31536000, immutable"
     # srcset picks the density; a dpr field would pin it on the next submit.
     assert 'name="dpr"' not in html
 
@@ -87,8 +98,14 @@ async def test_normal_page_embeds_sized_described_images(client):
     for img in page.images:
         assert img["width"] == "400" and img["height"] == "300"
         assert img["alt"].startswith("Scatter of 100 random-normal points")
-        assert img["src"].endswith("?lo=-16&hi=32")
-        assert re.fullmatch(r"(\S+) 1x, \1&dpr=1.5 1.5x, \1&dpr=2 2x, \1&dpr=3 3x", img["srcset"])
+        path = img["src"]
+        assert path.endswith("?lo=-16&hi=32")
+        expected = [f"{path} 1x"] + [f"{path}&dpr={d:g} {d:g}x" for d in DENSITIES[1:]]
+        assert img["srcset"].split(", ") == expected
+    for img, source in zip(page.images, page.sources, strict=True):
+        webp = f"{img['src']}&format=webp"
+        expected = [f"{webp} 1x"] + [f"{webp}&dpr={d:g} {d:g}x" for d in DENSITIES[1:]]
+        assert source["srcset"].split(", ") == expected
     # The first is fetched first; all six load at once (none waits to be scrolled to).
     assert [img.get("fetchpriority") for img in page.images] == ["high"] + [None] * 5
     assert not any("loading" in img for img in page.images)

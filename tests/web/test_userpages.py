@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from quart import Quart
 
 from figserve.app import create_app
-from figserve.web.embed import EAGER, figure
+from figserve.web.embed import DENSITIES, EAGER, figure
 from tests.conftest import decode
 from tests.support.html import parse
 from tests.support.usercode import UserFolder, spiral_module
@@ -53,7 +54,10 @@ async def test_a_user_page_extends_the_base_and_embeds_figures(pages_app: Quart)
     html = await resp.get_data(as_text=True)
     assert '<a class="brand" href="/">figserve</a>' in html  # figserve's base
     spiral, hist, waves = parse(html).images
-    assert spiral["src"] == "/figures/myspiral.png?turns=4&seed=1&w=400&h=300"
+    # Deterministic figures are pinned to their version (see tests/web/test_versioned.py).
+    assert re.fullmatch(
+        r"/figures/myspiral\.png\?turns=4&seed=1&w=400&h=300&_v=[0-9a-f]{16}", spiral["src"]
+    )
     assert spiral["srcset"].split(", ")[-1] == f"{spiral['src']}&dpr=3 3x"
     assert spiral["alt"] == "Spiral of 4 turns" and spiral["fetchpriority"] == "high"
     assert (hist["width"], hist["height"], hist["alt"], hist["class"]) == (
@@ -63,7 +67,8 @@ async def test_a_user_page_extends_the_base_and_embeds_figures(pages_app: Quart)
         "wide",
     )
     assert "fetchpriority" not in hist and "loading" not in hist
-    assert waves["src"] == "/figures/waves.svg?w=400&h=300" and "srcset" not in waves
+    assert re.fullmatch(r"/figures/waves\.svg\?w=400&h=300&_v=[0-9a-f]{16}", waves["src"])
+    assert "srcset" not in waves
     for img in (spiral, hist, waves):
         answer = await client.get(img["src"], headers={"Accept": BROWSER_IMG_ACCEPT})
         assert answer.status_code == 200
@@ -72,7 +77,7 @@ async def test_a_user_page_extends_the_base_and_embeds_figures(pages_app: Quart)
 
 async def test_a_standalone_page_needs_no_base(pages_app: Quart) -> None:
     html = await (await pages_app.test_client().get("/pages/alone")).get_data(as_text=True)
-    assert html.startswith("<!doctype html><title>Alone</title><img src=")
+    assert html.startswith("<!doctype html><title>Alone</title><picture><source ")
     assert "figserve</a>" not in html
 
 
@@ -90,10 +95,7 @@ async def test_many_figures_load_the_first_first_and_the_far_ones_lazily(
     # With sizes, the candidates are width descriptors: the same figure at 400, 600, 800...
     assert images[0]["sizes"] == "50vw"
     assert [c.rsplit(" ", 1)[1] for c in images[0]["srcset"].split(", ")] == [
-        "400w",
-        "600w",
-        "800w",
-        "1200w",
+        f"{round(400 * d)}w" for d in DENSITIES
     ]
 
 
@@ -149,15 +151,28 @@ async def test_any_figure_call_gives_an_image_or_its_error_image(
     # Whatever a page asks, the helper never fails, and its <img> answers with an image: the
     # figure when the call is valid, the error drawn as an image when it is not.
     async with pages_app.test_request_context("/pages/x"):
-        (img,) = parse(str(figure(name, **keywords))).images
+        page = parse(str(figure(name, **keywords)))
+    (img,) = page.images
     answer = await pages_app.test_client().get(img["src"], headers={"Accept": BROWSER_IMG_ACCEPT})
     if "data-figure-error" in img:
         assert 400 <= answer.status_code < 500 and answer.mimetype == "image/svg+xml", img
+        assert not page.sources  # an error image stands alone
     else:
         assert answer.status_code == 200, (img, await answer.get_data(as_text=True))
         if answer.mimetype != "image/svg+xml":
             image = decode(await answer.get_data())
-            assert image.size[0] >= int(img["width"]) - 1
+            if "dpi" not in keywords:  # below 100 dpi an image has fewer pixels than its box
+                assert image.size[0] >= int(img["width"]) - 1
+        # A PNG not asked for by format has its WebP beside it: the same figure and size.
+        # (format=None is "not given", as every keyword whose value is None.)
+        offered = answer.mimetype == "image/png" and keywords.get("format") is None
+        assert len(page.sources) == (1 if offered else 0), (img, page.sources)
+        for source in page.sources:
+            first = source["srcset"].split(", ")[0].rsplit(" ", 1)[0]
+            assert first == img["src"].replace(".png?", ".webp?", 1)
+            webp = await pages_app.test_client().get(first, headers={"Accept": BROWSER_IMG_ACCEPT})
+            assert (webp.status_code, webp.mimetype) == (200, "image/webp")
+            assert decode(await webp.get_data()).size == image.size
 
 
 @pytest.mark.parametrize(

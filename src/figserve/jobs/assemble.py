@@ -1,36 +1,41 @@
-"""A job's item as a render job, and the tasks that assemble a job's result from its items.
+"""A job's items as render jobs, and the tasks that build a job's result from its items.
 
-Items render one by one into files of their own (so a job resumes where it stopped after a
-restart); the result is then built from those files in a render process, under the same
-supervision as any render: a PDF of one page per item, or a ZIP of one image per item.
+Items render one by one into files or keys of their own (so a job resumes where it stopped);
+the result is then built from them in a render process, under the same supervision as any
+render: a PDF of one page per item (``pdf.py``), or a ZIP of one image per item.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-
-from pypdf import PdfReader, PdfWriter
 
 from ..figures import Registry
 from ..render import RenderJob
-from ..validation import Invalid, from_stored
+from ..validation import Invalid, RenderRequest, from_stored
+from .model import JobFailed
+from .pdf import BuildPdf, Page
+
+# Seconds the result's assembly may take per item (reading and writing a page or an entry,
+# drawing its caption).
+ASSEMBLE_SECONDS_PER_ITEM = 0.1
+DETAIL_VALUE_CHARS = 40
 
 
-class JobFailed(Exception):
-    """A job cannot go on; the message is shown to the user."""
+def render_request(registry: Registry, item: dict[str, Any], max_pixels: int) -> RenderRequest:
+    """A stored (already validated) item as a render, through the same path as images."""
+    try:
+        return from_stored(registry, item, max_pixels)
+    except Invalid as exc:  # valid when queued: only a server of another version says this
+        raise JobFailed(f"an item of figure {item['figure']!r} is not valid here: {exc}") from None
 
 
 def render_job(registry: Registry, item: dict[str, Any], max_pixels: int) -> RenderJob:
-    """A stored (already validated) item as a render job, through the same path as images."""
-    try:
-        return from_stored(registry, item, max_pixels).job
-    except Invalid as exc:  # valid when queued: only a server of another version says this
-        raise JobFailed(f"an item of figure {item['figure']!r} is not valid here: {exc}") from None
+    return render_request(registry, item, max_pixels).job
 
 
 def item_name(index: int, total: int, job: RenderJob) -> str:
@@ -38,23 +43,18 @@ def item_name(index: int, total: int, job: RenderJob) -> str:
     return f"{index + 1:0{len(str(total))}d}-{job.label}.{job.format}"
 
 
-@dataclass(frozen=True)
-class BuildPdf:
-    """One PDF of the items' single-page PDFs, in order."""
-
-    parts: list[str]
-    out: str
-
-    def run(self, png_level: int) -> int:
-        writer = PdfWriter()
-        for path in self.parts:
-            writer.append(PdfReader(path))
-        # Each page carries its own copy of the fonts and styles: keep one of each.
-        writer.compress_identical_objects()
-        writer.add_metadata({"/Producer": "figserve", "/Creator": "figserve"})
-        with open(self.out, "wb") as f:
-            writer.write(f)
-        return os.path.getsize(self.out)
+def caption(request: RenderRequest) -> tuple[str, str]:
+    """A PDF page's caption: the figure's title, and its parameters and size in words."""
+    values = []
+    for name, value in request.params.model_dump(mode="json").items():
+        if value is None or value == "":
+            continue  # not given: nothing to say
+        shown = str(value)
+        if len(shown) > DETAIL_VALUE_CHARS:
+            shown = shown[: DETAIL_VALUE_CHARS - 1] + "…"
+        values.append(f"{name} = {shown}")
+    size = f"{request.options.w} × {request.options.h} px"  # noqa: RUF001
+    return request.spec.title, " · ".join([*values, size])
 
 
 @dataclass(frozen=True)
@@ -80,17 +80,21 @@ class BuildZip:
         return os.path.getsize(self.out)
 
 
-def write_part(path: str, data: bytes) -> None:
-    """Write an item's file whole or not at all: a crash never leaves half an item."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def remove_tree(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(path):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
-        os.rmdir(path)
+def build_task(
+    registry: Registry,
+    items: list[dict[str, Any]],
+    parts: list[Path],
+    out: Path,
+    *,
+    output: str,
+    paper: str | None,
+    created: float,
+) -> BuildPdf | BuildZip:
+    """The task that builds a result of ``output`` from the item files ``parts``."""
+    requests = [render_request(registry, item, 1 << 62) for item in items]
+    if output == "pdf":
+        pages = [Page(str(p), *caption(r)) for p, r in zip(parts, requests, strict=True)]
+        return BuildPdf(pages, str(out), paper or "figure")
+    total = len(requests)
+    names = [item_name(i, total, r.job) for i, r in enumerate(requests)]
+    return BuildZip([(str(p), n) for p, n in zip(parts, names, strict=True)], str(out), created)

@@ -1,37 +1,40 @@
-"""Jobs, their items and their results in Redis (scale-out mode), under keys of our own.
+"""The job store of scale-out mode: jobs, their items and results in one Redis that every
+instance and job worker shares (keys and scripts in ``redis_scripts.py``).
 
-SAQ (``queue.py``) moves the work; the state that the routes show and the limits count lives
-here, written by small Lua scripts so every change is atomic whichever instance or job worker
-makes it, and every change that belongs to a running job is conditional on the job still being
-active: a cancel always wins over a late item or a late result.
-
-Keys (``<id>`` is the job id):
-
-- ``fs:job:<id>`` hash: the job record (state, output, total, times, error, client, bucket,
-  bytes of its items so far); ``fs:job:<id>:items`` list: its items as stored JSON;
-- ``fs:job:<id>:done`` set of finished item indexes, ``fs:item:<id>:<i>`` an item's bytes;
-- ``fs:jobs:active`` zset of queued and running jobs (what the limits count);
-  ``fs:jobs:recent`` and ``fs:jobs:client:<client>`` zsets by creation time (listings);
-- ``fs:res:<id>`` a finished result, written in chunks under ``fs:res:<id>:<token>`` and
-  renamed into place when complete, read back in windows; ``fs:res:used``/``:size``/``:exp``
-  count the bytes of all results against ``job_results_quota_bytes`` (expired ones are
-  reclaimed as new ones are written).
-
-Ended jobs and their results expire after ``job_result_ttl``; active jobs never expire.
+Ended jobs and their results expire after ``job_result_ttl`` by themselves; active jobs never
+expire. Redis's errors are said as what they mean for a caller: ``StoreFull`` when it is out of
+memory, ``JobsUnavailable`` when it does not answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError, RedisError
 
-from .store import Admission, JobRecord, JobState, ResultsFull, TooManyClientJobs, TooManyJobs
+from . import redis_scripts as lua
+from .model import (
+    Admission,
+    JobFailed,
+    JobRecord,
+    JobState,
+    JobsUnavailable,
+    ResultsFull,
+    StoreFull,
+    TooManyClientJobs,
+    TooManyJobs,
+)
 
+T = TypeVar("T")
 JOB = "fs:job:"
 ACTIVE_KEY = "fs:jobs:active"
 RECENT_KEY = "fs:jobs:recent"
@@ -41,9 +44,15 @@ RESULT = "fs:res:"
 RES_USED = "fs:res:used"
 RES_SIZE = "fs:res:size"
 RES_EXP = "fs:res:exp"
+OWNER_KEY = "fs:owner-key"
 WRITE_CHUNK = 1 << 20
 READ_CHUNK = 256 * 1024
 LISTED = 10_000  # newest jobs kept in a listing index; older entries are trimmed
+OUT_OF_MEMORY = (
+    "Redis is out of memory (its maxmemory is reached) and could not keep the report; raise "
+    "Redis's maxmemory, or lower FIGSERVE_JOB_RESULTS_QUOTA_BYTES or "
+    "FIGSERVE_SHARED_CACHE_BYTES"
+)
 
 
 def job_key(job_id: str) -> str:
@@ -62,168 +71,14 @@ def item_key(job_id: str, index: int) -> str:
     return f"{ITEM}{job_id}:{index}"
 
 
-# Shared by the scripts that write results: forget results whose time is up (their keys expire
-# by themselves), so their bytes count no longer. KEYS[1..3] = used, size, exp.
-_RECLAIM = """
-local function now_ms()
-  local t = redis.call('TIME')
-  return t[1] * 1000 + math.floor(t[2] / 1000)
-end
-local function reclaim(used, size, exp)
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', exp, '-inf', now_ms())) do
-    redis.call('DECRBY', used, tonumber(redis.call('HGET', size, member) or '0'))
-    redis.call('HDEL', size, member)
-    redis.call('ZREM', exp, member)
-  end
-end
-"""
-
-# KEYS: job, items, active, recent, used, size, exp, client index (or a dummy)
-# ARGV: id, created, max_active, max_bucket (-1: none), quota (-1: none), reserve, bucket,
-#       client, output, total, then the items' JSON
-_CREATE = (
-    _RECLAIM
-    + """
-local active = redis.call('ZCARD', KEYS[3])
-if active >= tonumber(ARGV[3]) then return {'busy', active} end
-if tonumber(ARGV[4]) >= 0 and ARGV[7] ~= '' then
-  local mine = 0
-  for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-    local f = redis.call('HMGET', 'fs:job:' .. id, 'bucket', 'client')
-    if f[1] == ARGV[7] or (ARGV[8] ~= '' and f[2] == ARGV[8]) then mine = mine + 1 end
-  end
-  if mine >= tonumber(ARGV[4]) then return {'client', mine} end
-end
-if tonumber(ARGV[5]) >= 0 then
-  reclaim(KEYS[5], KEYS[6], KEYS[7])
-  local used = tonumber(redis.call('GET', KEYS[5]) or '0')
-  if used + (active + 1) * tonumber(ARGV[6]) > tonumber(ARGV[5]) then
-    local first = redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')
-    local wait = 0
-    if first[2] then wait = (tonumber(first[2]) - now_ms()) / 1000 end
-    return {'full', used, tostring(wait), active}
-  end
-end
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', 'queued', 'output', ARGV[9],
-  'total', ARGV[10], 'created', ARGV[2], 'client', ARGV[8], 'bucket', ARGV[7], 'bytes', 0)
-redis.call('RPUSH', KEYS[2], unpack(ARGV, 11, 10 + tonumber(ARGV[10])))
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -1 - tonumber(ARGV[11 + tonumber(ARGV[10])] or 0))
-if ARGV[8] ~= '' then
-  redis.call('ZADD', KEYS[8], ARGV[2], ARGV[1])
-end
-return {'ok'}
-"""
-)
-
-# KEYS: job. ARGV: now. The first item to start makes a queued job running.
-_START = """
-if redis.call('HGET', KEYS[1], 'state') == 'queued' then
-  redis.call('HSET', KEYS[1], 'state', 'running', 'started', ARGV[1])
-  return 1
-end
-return 0
-"""
-
-# KEYS: job, item, done. ARGV: index, data, ttl seconds, max bytes of the job's items.
-# Keep an item's bytes if the job is still active: the number of items done, -1 if the job
-# ended meanwhile, -2 if the job's items passed their byte limit.
-_PUT_ITEM = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'queued' and state ~= 'running' then return -1 end
-if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 then
-  local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', string.len(ARGV[2]))
-  if bytes > tonumber(ARGV[4]) then return -2 end
-end
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('EXPIRE', KEYS[3], ARGV[3])
-return redis.call('SCARD', KEYS[3])
-"""
-
-# KEYS: job, items, done, active. ARGV: state, now, expires, ttl seconds, error, item prefix.
-# End an active job (failed or cancelled): its item bytes go, the record stays until it expires.
-_END = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'queued' and state ~= 'running' then return 0 end
-local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
-redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished', ARGV[2], 'expires', ARGV[3],
-  'done', redis.call('SCARD', KEYS[3]))
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[5]) end
-for i = 0, total - 1 do redis.call('UNLINK', ARGV[6] .. i) end
-redis.call('UNLINK', KEYS[3])
-redis.call('ZREM', KEYS[4], redis.call('HGET', KEYS[1], 'id'))
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-return 1
-"""
-
-# KEYS: tmp, used, size, exp. ARGV: member, chunk, cap, ttl ms.
-# Append a chunk to a result being written, within the byte budget of all results.
-_APPEND = (
-    _RECLAIM
-    + """
-reclaim(KEYS[2], KEYS[3], KEYS[4])
-local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-local n = string.len(ARGV[2])
-if used + n > tonumber(ARGV[3]) then return -1 end
-redis.call('APPEND', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('INCRBY', KEYS[2], n)
-redis.call('HINCRBY', KEYS[3], ARGV[1], n)
-redis.call('ZADD', KEYS[4], now_ms() + tonumber(ARGV[4]), ARGV[1])
-return used + n
-"""
-)
-
-# KEYS: job, items, done, active, tmp, final, used, size, exp.
-# ARGV: id, member, now, expires, ttl seconds, size, item prefix.
-# Put a complete result in place and end the job done, if it is still active; else drop it.
-_COMPLETE = (
-    _RECLAIM
-    + """
-local function drop(member, key)
-  redis.call('DECRBY', KEYS[7], tonumber(redis.call('HGET', KEYS[8], member) or '0'))
-  redis.call('HDEL', KEYS[8], member)
-  redis.call('ZREM', KEYS[9], member)
-  redis.call('UNLINK', key)
-end
-local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'queued' and state ~= 'running' then
-  drop(ARGV[2], KEYS[5])
-  return 0
-end
-local ttl = tonumber(ARGV[5])
-redis.call('RENAME', KEYS[5], KEYS[6])
-redis.call('EXPIRE', KEYS[6], ttl)
-redis.call('HSET', KEYS[8], ARGV[1], redis.call('HGET', KEYS[8], ARGV[2]) or '0')
-redis.call('HDEL', KEYS[8], ARGV[2])
-redis.call('ZREM', KEYS[9], ARGV[2])
-redis.call('ZADD', KEYS[9], now_ms() + ttl * 1000, ARGV[1])
-local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
-redis.call('HSET', KEYS[1], 'state', 'done', 'finished', ARGV[3], 'expires', ARGV[4],
-  'done', total, 'result_bytes', ARGV[6])
-for i = 0, total - 1 do redis.call('UNLINK', ARGV[7] .. i) end
-redis.call('UNLINK', KEYS[3])
-redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ttl)
-redis.call('EXPIRE', KEYS[2], ttl)
-return 1
-"""
-)
-
-# KEYS: used, size, exp, key. ARGV: member. Forget a result (or a partial one) and its bytes.
-_DROP = """
-redis.call('DECRBY', KEYS[1], tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0'))
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-return redis.call('UNLINK', KEYS[4])
-"""
-
-
-class ResultTooLarge(RuntimeError):
-    """The results' byte budget has no room for this result."""
+async def answer(call: Awaitable[T]) -> T:
+    """``call``'s result, with Redis's errors said as what they mean."""
+    try:
+        return await call
+    except OutOfMemoryError as exc:
+        raise StoreFull(OUT_OF_MEMORY) from exc
+    except (RedisError, OSError) as exc:
+        raise JobsUnavailable(f"the job store did not answer ({type(exc).__name__})") from exc
 
 
 def _text(value: Any) -> str | None:
@@ -258,6 +113,7 @@ def _record(fields: dict[bytes, bytes], done: int) -> JobRecord | None:
         expires=_float(f.get("expires")),
         client=f.get("client") or None,
         bucket=f.get("bucket") or None,
+        paper=f.get("paper") or None,
     )
 
 
@@ -268,93 +124,116 @@ class RedisResult:
     redis: Redis
     key: str
     size: int
+    timeout: float  # seconds one window may take: a download never hangs on a silent Redis
 
     async def chunks(self, begin: int, end: int) -> AsyncIterator[bytes]:
         pos = begin
         while pos < end:
-            part = await self.redis.getrange(self.key, pos, min(pos + READ_CHUNK, end) - 1)
+            window = self.redis.getrange(self.key, pos, min(pos + READ_CHUNK, end) - 1)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    part = await answer(window)
+            except TimeoutError:
+                raise JobsUnavailable("the job store stopped answering during a download") from None
             if not part:
-                # Expired or deleted while it was being read: fail the transfer, never end
-                # it short as if it were whole.
+                # Expired or deleted while it was being read: fail the transfer, never end it
+                # short as if it were whole.
                 raise RuntimeError(f"the result {self.key} went away while it was read")
             pos += len(part)
             yield part
 
 
-class RedisJobStore:
-    """The scripts above, as methods; one per process, over the jobs' Redis client."""
+@dataclass(frozen=True)
+class RedisAssembly:
+    parts: list[Path]
+    out: Path
 
-    def __init__(self, redis: Redis) -> None:
+
+class RedisJobStore:
+    """One per process, over the jobs' Redis client (which it closes)."""
+
+    def __init__(self, redis: Redis, *, item_ttl: float = 3600.0, timeout: float = 2.0) -> None:
         self.redis = redis
-        self._create = redis.register_script(_CREATE)
-        self._start = redis.register_script(_START)
-        self._put_item = redis.register_script(_PUT_ITEM)
-        self._end = redis.register_script(_END)
-        self._append = redis.register_script(_APPEND)
-        self._complete = redis.register_script(_COMPLETE)
-        self._drop = redis.register_script(_DROP)
+        self.item_ttl = item_ttl
+        self.timeout = timeout
+        self._create = redis.register_script(lua.CREATE)
+        self._start = redis.register_script(lua.START)
+        self._put_item = redis.register_script(lua.PUT_ITEM)
+        self._end = redis.register_script(lua.END)
+        self._append = redis.register_script(lua.APPEND)
+        self._complete = redis.register_script(lua.COMPLETE)
+        self._drop = redis.register_script(lua.DROP)
+
+    async def open(self) -> None:
+        await self.check()
+
+    async def close(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.aclose()
+
+    async def check(self) -> None:
+        await answer(self.redis.ping())
+
+    async def owner_key(self) -> bytes:
+        # Made once by whichever process comes first; every instance then reads the same.
+        await answer(self.redis.set(OWNER_KEY, secrets.token_hex(32), nx=True))
+        return bytes.fromhex(_text(await answer(self.redis.get(OWNER_KEY))) or "")
+
+    # -- what the routes use ------------------------------------------------------------------
 
     async def create(
         self, record: JobRecord, items: list[dict[str, Any]], limits: Admission
     ) -> None:
-        """Add a queued job if it fits ``limits``, atomically with the counting."""
-        client_index = CLIENT + record.client if record.client else CLIENT + "-"
-        answer = await self._create(
-            keys=[
-                job_key(record.id),
-                items_key(record.id),
-                ACTIVE_KEY,
-                RECENT_KEY,
-                RES_USED,
-                RES_SIZE,
-                RES_EXP,
-                client_index,
-            ],
-            args=[
-                record.id,
-                repr(record.created),
-                limits.max_active,
-                -1 if limits.max_bucket_active is None else limits.max_bucket_active,
-                -1 if limits.results_quota_bytes is None else limits.results_quota_bytes,
-                limits.reserve_bytes,
-                record.bucket or "",
-                record.client or "",
-                record.output,
-                record.total,
-                *[json.dumps(item, separators=(",", ":")) for item in items],
-                LISTED,
-            ],
-        )
-        verdict = _text(answer[0])
-        if verdict == "busy":
-            raise TooManyJobs(f"{int(answer[1])} jobs are already queued or running")
-        if verdict == "client":
-            raise TooManyClientJobs(f"you have {int(answer[1])} jobs queued or running")
-        if verdict == "full":
-            used, wait, active = int(answer[1]), float(_text(answer[2]) or 0), int(answer[3])
-            raise ResultsFull(
-                f"job results use {used:,} of {limits.results_quota_bytes:,} bytes and "
-                f"{active} jobs may still write up to {limits.reserve_bytes:,} each",
-                retry_after=max(1.0, wait),
-            )
+        client_index = CLIENT + (record.client or "-")
+        keys = [job_key(record.id), items_key(record.id), ACTIVE_KEY, RECENT_KEY]
+        keys += [RES_USED, RES_SIZE, RES_EXP, client_index]
+        args: list[Any] = [
+            record.id,
+            repr(record.created),
+            limits.max_active,
+            -1 if limits.max_bucket_active is None else limits.max_bucket_active,
+            -1 if limits.results_quota_bytes is None else limits.results_quota_bytes,
+            limits.reserve_bytes,
+            record.bucket or "",
+            record.client or "",
+            record.output,
+            record.total,
+            len(items),
+            *[json.dumps(item, separators=(",", ":")) for item in items],
+            LISTED,
+            record.paper or "",
+        ]
+        verdict, *rest = await answer(self._create(keys=keys, args=args))
+        match _text(verdict):
+            case "busy":
+                raise TooManyJobs(f"{int(rest[0])} jobs are already queued or running")
+            case "client":
+                raise TooManyClientJobs(f"you have {int(rest[0])} jobs queued or running")
+            case "full":
+                used, wait, active = int(rest[0]), float(_text(rest[1]) or 0), int(rest[2])
+                raise ResultsFull(
+                    f"job results use {used:,} of {limits.results_quota_bytes:,} bytes and "
+                    f"{active} jobs may still write up to {limits.reserve_bytes:,} each",
+                    retry_after=max(1.0, wait),
+                )
 
     async def get(self, job_id: str) -> JobRecord | None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(job_key(job_id))
             pipe.scard(done_key(job_id))
-            fields, done = await pipe.execute()
+            fields, done = await answer(pipe.execute())
         return _record(fields, done) if fields else None
 
     async def recent(self, limit: int, client: str | None = None) -> list[JobRecord]:
         index = RECENT_KEY if client is None else CLIENT + client
-        ids = [_text(i) or "" for i in await self.redis.zrevrange(index, 0, limit * 2 - 1)]
+        ids = [_text(i) or "" for i in await answer(self.redis.zrevrange(index, 0, limit * 2 - 1))]
         if not ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(job_key(job_id))
                 pipe.scard(done_key(job_id))
-            answers = await pipe.execute()
+            answers = await answer(pipe.execute())
         records, gone = [], []
         for job_id, fields, done in zip(ids, answers[::2], answers[1::2], strict=True):
             record = _record(fields, done) if fields else None
@@ -363,132 +242,11 @@ class RedisJobStore:
             elif client is None or record.client == client:
                 records.append(record)
         if gone:  # expired since: drop them from the index
-            await self.redis.zrem(index, *gone)
+            await answer(self.redis.zrem(index, *gone))
         return records[:limit]
 
-    async def items(self, job_id: str) -> int:
-        return int(await self.redis.llen(items_key(job_id)))
-
-    async def item(self, job_id: str, index: int) -> dict[str, Any] | None:
-        raw = await self.redis.lindex(items_key(job_id), index)
-        return json.loads(raw) if raw is not None else None
-
-    async def state(self, job_id: str) -> JobState | None:
-        raw = await self.redis.hget(job_key(job_id), "state")
-        return JobState(_text(raw)) if raw is not None else None
-
-    async def is_done(self, job_id: str, index: int) -> bool:
-        return bool(await self.redis.sismember(done_key(job_id), str(index)))
-
-    async def done_indexes(self, job_id: str) -> set[int]:
-        return {int(_text(i) or 0) for i in await self.redis.smembers(done_key(job_id))}
-
-    async def active_ids(self) -> list[str]:
-        return [_text(i) or "" for i in await self.redis.zrange(ACTIVE_KEY, 0, -1)]
-
-    async def start(self, job_id: str, now: float) -> None:
-        await self._start(keys=[job_key(job_id)], args=[repr(now)])
-
-    async def put_item(
-        self, job_id: str, index: int, data: bytes, ttl: float, max_bytes: int
-    ) -> int:
-        """Items done so far; -1 if the job is no longer active; -2 past ``max_bytes``."""
-        return int(
-            await self._put_item(
-                keys=[job_key(job_id), item_key(job_id, index), done_key(job_id)],
-                args=[index, data, max(1, int(ttl)), max_bytes],
-            )
-        )
-
-    async def item_bytes(self, job_id: str, index: int) -> bytes | None:
-        return await self.redis.get(item_key(job_id, index))
-
-    async def end(
-        self, job_id: str, state: JobState, now: float, ttl: float, error: str | None = None
-    ) -> bool:
-        """End an active job as failed or cancelled; False if it had ended already."""
-        return bool(
-            await self._end(
-                keys=[job_key(job_id), items_key(job_id), done_key(job_id), ACTIVE_KEY],
-                args=[
-                    state.value,
-                    repr(now),
-                    repr(now + ttl),
-                    max(1, int(ttl)),
-                    error or "",
-                    f"{ITEM}{job_id}:",
-                ],
-            )
-        )
-
-    async def write_result(
-        self, job_id: str, chunks: AsyncIterator[bytes], cap: int, ttl: float
-    ) -> tuple[str, int]:
-        """Write a result under a key of its own (never seen until ``complete``); returns the
-        key and its size. Raises ``ResultTooLarge`` when the budget has no room for it."""
-        member = f"{job_id}:{secrets.token_hex(6)}"
-        tmp = RESULT + member
-        size = 0
-        ttl_ms = max(1000, int(ttl * 1000))
-        try:
-            async for chunk in chunks:
-                for start in range(0, len(chunk), WRITE_CHUNK):
-                    part = chunk[start : start + WRITE_CHUNK]
-                    if (
-                        await self._append(
-                            keys=[tmp, RES_USED, RES_SIZE, RES_EXP],
-                            args=[member, part, cap, ttl_ms],
-                        )
-                        < 0
-                    ):
-                        raise ResultTooLarge(
-                            f"no room for the result in the results' budget of {cap:,} bytes"
-                        )
-                    size += len(part)
-        except BaseException:
-            await self.drop(member)
-            raise
-        return member, size
-
-    async def complete(self, job_id: str, member: str, size: int, now: float, ttl: float) -> bool:
-        """End the job done with the result written as ``member``; False (and the result
-        dropped) if the job had ended meanwhile."""
-        return bool(
-            await self._complete(
-                keys=[
-                    job_key(job_id),
-                    items_key(job_id),
-                    done_key(job_id),
-                    ACTIVE_KEY,
-                    RESULT + member,
-                    RESULT + job_id,
-                    RES_USED,
-                    RES_SIZE,
-                    RES_EXP,
-                ],
-                args=[
-                    job_id,
-                    member,
-                    repr(now),
-                    repr(now + ttl),
-                    max(1, int(ttl)),
-                    size,
-                    f"{ITEM}{job_id}:",
-                ],
-            )
-        )
-
-    async def drop(self, member: str) -> None:
-        await self._drop(keys=[RES_USED, RES_SIZE, RES_EXP, RESULT + member], args=[member])
-
-    async def result(self, job_id: str) -> RedisResult | None:
-        key = RESULT + job_id
-        size = int(await self.redis.strlen(key))
-        return RedisResult(self.redis, key, size) if size else None
-
     async def delete(self, record: JobRecord) -> None:
-        """Remove an ended job, its result and every key of it now."""
-        await self.drop(record.id)
+        await self._drop_result(record.id)
         keys = [job_key(record.id), items_key(record.id), done_key(record.id)]
         keys += [item_key(record.id, i) for i in range(record.total)]
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -497,4 +255,93 @@ class RedisJobStore:
             pipe.zrem(RECENT_KEY, record.id)
             if record.client:
                 pipe.zrem(CLIENT + record.client, record.id)
-            await pipe.execute()
+            await answer(pipe.execute())
+
+    async def result(self, record: JobRecord) -> RedisResult | None:
+        key = RESULT + record.id
+        size = int(await answer(self.redis.strlen(key)))
+        return RedisResult(self.redis, key, size, self.timeout) if size else None
+
+    # -- what the work uses -------------------------------------------------------------------
+
+    async def items(self, job_id: str) -> list[dict[str, Any]]:
+        return [
+            json.loads(raw) for raw in await answer(self.redis.lrange(items_key(job_id), 0, -1))
+        ]
+
+    async def done_indexes(self, job_id: str) -> set[int]:
+        members = await answer(self.redis.smembers(done_key(job_id)))
+        return {int(_text(i) or 0) for i in members}
+
+    async def active_ids(self) -> list[str]:
+        return [_text(i) or "" for i in await answer(self.redis.zrange(ACTIVE_KEY, 0, -1))]
+
+    async def start(self, job_id: str, now: float) -> bool:
+        return bool(await answer(self._start(keys=[job_key(job_id)], args=[repr(now)])))
+
+    async def put_item(self, job_id: str, index: int, data: bytes, max_bytes: int) -> int:
+        keys = [job_key(job_id), item_key(job_id, index), done_key(job_id)]
+        args = [index, data, max(1, int(self.item_ttl)), max_bytes]
+        return int(await answer(self._put_item(keys=keys, args=args)))
+
+    async def end(
+        self, job_id: str, state: JobState, now: float, ttl: float, error: str | None = None
+    ) -> bool:
+        keys = [job_key(job_id), items_key(job_id), done_key(job_id), ACTIVE_KEY]
+        args = [state.value, repr(now), repr(now + ttl), max(1, int(ttl)), error or ""]
+        return bool(await answer(self._end(keys=keys, args=[*args, f"{ITEM}{job_id}:"])))
+
+    @contextlib.asynccontextmanager
+    async def assembly(self, record: JobRecord) -> AsyncIterator[RedisAssembly]:
+        with tempfile.TemporaryDirectory(prefix="figserve-assemble-") as tmp:
+            parts = []
+            for index in range(record.total):
+                data = await answer(self.redis.get(item_key(record.id, index)))
+                if data is None:
+                    raise JobFailed(f"item {index + 1} was lost; submit the report again")
+                path = Path(tmp) / str(index)
+                await asyncio.to_thread(path.write_bytes, data)
+                parts.append(path)
+            yield RedisAssembly(parts, Path(tmp) / f"result.{record.output}")
+
+    async def put_result(self, record: JobRecord, path: Path, cap: int, ttl: float) -> str:
+        """Stream the file into a key of its own (never seen until ``complete``) within the
+        results' budget ``cap``."""
+        member = f"{record.id}:{secrets.token_hex(6)}"
+        keys = [RESULT + member, RES_USED, RES_SIZE, RES_EXP]
+        ttl_ms = max(1000, int(ttl * 1000))
+        try:
+            async for chunk in _file_chunks(path):
+                kept = await answer(self._append(keys=keys, args=[member, chunk, cap, ttl_ms]))
+                if kept < 0:
+                    raise ResultsFull(f"no room for the result in the budget of {cap:,} bytes", 60)
+        except BaseException:
+            with contextlib.suppress(JobsUnavailable, StoreFull):
+                await self._drop_result(member)
+            raise
+        return member
+
+    async def complete(
+        self, record: JobRecord, handle: str, size: int, now: float, ttl: float
+    ) -> bool:
+        job_id = record.id
+        keys = [job_key(job_id), items_key(job_id), done_key(job_id), ACTIVE_KEY]
+        keys += [RESULT + handle, RESULT + job_id, RES_USED, RES_SIZE, RES_EXP]
+        args = [job_id, handle, repr(now), repr(now + ttl), max(1, int(ttl)), size]
+        return await answer(self._complete(keys=keys, args=[*args, f"{ITEM}{job_id}:"])) == 1
+
+    async def expire(self, now: float) -> list[str]:
+        return []  # every key of an ended job expires by itself
+
+    async def _drop_result(self, member: str) -> None:
+        keys = [RES_USED, RES_SIZE, RES_EXP, RESULT + member]
+        await answer(self._drop(keys=keys, args=[member]))
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    f = await asyncio.to_thread(path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(f.read, WRITE_CHUNK):
+            yield chunk
+    finally:
+        f.close()

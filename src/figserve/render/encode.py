@@ -1,7 +1,14 @@
-"""One image from one figure function: the render job, its cache key, drawing and encoding.
+"""One image from one figure function: the render job, its identity, drawing and encoding.
 
 A ``RenderJob`` is picklable (the figure function travels by reference to its module), so the
 same job is encoded in a render process or, in tests, right here.
+
+A deterministic job's ``key`` (and so its strong ETag) is its identity: everything its bytes
+depend on. That is the figure's name and parameters, the format, the canvas (pixels and dpi),
+the PNG compression level, the figure's code version (``figures/identity.py``: its source and
+its own modules', figserve's source, the library versions, the matplotlib settings) and the
+version of the data it draws. A render process answers with the code version of what it really
+ran, and the renderer never caches or tags bytes whose version differs from the job's.
 """
 
 from __future__ import annotations
@@ -21,12 +28,12 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from ..figures import FigureParams, FigureSpec
+from ..figures.identity import figure_version
 from ..figures.layout import fit_unless_laid_out
 from .options import Canvas, ImageOptions, canvas_for
+from .process import Result
+from .warm import warm_key
 
-# Part of every cache key and ETag: a new matplotlib may draw the same figure differently, and
-# the number changes when figserve's shipped figures or their layout draw differently.
-KEY_SALT = f"figserve-2/matplotlib-{matplotlib.__version__}"
 # SVG element ids come from this salt instead of random numbers: same figure, same bytes.
 SVG_HASHSALT = "figserve"
 
@@ -35,11 +42,12 @@ SVG_HASHSALT = "figserve"
 class Drawing:
     """``fn(fig, *args)``: a figure function with its arguments, picklable by reference."""
 
-    fn: Callable[..., None]
+    fn: Callable[..., Any]
     args: tuple[Any, ...]
 
-    def __call__(self, fig: Figure) -> None:
-        self.fn(fig, *self.args)
+    def __call__(self, fig: Figure) -> Any:
+        """Draw on ``fig``; returns what the function returns (a figure's handles)."""
+        return self.fn(fig, *self.args)
 
 
 @dataclass(frozen=True)
@@ -51,30 +59,64 @@ class RenderJob:
     format: str
     label: str  # figure name, for logs and metrics
     key: str | None = None  # set when the output is deterministic, so it may be cached
+    spec: FigureSpec | None = None  # the registered figure drawn, if it is one
+    version: str | None = None  # the figure's code version where the job was made
+    png_level: int | None = None  # None: the level the renderer is configured with
 
     @property
     def etag(self) -> str | None:
         return f'"{self.key[:40]}"' if self.key else None
 
-    def run(self, png_level: int) -> bytes:
-        return encode(self, png_level)
+    @property
+    def warm_key(self) -> str | None:
+        """Which kept figure a render process may update for this job (see ``warm.py``); None
+        for a figure without an update function."""
+        if self.spec is None or self.spec.update is None:
+            return None
+        c = self.canvas
+        return warm_key(self.label, self.version, c.width_px, c.height_px, c.dpi)
+
+    def run(self, png_level: int) -> Result:
+        """Draw and encode in a render process, on a kept figure where it may; tells the code
+        version it really ran and whether a kept figure was used."""
+        from .warm import render_warm
+
+        level = self.png_level if self.png_level is not None else png_level
+        meta: dict[str, Any] = {}
+        data = render_warm(self, level, meta)
+        meta["version"] = figure_version(self.spec) if self.spec is not None else None
+        return Result(data, meta)
 
 
 def job_for(
-    spec: FigureSpec, params: FigureParams, opts: ImageOptions, max_pixels: int
+    spec: FigureSpec,
+    params: FigureParams,
+    opts: ImageOptions,
+    max_pixels: int,
+    data: str | None = None,
+    *,
+    png_level: int | None = None,
 ) -> RenderJob:
+    """The job that draws ``spec`` with ``params`` as ``opts`` asks. ``data`` is the version of
+    the data it draws (None for figures without ``version=``); ``png_level`` the zlib level of
+    PNG output (None: the renderer's; give it wherever the key is used, it changes the bytes).
+    Only a deterministic job (no randomness, or a seed) gets a key."""
     canvas = canvas_for(opts, max_pixels)
+    version = figure_version(spec)
     key = None
     if spec.deterministic(params):
         ident = {
-            "salt": KEY_SALT,
             "figure": spec.name,
             "params": params.model_dump(mode="json"),
             "format": opts.format,
             "canvas": [canvas.width_px, canvas.height_px, canvas.dpi],
+            "png": png_level if opts.format == "png" else None,
+            "code": version,
+            "data": data,
         }
         key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
-    return RenderJob(Drawing(spec.draw, (params,)), canvas, opts.format, spec.name, key)
+    drawing = Drawing(spec.draw, (params,))
+    return RenderJob(drawing, canvas, opts.format, spec.name, key, spec, version, png_level)
 
 
 def _save_options(fmt: str, png_level: int) -> dict[str, Any]:
@@ -93,31 +135,42 @@ def _save_options(fmt: str, png_level: int) -> dict[str, Any]:
 
 
 def encode(job: RenderJob, png_level: int = 6) -> bytes:
-    """Draw and encode one figure; the Figure is private to the call."""
-    fig = new_figure(job.canvas)
-    job.drawing(fig)
+    """Draw and encode one figure on a fresh Figure, private to the call."""
+    fig, _handles = draw(job)
+    return save(fig, job, png_level)
+
+
+def draw(job: RenderJob) -> tuple[Figure, Any]:
+    """A fresh Figure with the job's figure drawn on it, and the handles its function returned."""
+    fig = Figure(figsize=job.canvas.figsize, dpi=job.canvas.dpi)
+    handles = job.drawing(fig)
+    fit_margins(fig)
+    return fig, handles
+
+
+def fit_margins(fig: Figure) -> None:
+    """Margins that fit the labels, measured without drawing (``figures.layout.fit``), for a
+    figure that set no layout engine (see the figure guide); the renderer's one call site."""
     fit_unless_laid_out(fig)
-    return save(fig, job.canvas, job.format, png_level)
 
 
-def new_figure(canvas: Canvas) -> Figure:
-    """The Figure a figure function draws on, at the canvas' size and density."""
-    return Figure(figsize=canvas.figsize, dpi=canvas.dpi)
-
-
-def save(fig: Figure, canvas: Canvas, fmt: str, png_level: int = 6) -> bytes:
-    """Encode a drawn figure: one draw (``fit`` measures without drawing), then the bytes."""
+def save(fig: Figure, job: RenderJob, png_level: int) -> bytes:
+    """Encode ``fig`` as the job's format; saving leaves the figure as it was, so a kept figure
+    saves the same bytes as a fresh one."""
     buf = io.BytesIO()
-    if fmt == "png":
-        # savefig draws exactly as for its own PNG; only the encoding differs, see _png.
-        fig.savefig(buf, format="rgba", dpi=canvas.dpi)
-        return _png(buf.getbuffer(), canvas.width_px, canvas.height_px, canvas.dpi, png_level)
-    options = _save_options(fmt, png_level)
-    if fmt == "svg":
+    if job.format == "png":
+        # savefig draws exactly as for its own PNG (layout passes included); only the
+        # encoding differs, see _png.
+        fig.savefig(buf, format="rgba", dpi=job.canvas.dpi)
+        return _png(
+            buf.getbuffer(), job.canvas.width_px, job.canvas.height_px, job.canvas.dpi, png_level
+        )
+    options = _save_options(job.format, png_level)
+    if job.format == "svg":
         with matplotlib.rc_context({"svg.hashsalt": SVG_HASHSALT}):
-            fig.savefig(buf, format="svg", dpi=canvas.dpi, **options)
+            fig.savefig(buf, format="svg", dpi=job.canvas.dpi, **options)
     else:
-        fig.savefig(buf, format=fmt, dpi=canvas.dpi, **options)
+        fig.savefig(buf, format=job.format, dpi=job.canvas.dpi, **options)
     return buf.getvalue()
 
 

@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from cachetools import LRUCache
@@ -24,18 +23,19 @@ from ..config import Settings
 from .encode import RenderJob
 from .errors import (
     Overloaded,
-    RenderCrashed,
-    RenderError,
-    RenderFailed,
     RenderTimeout,
     RenderUnavailable,
-    TooComplex,
 )
+from .events import Rendered, RenderObserver, RenderStats
+from .flights import Drawn, Flight, Uncacheable
 from .forkserver import Task
 from .options import MEDIA_TYPES
 from .pool import PoolSettings, RenderPool
+from .reports import RenderReports
+from .tasks import TaskLanes
 
 if TYPE_CHECKING:
+    from ..figures import FigureSpec
     from .shared import SharedCache
 
 log = logging.getLogger("figserve.render")
@@ -52,6 +52,8 @@ def pool_settings(settings: Settings) -> PoolSettings:
         memory_bytes=settings.render_memory_mb * MIB,
         recycle_after=settings.render_recycle_after,
         recycle_rss_bytes=settings.render_recycle_rss_mb * MIB,
+        probes=settings.probe_processes,
+        warm_figures=settings.render_warm_figures,
     )
 
 
@@ -59,78 +61,6 @@ def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: 
     # A closed loop means the server is shutting down and nobody is counting any more.
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(fn, *args)
-
-
-@dataclass(frozen=True)
-class Rendered:
-    data: bytes
-    media_type: str
-    etag: str | None
-    # hit: this process's cache; shared: joined a render in flight here; redis: the cache
-    # shared by every instance; miss: rendered here; off: not cacheable
-    cache: Literal["hit", "miss", "shared", "redis", "off"]
-
-
-@dataclass
-class RenderStats:
-    """Counters of one renderer; read by tests. ``RenderObserver`` sees the same events."""
-
-    started: int = 0  # renders a thread handed to a render process
-    finished: int = 0
-    failed: int = 0  # the figure raised, or its process crashed or was killed
-    cache_hits: int = 0
-    cache_misses: int = 0  # not in this process's cache
-    shared_hits: int = 0  # of those, found in the cache shared through Redis
-    rejected: int = 0
-    timeouts: int = 0  # requests that stopped waiting at the deadline
-    cancelled: int = 0  # queued renders dropped because nobody waited for them any more
-    killed: int = 0  # render processes killed at the deadline
-    crashed: int = 0  # render processes that died during a render
-
-
-class RenderObserver:
-    """Receives every renderer event as it happens (metrics); the base class ignores them.
-
-    ``count`` gets a ``RenderStats`` field name. ``queued`` and ``running`` get +1/-1 as renders
-    enter and leave the queue and the render processes. ``count("started")``, ``running`` and
-    ``rendered`` are called from render threads, the rest from the event loop.
-    """
-
-    def count(self, event: str, job: RenderJob) -> None:
-        pass
-
-    def rendered(self, job: RenderJob, seconds: float) -> None:
-        pass
-
-    def queued(self, delta: int) -> None:
-        pass
-
-    def running(self, delta: int) -> None:
-        pass
-
-
-@dataclass
-class _Flight:
-    job: RenderJob
-    # Resolved by ``_finished`` on the loop, after the bookkeeping, so a waiter never sees the
-    # result before the cache has it.
-    future: asyncio.Future[bytes]
-    # The render thread's work; None for a flight through the shared cache, whose ``task``
-    # looks the bytes up in Redis and, if it must render them, starts the ``inner`` flight.
-    work: concurrent.futures.Future[bytes] | None
-    waiters: int = 0
-    task: asyncio.Task[None] | None = None
-    inner: _Flight | None = None
-    source: Literal["miss", "redis"] = "miss"
-
-    def abandon(self) -> None:
-        """Nobody waits for it any more: drop its render if no thread has picked it up."""
-        if self.work is not None:
-            self.work.cancel()
-        elif self.inner is not None:
-            self.inner.abandon()  # a render that runs finishes, and is stored for the next
-        elif self.task is not None:
-            self.task.cancel()  # still looking up or waiting for another instance
 
 
 class Renderer:
@@ -145,11 +75,18 @@ class Renderer:
         warm_up: RenderJob | None = None,
         shared: SharedCache | None = None,
         pool: PoolSettings | None = None,
+        figures: list[FigureSpec] | None = None,
     ) -> None:
         self.settings = settings
         self.stats = RenderStats()
         self.observer = observer or RenderObserver()
-        self.pool = RenderPool(pool or pool_settings(settings), preload or [], warm_up)
+        self.pool = RenderPool(
+            pool or pool_settings(settings),
+            preload or [],
+            warm_up,
+            figures=figures,
+            on_state=self.observer.process_state,
+        )
         # The second cache level, shared by every instance (scale-out mode); None: local only.
         self.shared = shared
         # A thread per render process: it hands the render over and waits on the process's
@@ -158,20 +95,19 @@ class Renderer:
             max_workers=settings.render_threads or settings.processes,
             thread_name_prefix="figserve-render",
         )
-        self._background = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, self.pool.settings.background), thread_name_prefix="figserve-job"
-        )
+        self._lanes = TaskLanes(self.pool, settings.png_compress_level)
         self._cache: LRUCache[str, bytes] = LRUCache(maxsize=settings.cache_bytes, getsizeof=len)
-        self._flights: dict[str, _Flight] = {}
+        self._flights: dict[str, Flight] = {}
         self._pending = 0  # admitted interactive renders whose thread work has not ended
         self._running = 0  # renders a render process is executing right now
         self._lock = threading.Lock()
         self._closing = False
+        self._reports = RenderReports(self._count)
+        self._generations: dict[str, int] = {}  # see forget()
 
     async def start(self) -> None:
         """Start the render processes (warm); the app is ready when this returns."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._background, self.pool.start)
+        await asyncio.to_thread(self.pool.start)
 
     @property
     def ready(self) -> bool:
@@ -195,7 +131,17 @@ class Renderer:
         self.observer.count(event, job)
 
     def cached(self, key: str) -> bytes | None:
+        """The bytes of ``key`` in this worker's render cache (a hit refreshes it), or None."""
         return self._cache.get(key)
+
+    def forget(self, figure: str) -> None:
+        """Stop answering ``figure``'s images from the fast path at once (its data changed):
+        the next request of each goes the whole way again."""
+        self._generations[figure] = self._generations.get(figure, 0) + 1
+
+    def generation(self, figure: str) -> int:
+        """How many times ``figure`` was forgotten: a fast-path entry made before is stale."""
+        return self._generations.get(figure, 0)
 
     async def render(self, job: RenderJob) -> Rendered:
         media_type = MEDIA_TYPES[job.format]
@@ -204,7 +150,7 @@ class Renderer:
             data = self._cache.get(job.key)
             if data is not None:
                 self._count("cache_hits", job)
-                self._log(job, "hit", t0, len(data))
+                self._reports.line(job, "hit", t0, len(data), "off")
                 return Rendered(data, media_type, job.etag, "hit")
             self._count("cache_misses", job)
         flight = self._flights.get(job.key) if job.key is not None else None
@@ -216,46 +162,46 @@ class Renderer:
                 flight = self._start_shared(job)
             else:
                 flight = self._start(job)
-        data = await self._wait(flight)
+        drawn = await self._wait(flight)
         cache: Literal["hit", "miss", "shared", "redis", "off"]
         cache = "off" if job.key is None else ("shared" if joined else flight.source)
-        self._log(job, cache, t0, len(data))
-        return Rendered(data, media_type, job.etag, cache)
+        if not drawn.current:
+            cache = "off"  # another code version: never tagged or kept
+        self._reports.line(job, cache, t0, len(drawn.data), drawn.warm)
+        return Rendered(drawn.data, media_type, job.etag if drawn.current else None, cache)
 
     async def run_background(self, task: Task, deadline: float | None = None) -> Any:
         """Run a job's task in the background lane: lower priority, no cache, no admission
         limit (the job runner bounds its own work), the same deadline and supervision."""
-        if self._closing:
-            raise RenderUnavailable("the server is stopping")
-        loop = asyncio.get_running_loop()
-        try:
-            outcome = await loop.run_in_executor(
-                self._background,
-                lambda: self.pool.run(
-                    task, self.settings.png_compress_level, background=True, deadline=deadline
-                ),
-            )
-        except RuntimeError as exc:  # the thread pool is shut down
-            raise RenderUnavailable("the server is stopping") from exc
-        return outcome.value
+        return await self._lanes.run("background", task, deadline)
 
-    def _start_shared(self, job: RenderJob) -> _Flight:
+    async def run_probe(self, task: Task, deadline: float) -> Any:
+        """Run a small task (a figure's data-version function) in the probe lane, killed at
+        ``deadline`` seconds: ``RenderTimeout`` or ``TooComplex`` when it was stopped,
+        ``RenderFailed`` when it raised, ``Overloaded`` when too many probes wait already,
+        ``RenderUnavailable`` when no probe process can run it. Its result is plain data."""
+        return await self._lanes.probe(task, deadline)
+
+    def _start_shared(self, job: RenderJob) -> Flight:
         """A flight that asks the shared cache first; it renders here only if it must."""
         assert job.key is not None and self.shared is not None
         if self._closing:
             raise RenderUnavailable("the server is stopping")
-        flight = _Flight(job, asyncio.get_running_loop().create_future(), None)
+        flight = Flight(job, asyncio.get_running_loop().create_future(), None)
         flight.task = asyncio.create_task(self._through_shared(flight, self.shared))
         self._flights[job.key] = flight
         return flight
 
-    async def _through_shared(self, flight: _Flight, shared: SharedCache) -> None:
+    async def _through_shared(self, flight: Flight, shared: SharedCache) -> None:
         job, future = flight.job, flight.future
         assert job.key is not None
 
         async def render_here() -> bytes:
             flight.inner = self._start(job, register=False)
-            return await flight.inner.future
+            drawn = await flight.inner.future
+            if not drawn.current:
+                raise Uncacheable(drawn)  # the shared level must not store it either
+            return drawn.data
 
         try:
             data, source = await shared.fetch_or_render(job.key, render_here)
@@ -263,6 +209,10 @@ class Renderer:
             if not future.done():
                 future.cancel()
             raise
+        except Uncacheable as exc:
+            if not future.done():
+                future.set_result(exc.drawn)
+            return
         except BaseException as exc:
             if not future.done():
                 future.set_exception(exc)
@@ -276,10 +226,13 @@ class Renderer:
             self._count("shared_hits", job)
             if len(data) <= self._cache.maxsize:
                 self._cache[job.key] = data
+        drawn = Drawn(data)
+        if source != "redis" and flight.inner is not None and flight.inner.future.done():
+            drawn = flight.inner.future.result()  # rendered here: what its process said
         if not future.done():
-            future.set_result(data)
+            future.set_result(drawn)
 
-    def _start(self, job: RenderJob, register: bool = True) -> _Flight:
+    def _start(self, job: RenderJob, register: bool = True) -> Flight:
         if self._closing:
             raise RenderUnavailable("the server is stopping")
         if self._pending >= self.settings.render_queue_limit:
@@ -294,7 +247,7 @@ class Renderer:
             self._pending -= 1
             self.observer.queued(-1)
             raise RenderUnavailable("the server is stopping") from None
-        flight = _Flight(job, loop.create_future(), work)
+        flight = Flight(job, loop.create_future(), work)
         # Bookkeeping follows the render, not the waiters: a render that outlives its
         # requester (timeout) still occupies a process and still counts against the limit.
         work.add_done_callback(lambda _: _call_soon(loop, self._finished, flight))
@@ -302,7 +255,7 @@ class Renderer:
             self._flights[job.key] = flight
         return flight
 
-    def _run(self, job: RenderJob) -> bytes:
+    def _run(self, job: RenderJob) -> Drawn:
         started = False
 
         def on_start() -> None:
@@ -318,7 +271,14 @@ class Renderer:
         try:
             outcome = self.pool.run(job, self.settings.png_compress_level, on_start=on_start)
             self.observer.rendered(job, outcome.cpu_seconds)
-            return outcome.value
+            meta = outcome.meta
+            warm, failed = meta.get("warm"), meta.get("update_failed")
+            return Drawn(
+                outcome.value,
+                current=job.spec is None or meta.get("version") == job.version,
+                warm=warm if warm in {"hit", "miss"} else "off",
+                update_failed=failed if isinstance(failed, str) else "",
+            )
         finally:
             if started:
                 with self._lock:
@@ -327,7 +287,7 @@ class Renderer:
             else:  # it never reached a process (the pool is closing or broken)
                 self.observer.queued(-1)
 
-    def _finished(self, flight: _Flight) -> None:
+    def _finished(self, flight: Flight) -> None:
         job, work, future = flight.job, flight.work, flight.future
         assert work is not None
         self._pending -= 1
@@ -342,38 +302,22 @@ class Renderer:
             return
         error = work.exception()
         if error is not None:
-            self._record_failure(job, error)
+            self._reports.failure(job, error)
             if not future.done():
                 future.set_exception(error)
             return
         self._count("finished", job)
-        data = work.result()
-        if job.key is not None and len(data) <= self._cache.maxsize:
+        drawn = work.result()
+        self._reports.warm(job, drawn)
+        if not drawn.current:
+            self._reports.mismatch(job)
+        elif job.key is not None and len(drawn.data) <= self._cache.maxsize:
             # Late results of deterministic renders whose waiters left are kept for the next.
-            self._cache[job.key] = data
+            self._cache[job.key] = drawn.data
         if not future.done():
-            future.set_result(data)
+            future.set_result(drawn)
 
-    def _record_failure(self, job: RenderJob, error: BaseException) -> None:
-        self._count("failed", job)
-        if isinstance(error, RenderError) and error.stopped:
-            self._count("killed", job)
-            log.warning("render stopped at its deadline figure=%s: %s", job.label, error)
-        elif isinstance(error, RenderCrashed):
-            self._count("crashed", job)
-            log.error("render process died figure=%s format=%s", job.label, job.format)
-        elif isinstance(error, RenderFailed):
-            log.error(
-                "render failed figure=%s format=%s: %s\n%s",
-                job.label,
-                job.format,
-                error,
-                error.remote_traceback.rstrip(),
-            )
-        elif not isinstance(error, RenderUnavailable | TooComplex):
-            log.error("render failed figure=%s format=%s", job.label, job.format, exc_info=error)
-
-    async def _wait(self, flight: _Flight) -> bytes:
+    async def _wait(self, flight: Flight) -> Drawn:
         flight.waiters += 1
         try:
             # A little past the render's own deadline, so a render that started at once is
@@ -399,25 +343,13 @@ class Renderer:
                 flight.future.cancel()
                 flight.abandon()
 
-    def _log(self, job: RenderJob, cache: str, t0: float, size: int) -> None:
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "render figure=%s format=%s px=%dx%d cache=%s bytes=%d ms=%.1f",
-                job.label,
-                job.format,
-                job.canvas.width_px,
-                job.canvas.height_px,
-                cache,
-                size,
-                (time.perf_counter() - t0) * 1000,
-            )
-
     async def close(self) -> None:
         """Stop at once: queued renders are dropped, running ones end with their processes."""
         self._closing = True
+        self._lanes.closing = True
         self.pool.close()
         loop = asyncio.get_running_loop()
-        for executor in (self._executor, self._background):
+        for executor in (self._executor, *self._lanes.executors):
             try:
                 await loop.run_in_executor(
                     None, lambda e=executor: e.shutdown(wait=True, cancel_futures=True)

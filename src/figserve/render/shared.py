@@ -2,7 +2,7 @@
 
 The renderer asks its in-process LRU first, then this. ``fetch_or_render`` gives the bytes of a
 cache key from Redis, or renders them once for every instance: the first instance to miss takes
-a short lock (``SET NX PX``, kept alive while its render runs), renders, stores and announces
+a short lock (redis-py's ``Lock``, extended while its render runs), renders, stores and announces
 the bytes (``PUBLISH``); the others wait for that announcement (one pattern subscription per
 process) or, at the latest, for the lock to lapse, and then read the bytes. A lock holder that
 dies delays the others by at most ``LOCK_SECONDS``.
@@ -23,13 +23,13 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError, RedisError
 
 log = logging.getLogger("figserve.render")
 
@@ -40,8 +40,7 @@ DONE = PREFIX + "done:"
 LRU = PREFIX + "lru"  # zset: key -> last use (ms)
 SIZES = PREFIX + "size"  # hash: key -> bytes
 USED = PREFIX + "used"  # bytes of every entry counted in SIZES
-LOCK_SECONDS = 3.0  # a lock lives this long unless its holder renews it
-RENEW_EVERY = LOCK_SECONDS / 3
+LOCK_SECONDS = 3.0  # a lock lives this long unless its holder extends it
 POLL = 0.25  # a waiter looks again at least this often (announcements may be lost)
 BREAKER_SECONDS = 5.0
 ENTRY_SHARE = 16
@@ -83,23 +82,6 @@ end
 return dropped
 """
 
-# KEYS: lock. ARGV: token, ms. Renew the lock only while it is still ours.
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-# KEYS: lock. ARGV: token. Release the lock only if it is still ours (it may have lapsed and
-# been taken by another instance).
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
 Source = Literal["redis", "rendered", "local"]
 
 
@@ -125,13 +107,11 @@ class SharedCache:
         self.max_bytes = max_bytes
         self.entry_bytes = max(1, max_bytes // ENTRY_SHARE)
         self.ttl = max(1, int(ttl))
-        self.lock_ms = int(lock_seconds * 1000)
+        self.lock_seconds = lock_seconds
         self.stats = SharedStats()
         self._closed_until = 0.0  # breaker: Redis is skipped until then
         self._get = client.register_script(_GET)
         self._put = client.register_script(_PUT)
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._listener: asyncio.Task[None] | None = None
 
@@ -174,8 +154,9 @@ class SharedCache:
     ) -> tuple[bytes, Source]:
         """The bytes of ``key``: from Redis, or rendered here (once across instances while
         Redis answers), or rendered here without Redis while it does not."""
-        token = uuid.uuid4().hex
-        lock = LOCK + key
+        lock = self.redis.lock(
+            LOCK + key, timeout=self.lock_seconds, blocking=False, thread_local=False
+        )
         taken_over = False
         while self.available:
             try:
@@ -183,10 +164,10 @@ class SharedCache:
                 if data is not None:
                     self.stats.hits += 1
                     return data, "redis"
-                if await self.redis.set(lock, token, nx=True, px=self.lock_ms):
+                if await lock.acquire():
                     break
                 self.stats.waits += 1
-                data = await self._wait_for_other(key, lock)
+                data = await self._wait_for_other(key, LOCK + key)
                 if data is not None:
                     self.stats.hits += 1
                     return data, "redis"
@@ -201,31 +182,31 @@ class SharedCache:
             self.stats.bypassed += 1
             return await render(), "local"
         self.stats.takeovers += taken_over
-        return await self._render_holding(key, lock, token, render), "rendered"
+        return await self._render_holding(key, lock, render), "rendered"
 
     async def _render_holding(
-        self, key: str, lock: str, token: str, render: Callable[[], Awaitable[bytes]]
+        self, key: str, lock: Lock, render: Callable[[], Awaitable[bytes]]
     ) -> bytes:
-        keeper = asyncio.create_task(self._keep(lock, token))
+        keeper = asyncio.create_task(self._keep(lock))
         try:
             data = await render()
         except BaseException:
             await _stop(keeper)
-            await self._unlock(lock, token)  # the others need not wait for it to lapse
+            await self._unlock(lock)  # the others need not wait for it to lapse
             raise
         await _stop(keeper)
         self.stats.renders += 1
         await self._store(key, data)
-        await self._unlock(lock, token)
+        await self._unlock(lock)
         return data
 
-    async def _keep(self, lock: str, token: str) -> None:
-        # Renew the lock while the render runs, so only a dead holder lets it lapse.
+    async def _keep(self, lock: Lock) -> None:
+        # Extend the lock while the render runs, so only a dead holder lets it lapse.
         while True:
-            await asyncio.sleep(self.lock_ms / 3000)
+            await asyncio.sleep(self.lock_seconds / 3)
             try:
-                await self._renew(keys=[lock], args=[token, self.lock_ms])
-            except RedisError:
+                await lock.extend(self.lock_seconds, replace_ttl=True)
+            except RedisError:  # LockError too: it lapsed and another took it
                 return  # the store or unlock that follows reports it
 
     async def _store(self, key: str, data: bytes) -> None:
@@ -242,11 +223,13 @@ class SharedCache:
         except RedisError as exc:
             self._failed(exc, "storing a render")
 
-    async def _unlock(self, lock: str, token: str) -> None:
+    async def _unlock(self, lock: Lock) -> None:
         if not self.available:
             return  # it lapses by itself
         try:
-            await self._release(keys=[lock], args=[token])
+            await lock.release()
+        except LockError:
+            pass  # it lapsed (and another may hold it now): nothing of ours to release
         except RedisError as exc:
             self._failed(exc, "releasing a render lock")
 

@@ -6,6 +6,8 @@
   var POLL_MS = 700;
   var MAX_POLL_MS = 6 * 60 * 60 * 1000; // stop watching after six hours
   var MAX_FAILURES = 20; // in a row, e.g. the server restarting
+  var REQUEST_MS = 15000; // a poll that gets no answer in this time is given up
+  var MAX_WAIT_MS = 30000; // the longest pause between polls after failures
 
   function text(job) {
     var pct = Math.round(job.progress * 100);
@@ -53,31 +55,48 @@
       cancel.hidden = !active(job.state);
     }
 
-    function schedule() {
-      if (Date.now() - started < MAX_POLL_MS) timer = setTimeout(poll, POLL_MS);
+    // One poll at a time, each given up after REQUEST_MS; after a failure the next waits for
+    // the server's Retry-After, or longer and longer, so a struggling server is not pressed.
+    function schedule(wait) {
+      if (Date.now() - started < MAX_POLL_MS) timer = setTimeout(poll, wait || POLL_MS);
+    }
+
+    function retryAfter(resp) {
+      var seconds = resp ? parseInt(resp.headers.get("Retry-After"), 10) : NaN;
+      var backoff = Math.min(MAX_WAIT_MS, POLL_MS * Math.pow(2, failures));
+      return isNaN(seconds) ? backoff : Math.min(MAX_WAIT_MS, Math.max(seconds * 1000, backoff));
+    }
+
+    function failed(resp) {
+      failures += 1;
+      if (failures < MAX_FAILURES) schedule(retryAfter(resp));
+      else status.textContent = "Lost contact with the server; reload the page to try again.";
     }
 
     function poll() {
       timer = null;
-      fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" })
+      var controller = typeof AbortController === "function" ? new AbortController() : null;
+      var giveUp = controller ? setTimeout(function () { controller.abort(); }, REQUEST_MS) : null;
+      fetch(url, {
+        headers: { Accept: "application/json" },
+        cache: "no-store",
+        signal: controller ? controller.signal : undefined
+      })
         .then(function (resp) {
           if (resp.status === 404) {
             status.textContent = "This report no longer exists; results are removed after a while.";
             cancel.hidden = true;
             return;
           }
-          if (!resp.ok) throw new Error("HTTP " + resp.status);
+          if (!resp.ok) return failed(resp);
           return resp.json().then(function (job) {
             failures = 0;
             show(job);
             if (active(job.state)) schedule();
           });
         })
-        .catch(function () {
-          failures += 1;
-          if (failures < MAX_FAILURES) schedule();
-          else status.textContent = "Lost contact with the server; reload the page to try again.";
-        });
+        .catch(function () { failed(null); })
+        .finally(function () { if (giveUp) clearTimeout(giveUp); });
     }
 
     cancel.addEventListener("click", function () {

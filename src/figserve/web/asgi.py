@@ -10,6 +10,10 @@
   The server applies no such deadline of its own, so a client sending a byte now and then could
   hold a connection (and a task) for ever; past the deadline the request answers 408 and its
   connection closes.
+- A request body may have at most ``max_body_bytes``: a ``Content-Length`` above it answers 413
+  before the app runs, and every byte that arrives is counted (with or without a length, however
+  it is cut into pieces), so a body that passes the limit answers 413 there and stops being
+  read. Quart never sees a byte past the limit.
 - A request the server cuts short (its graceful stop time ran out) answers 503, instead of the
   500 Hypercorn sends for a request the app never answered.
 """
@@ -20,6 +24,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
+from html import escape
 from typing import Any
 
 Scope = dict[str, Any]
@@ -29,6 +34,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PROBLEM_JSON = b"application/problem+json"
+HTML_PROBLEM = (
+    '<!doctype html><html lang="en"><meta charset="utf-8"><title>{title}</title>'
+    '<h1>{title}</h1><p>{detail}</p><p><a href="/">Back to the gallery</a></p></html>'
+)
 HEALTH_BODY = b"ok\n"
 _HEALTH_HEADERS = [
     (b"content-type", b"text/plain; charset=utf-8"),
@@ -42,17 +51,49 @@ class _BodyTimeout(Exception):
     """The request body did not arrive before its deadline."""
 
 
-def _problem(status: int, title: str, detail: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    body = json.dumps(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    ).encode()
+class _BodyTooLarge(Exception):
+    """More of the request body arrived than the limit allows."""
+
+
+def _problem(
+    status: int, title: str, detail: str, scope: Scope | None = None
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """A problem+json answer, or a small page for a browser that navigated (a form post)."""
+    if scope is not None and _wants_html(scope):
+        body = HTML_PROBLEM.format(title=escape(title), detail=escape(detail)).encode()
+        kind = b"text/html; charset=utf-8"
+    else:
+        body = json.dumps(
+            {"type": "about:blank", "title": title, "status": status, "detail": detail}
+        ).encode()
+        kind = PROBLEM_JSON
     headers = [
-        (b"content-type", PROBLEM_JSON),
+        (b"content-type", kind),
         (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-store"),
         (b"x-content-type-options", b"nosniff"),
     ]
+    if kind != PROBLEM_JSON:
+        headers.append((b"content-security-policy", b"default-src 'none'"))
     return headers, body
+
+
+def _wants_html(scope: Scope) -> bool:
+    for name, value in scope.get("headers") or ():
+        if name == b"accept":
+            return b"text/html" in value and b"json" not in value
+    return False
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers") or ():
+        if name == b"content-length":
+            return int(value) if value.isdigit() and len(value) < 20 else None
+    return None
+
+
+def _too_large(limit: int) -> str:
+    return f"The request body is larger than {limit:,} bytes."
 
 
 async def _refuse_websocket(scope: Scope, send: Send) -> None:
@@ -72,9 +113,9 @@ async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], b
     await send({"type": "http.response.body", "body": body})
 
 
-def guard(app: ASGIApp, *, body_timeout: float) -> ASGIApp:
-    """Wrap ``app``: liveness first, WebSocket handshakes refused, HTTP bodies read against a
-    deadline, and a request cut short by a stop answered."""
+def guard(app: ASGIApp, *, body_timeout: float, max_body_bytes: int) -> ASGIApp:
+    """Wrap ``app``: liveness first, WebSocket handshakes refused, HTTP bodies read within a
+    size limit and against a deadline, and a request cut short by a stop answered."""
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -87,45 +128,68 @@ def guard(app: ASGIApp, *, body_timeout: float) -> ASGIApp:
             body = HEALTH_BODY if scope["method"] == "GET" else b""
             await _answer(send, 200, _HEALTH_HEADERS, body)
             return
-        deadline = asyncio.get_running_loop().time() + body_timeout
-        body_done = False
-        started = False
-
-        async def timed_receive() -> Message:
-            nonlocal body_done
-            if body_done:
-                return await receive()  # only a disconnect can come now: no deadline
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise _BodyTimeout from None
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                body_done = True
-            return message
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await app(scope, timed_receive, tracked_send)
-        except _BodyTimeout:
-            # The app's request task was cancelled; answer for it if it had not begun to.
-            if not started:
-                detail = f"The request body did not arrive within {body_timeout:g} seconds."
-                headers, body = _problem(408, "Request Timeout", detail)
-                headers.append((b"connection", b"close"))
-                await _answer(send, 408, headers, body)
-        except asyncio.CancelledError:
-            # The server stopped waiting for this request (its stop's grace time ran out).
-            if not started:
-                headers, body = _problem(503, "Stopping", "The server is stopping.")
-                headers.append((b"retry-after", b"1"))
-                with contextlib.suppress(Exception):
-                    await _answer(send, 503, headers, body)
-            raise
+        declared = _content_length(scope)
+        if declared is not None and declared > max_body_bytes:
+            await _refuse(send, scope, 413, "Request Entity Too Large", _too_large(max_body_bytes))
+            return
+        await _guarded_http(app, scope, receive, send, body_timeout, max_body_bytes)
 
     return guarded
+
+
+async def _guarded_http(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, timeout: float, limit: int
+) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    body_done = False
+    received = 0
+    started = False
+
+    async def counted_receive() -> Message:
+        nonlocal body_done, received
+        if body_done:
+            return await receive()  # only a disconnect can come now: no deadline
+        try:
+            async with asyncio.timeout_at(deadline):
+                message = await receive()
+        except TimeoutError:
+            raise _BodyTimeout from None
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _BodyTooLarge  # nothing of it reaches the app
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            body_done = True
+        return message
+
+    async def tracked_send(message: Message) -> None:
+        nonlocal started
+        if message["type"] == "http.response.start":
+            started = True
+        await send(message)
+
+    try:
+        await app(scope, counted_receive, tracked_send)
+    except _BodyTimeout:
+        # The app's request task was cancelled; answer for it if it had not begun to.
+        if not started:
+            detail = f"The request body did not arrive within {timeout:g} seconds."
+            await _refuse(send, scope, 408, "Request Timeout", detail)
+    except _BodyTooLarge:
+        if not started:
+            await _refuse(send, scope, 413, "Request Entity Too Large", _too_large(limit))
+    except asyncio.CancelledError:
+        # The server stopped waiting for this request (its stop's grace time ran out).
+        if not started:
+            headers, body = _problem(503, "Stopping", "The server is stopping.")
+            headers.append((b"retry-after", b"1"))
+            with contextlib.suppress(Exception):
+                await _answer(send, 503, headers, body)
+        raise
+
+
+async def _refuse(send: Send, scope: Scope, status: int, title: str, detail: str) -> None:
+    """Answer without reading the rest of the body: the connection closes after it."""
+    headers, body = _problem(status, title, detail, scope)
+    headers.append((b"connection", b"close"))
+    await _answer(send, status, headers, body)

@@ -1,25 +1,25 @@
-"""Reading request bodies within limits: bytes, form fields, JSON nesting.
+"""Reading request bodies within limits: form fields, JSON nesting.
 
-Quart checks ``MAX_CONTENT_LENGTH`` against the Content-Length header and against what is buffered
-at once, but a chunked body read piece by piece (a multipart upload) is never counted as a whole.
-``CountedBody`` counts every byte received, so any body past the limit answers 413 however it is
-sent, and stops being buffered there. Forms and JSON are checked for size and shape before they
-are parsed, so no body can make parsing explode.
+The bytes of a body are bounded before Quart sees them: the ASGI guard (``asgi.py``) counts
+every byte that arrives and answers 413 past ``max_body_bytes``. Forms and JSON are then checked
+for size and shape before they are parsed, so no body can make parsing explode. Forms are parsed
+here, with the standard library (URL-encoded) and Werkzeug's public form parser (multipart),
+under figserve's limits of fields and field size.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import parse_qsl
 
 import numpy as np
 from quart import Quart, request
-from quart.formparser import FormDataParser, ParserFunc
-from quart.wrappers.request import Body, Request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import MultiPartParser
 
 from ..config import Settings
 from ..validation import FieldError
@@ -30,87 +30,13 @@ from .errors import Problem, field_error
 MAX_JSON_DEPTH = 32
 # The longest value of one form field: every field is a short parameter.
 MAX_FORM_VALUE_BYTES = 64 * 1024
+URLENCODED = frozenset({"application/x-www-form-urlencoded", "application/x-url-encoded"})
 
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)
 _STRING = re.compile(rb'"[^"]*"')
 _DEPTH_STEP = np.zeros(256, dtype=np.int32)
 _DEPTH_STEP[[ord("["), ord("{")]] = 1
 _DEPTH_STEP[[ord("]"), ord("}")]] = -1
-
-
-class CountedBody(Body):
-    """A request body that answers 413 once more than the limit has arrived in all."""
-
-    def __init__(self, expected_content_length: int | None, max_content_length: int | None):
-        super().__init__(expected_content_length, max_content_length)
-        self.received = 0
-        self.limit = max_content_length
-
-    def append(self, data: bytes) -> None:
-        if not data or self._must_raise is not None:
-            return
-        self.received += len(data)
-        if self.limit is not None and self.received > self.limit:
-            self._data.clear()  # nothing past the limit is kept, nor anything before it
-            self._must_raise = RequestEntityTooLarge()
-            self.set_complete()
-            return
-        super().append(data)
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await super().__anext__()
-        except StopAsyncIteration:
-            # The limit may be passed while a reader waits for the next piece: it then wakes
-            # to an empty, complete body, which must not read as the end of a short one.
-            if self._must_raise is not None:
-                raise self._must_raise from None
-            raise
-
-    @property
-    def too_large(self) -> bool:
-        return self.limit is not None and self.received > self.limit
-
-
-class BoundedFormParser(FormDataParser):
-    """Form parsing that refuses too many fields before building them."""
-
-    async def _parse_urlencoded(
-        self,
-        body: Body,
-        mimetype: str,
-        content_length: int | None,
-        options: dict[str, str],
-    ) -> tuple[MultiDict, MultiDict]:
-        raw = await body
-        limit = self.max_form_parts
-        if limit is not None and raw and raw.count(b"&") + 1 > limit:
-            raise _too_many_fields(limit)
-        # Undecodable bytes raise UnicodeDecodeError: a 400 naming the body (see errors.py).
-        fields = parse_qsl(raw.decode(), keep_blank_values=True, max_num_fields=limit)
-        return self.cls(fields), self.cls()
-
-    async def _parse_multipart(
-        self,
-        body: Body,
-        mimetype: str,
-        content_length: int | None,
-        options: dict[str, str],
-    ) -> tuple[MultiDict, MultiDict]:
-        try:
-            return await super()._parse_multipart(body, mimetype, content_length, options)
-        except RequestEntityTooLarge:
-            if isinstance(body, CountedBody) and body.too_large:
-                raise
-            # Too many parts, or one field too long: say which limit, not just "too large".
-            raise _too_many_fields(self.max_form_parts) from None
-
-    parse_functions: ClassVar[dict[str, ParserFunc]] = {
-        **FormDataParser.parse_functions,
-        "multipart/form-data": _parse_multipart,
-        "application/x-www-form-urlencoded": _parse_urlencoded,
-        "application/x-url-encoded": _parse_urlencoded,
-    }
 
 
 def _too_many_fields(limit: int | None) -> Problem:
@@ -122,14 +48,8 @@ def _too_many_fields(limit: int | None) -> Problem:
     )
 
 
-class FigserveRequest(Request):
-    body_class = CountedBody
-    form_data_parser_class = BoundedFormParser
-
-
 def install(app: Quart, settings: Settings) -> None:
-    """Make every request of ``app`` count its body and bound its forms."""
-    app.request_class = FigserveRequest
+    """The limits of every request of ``app`` (the ASGI guard counts the bytes first)."""
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["MAX_FORM_PARTS"] = settings.max_form_fields
     app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_VALUE_BYTES
@@ -192,8 +112,44 @@ async def json_object() -> dict[str, Any]:
     return body
 
 
+def _in_memory(
+    total_content_length: int | None,
+    content_type: str | None,
+    filename: str | None,
+    content_length: int | None = None,
+) -> io.BytesIO:
+    # The whole body is in memory already (within max_body_bytes): so are its files.
+    return io.BytesIO()
+
+
 async def read_form() -> tuple[MultiDict, MultiDict]:
     """The form fields and files of the request, within the form limits (413 past them)."""
-    form = await request.form
-    files = await request.files
-    return form, files
+    raw = await request.get_data()  # bounded by the ASGI guard
+    limit = request.max_form_parts
+    if request.mimetype in URLENCODED:
+        if limit is not None and raw and raw.count(b"&") + 1 > limit:
+            raise _too_many_fields(limit)
+        # Undecodable bytes raise UnicodeDecodeError: a 400 naming the body (see errors.py).
+        fields = parse_qsl(raw.decode(), keep_blank_values=True, max_num_fields=limit)
+        return MultiDict(fields), MultiDict()
+    if request.mimetype == "multipart/form-data":
+        boundary = request.mimetype_params.get("boundary", "").encode("ascii", "replace")
+        if not boundary:
+            return MultiDict(), MultiDict()  # not a form anyone can read: no fields
+        parser = MultiPartParser(
+            stream_factory=_in_memory,
+            max_form_memory_size=MAX_FORM_VALUE_BYTES,
+            # Read in pieces well below the field limit, which also bounds what the
+            # parser holds between two pieces.
+            buffer_size=MAX_FORM_VALUE_BYTES // 4,
+            max_form_parts=limit,
+        )
+        try:
+            form, files = parser.parse(io.BytesIO(raw), boundary, len(raw))
+        except ValueError:
+            return MultiDict(), MultiDict()  # malformed: as if it had no fields
+        except RequestEntityTooLarge:
+            # Too many parts, or one field too long (the body's size was checked before).
+            raise _too_many_fields(limit) from None
+        return form, files
+    return MultiDict(), MultiDict()

@@ -1,21 +1,24 @@
-"""HTML forms as renders: the gallery's report form as a job plan, and an upload's fields.
+"""HTML forms as renders: the gallery's report form as job parts, and an upload's fields.
 
 Both read the form within the body limits (``body.py``) and go through the one validation of
-``figserve/validation.py``; every wrong field is named at once.
+``figserve/validation.py``; every wrong field is named at once. The report form is a thin
+parser: the plan (bounds, copies, seeds, cost) is built by ``figserve/jobs/plan.py``, as for a
+JSON body. ``report_form`` describes the form itself, filled in with defaults or with what a
+person sent, and the errors of each field.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from quart import request
-from werkzeug.datastructures import FileStorage
+from werkzeug.datastructures import FileStorage, MultiDict
 
 from ..config import Settings
 from ..figures import Registry
 from ..figures.data import PlotParams
-from ..jobs import OUTPUTS, JobPlan, check_cost, reject
+from ..jobs import OUTPUTS, PAPERS, JobPlan, ReportPart, build_plan, reject
 from ..render import MEDIA_TYPES, ImageOptions
 from ..validation import (
     FieldError,
@@ -31,19 +34,27 @@ from .body import read_form, unsupported_media_type
 from .errors import Problem, invalid
 from .params import single_values
 
-REPORT_OPTIONS = ("output", "format", "w", "h")
+REPORT_OPTIONS = ("output", "format", "w", "h", "paper")
 PLOT_SIZE = (640, 400)
+DEFAULT_COPIES = 1
+DEFAULT_PAPER = "a4"
 
 
 async def report_from_form(registry: Registry, settings: Settings) -> JobPlan:
-    """The gallery's report form: figures ticked, copies of each, their parameters, size and
-    output.
+    """The gallery's report form as a plan (``Invalid`` naming every wrong field)."""
+    form, files = await read_form()
+    return report_plan(registry, settings, form, files)
+
+
+def report_plan(
+    registry: Registry, settings: Settings, form: MultiDict, files: MultiDict
+) -> JobPlan:
+    """Figures ticked, copies of each, their parameters, the size, format, output and paper.
 
     The number of items is known from the ticked figures and their copies before anything is
-    expanded, and refused over the limit before any per-item work; each figure's parameters are
+    read, and refused over the limit before any per-figure work; each figure's parameters are
     validated once, and its copies differ only in their seeds.
     """
-    form, files = await read_form()
     known = {*REPORT_OPTIONS, "figure"}
     for spec in registry:
         known.add(f"copies.{spec.name}")
@@ -53,16 +64,28 @@ async def report_from_form(registry: Registry, settings: Settings) -> JobPlan:
         values = single_values(form, repeatable=("figure",))
     except Problem as problem:
         reject(errors + problem.errors)
-
     output = values.get("output") or "pdf"
     if output not in OUTPUTS:
         errors.append(FieldError("output", "one of pdf, zip"))
+    paper = values.get("paper") or DEFAULT_PAPER
+    if paper not in PAPERS:
+        errors.append(FieldError("paper", f"one of {', '.join(PAPERS)}"))
     options, option_errors = _report_options(values, output)
     errors += option_errors
+    names, copies, shape = _ticked(registry, form.getlist("figure"), values, settings)
+    if shape:
+        reject(errors + shape)  # before any figure is read or copied
+    parts = [
+        ReportPart(_reader(registry, name, values, options, settings), copies[name], f"{name}.seed")
+        for name in names
+    ]
+    return build_plan(output, parts, settings, paper=paper, count_param="copies", errors=errors)
 
-    # What the report holds: each figure once, and a count of copies of each. With any doubt
-    # about it, or over the limit, nothing further is done.
-    ticked = form.getlist("figure")
+
+def _ticked(
+    registry: Registry, ticked: list[str], values: dict[str, str], settings: Settings
+) -> tuple[list[str], dict[str, int], list[FieldError]]:
+    """The figures ticked (each once), their copies, and what is wrong with either."""
     names: list[str] = []
     shape: list[FieldError] = []
     for name in ticked:
@@ -78,53 +101,33 @@ async def report_from_form(registry: Registry, settings: Settings) -> JobPlan:
     for name in names:
         param = f"copies.{name}"
         copies[name], count_errors = parse_count(
-            values.get(param, ""), param, default=1, largest=settings.job_max_items
+            values.get(param, ""), param, default=DEFAULT_COPIES, largest=settings.job_max_items
         )
         shape += count_errors
-    total = sum(copies.values())
-    if total > settings.job_max_items:
-        message = f"at most {settings.job_max_items} figures per report (got {total})"
-        shape.append(FieldError("copies", message))
-    if shape:
-        reject(errors + shape)  # before any figure is validated or copied
+    return names, copies, shape
 
-    items: list[RenderRequest] = []
-    for name in names:
+
+def _reader(
+    registry: Registry,
+    name: str,
+    values: dict[str, str],
+    options: dict[str, Any],
+    settings: Settings,
+) -> Any:
+    def read() -> RenderRequest:
         spec = registry.get(name)
         assert spec is not None
         own = {k[len(name) + 1 :]: v for k, v in values.items() if k.startswith(f"{name}.")}
-        try:
-            params, opts = parse_flat(
-                spec.params,
-                own,
-                default_size=(spec.width, spec.height),
-                fixed=options,
-                prefix=f"{name}.",
-            )
-            first = RenderRequest.of(spec, params, opts, settings.max_pixels, f"{name}.")
-        except Invalid as exc:
-            errors += [e for e in exc.errors if e not in errors]
-            continue
-        seed = getattr(params, "seed", None)
-        if seed is None or copies[name] == 1:
-            items += [first] * copies[name]
-            continue
-        # Copies of a seeded random figure take the next seeds: reproducible, not equal.
-        last = seed + copies[name] - 1
-        try:
-            spec.params.model_validate({**params.model_dump(), "seed": last})
-        except ValidationError:
-            message = f"{copies[name]} copies take the seeds {seed} to {last}, too large"
-            errors.append(FieldError(f"{name}.seed", message))
-            continue
-        for copy in range(copies[name]):
-            seeded = params.model_copy(update={"seed": seed + copy})
-            items.append(RenderRequest.of(spec, seeded, opts, settings.max_pixels))
-    if not errors:
-        errors = check_cost(sum(i.pixels for i in items), output, settings, "copies")
-    if errors:
-        reject(errors)
-    return JobPlan(output, items)
+        params, opts = parse_flat(
+            spec.params,
+            own,
+            default_size=(spec.width, spec.height),
+            fixed=options,
+            prefix=f"{name}.",
+        )
+        return RenderRequest.of(spec, params, opts, settings.max_pixels, f"{name}.")
+
+    return read
 
 
 def _report_options(values: dict[str, str], output: str) -> tuple[dict[str, Any], list[FieldError]]:
@@ -141,6 +144,95 @@ def _report_options(values: dict[str, str], output: str) -> tuple[dict[str, Any]
         fmt = given["format"]
         return ({"format": fmt} if fmt in MEDIA_TYPES else {}), errors
     return given, errors
+
+
+def report_form(
+    registry: Registry,
+    settings: Settings,
+    sent: MultiDict | None = None,
+    errors: list[FieldError] | None = None,
+) -> dict[str, Any]:
+    """The report form as the gallery shows it: with the defaults a person would pick (every
+    figure once, as an A4 PDF), or with what they sent and each field's error."""
+    values = {k: sent.get(k, "") for k in sent} if sent is not None else {}
+    ticked = set(sent.getlist("figure")) if sent is not None else {s.name for s in registry}
+    by_param = {}
+    for error in errors or []:
+        by_param.setdefault(error.param, error.message)
+    figures = []
+    for spec in registry:
+        prefix = f"{spec.name}."
+        own = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
+        own_errors = {k[len(prefix) :]: v for k, v in by_param.items() if k.startswith(prefix)}
+        fields = form_fields(spec.params, own, own_errors)
+        figures.append(
+            {
+                "spec": spec,
+                "ticked": spec.name in ticked,
+                "copies": values.get(f"copies.{spec.name}", str(DEFAULT_COPIES)),
+                "copies_error": by_param.get(f"copies.{spec.name}"),
+                "fields": [dict(f, name=prefix + f["name"]) for f in fields],
+                "open": bool(own_errors),
+            }
+        )
+    shown = {"figure", "copies", *REPORT_OPTIONS}
+    prefixes = ("copies.", *(f"{s.name}." for s in registry))
+    shown |= {k for k in by_param if k.startswith(prefixes)}
+    return {
+        "figures": figures,
+        "output": values.get("output") or "pdf",
+        "paper": values.get("paper") or DEFAULT_PAPER,
+        "format": values.get("format") or "png",
+        "w": values.get("w", ""),
+        "h": values.get("h", ""),
+        "errors": by_param,
+        "other_errors": {k: v for k, v in by_param.items() if k not in shown},
+        "max_items": settings.job_max_items,
+        "formats": list(MEDIA_TYPES),
+        "papers": PAPERS,
+    }
+
+
+def form_fields(
+    model: type[BaseModel],
+    values: dict[str, str],
+    errors: dict[str, str] | None = None,
+    skip: set[str] | frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    """Describe each field of ``model`` as an HTML form control, from its JSON schema."""
+    errors = errors or {}
+    out = []
+    for name, prop in model.model_json_schema()["properties"].items():
+        if name in skip:
+            continue
+        optional = "anyOf" in prop
+        base = next((p for p in prop.get("anyOf", [prop]) if p.get("type") != "null"), prop)
+        if "enum" in base:
+            kind = "select"
+        elif base.get("format") == "date":
+            kind = "date"
+        elif base.get("type") in {"integer", "number"}:
+            kind = "number"
+        else:
+            kind = "text"
+        default = prop.get("default")
+        out.append(
+            {
+                "name": name,
+                "kind": kind,
+                "label": name,
+                "description": prop.get("description", ""),
+                "options": base.get("enum", []),
+                "min": base.get("minimum", base.get("exclusiveMinimum")),
+                "max": base.get("maximum", base.get("exclusiveMaximum")),
+                "step": 1 if base.get("type") == "integer" else "any",
+                "maxlength": base.get("maxLength"),
+                "value": values.get(name, "" if default is None else default),
+                "optional": optional,
+                "error": errors.get(name),
+            }
+        )
+    return out
 
 
 async def plot_from_form(max_body_bytes: int) -> tuple[PlotParams, ImageOptions, bytes, str]:

@@ -8,33 +8,29 @@ as an unknown one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Any
-
 from quart import Blueprint, Response, redirect, render_template, request, url_for
-from quart.wrappers.response import ResponseBody
 from quart_schema import document_request, tag
-from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from ..jobs import (
     OUTPUTS,
+    JobPlan,
     JobRecord,
     JobRequest,
     JobService,
     JobState,
     JobsUnavailable,
     ResultsFull,
-    ResultStream,
+    StoreFull,
     TooManyClientJobs,
     TooManyJobs,
     is_job_id,
     plan_from_json,
 )
-from ..render import MEDIA_TYPES
-from .body import is_json, json_object, unsupported_media_type
-from .errors import Problem, problem_response, wants_html
-from .forms import report_from_form
+from ..validation import Invalid
+from .body import is_json, json_object, read_form, unsupported_media_type
+from .downloads import download
+from .errors import Problem, invalid, problem_response, wants_html
+from .forms import report_form, report_plan
 from .openapi import BODY_ERRORS, HTML, json_of, problem, responds
 from .owner import Caller, bucket, caller, new_token, set_owner_cookie
 from .params import no_query
@@ -49,15 +45,26 @@ _JOB = json_of(JobOut.model_json_schema())
 # Any job route: no query string is taken, and a wrong operator token is refused.
 _COMMON = {
     "400": problem("A query string, or invalid items: each error names its parameter."),
-    "401": problem("An Authorization header without the operator's token."),
+    "401": problem("A bearer token in Authorization that is not the operator's."),
+    "503": problem("The job store did not answer in time, or cannot be used now; see Retry-After."),
 }
 
 
 def job_runner() -> JobService:
     runner = app_state().jobs
     if runner is None or not runner.ready:
-        raise Problem(503, "Not ready", "Jobs are not running.", headers={"Retry-After": "1"})
+        why = runner.problem if runner is not None else "not started"
+        raise Problem(
+            503,
+            "Jobs unavailable",
+            f"Jobs cannot be used now ({why}); try again shortly.",
+            headers={"Retry-After": "2"},
+        )
     return runner
+
+
+def _who(runner: JobService) -> Caller:
+    return caller(runner.settings, runner.owner_key)
 
 
 async def job_or_404(runner: JobService, job_id: str, who: Caller) -> JobRecord:
@@ -92,13 +99,13 @@ async def _no_query_string() -> None:
 
 @bp.errorhandler(JobsUnavailable)
 async def _unavailable(exc: JobsUnavailable) -> Response:
-    # The shared job store (scale-out mode) did not answer: a moment's outage.
+    # The job store did not answer in time, or cannot be used now: never a hang, never a 500.
     return await problem_response(
         Problem(
             503,
             "Jobs unavailable",
-            "Jobs cannot be reached right now; try again shortly.",
-            headers={"Retry-After": "2"},
+            f"Jobs cannot be used right now ({exc}); try again shortly.",
+            headers={"Retry-After": str(max(1, round(exc.retry_after)))},
         )
     )
 
@@ -111,10 +118,30 @@ async def _private(resp: Response) -> Response:
     return resp
 
 
-@bp.app_context_processor
-async def _jobs_form_context() -> dict[str, Any]:
-    settings = app_state().settings
-    return {"job_max_items": settings.job_max_items, "job_formats": list(MEDIA_TYPES)}
+async def _form_plan(runner: JobService) -> JobPlan:
+    """The gallery form's plan; a browser whose form has errors gets the form back, filled in
+    as it was sent, each error at its field."""
+    state = app_state()
+    form, files = await read_form()
+    try:
+        return report_plan(state.registry, runner.settings, form, files)
+    except Invalid as exc:
+        if not wants_html():
+            raise
+        problem = invalid(exc.errors, exc.title)
+        report = report_form(state.registry, runner.settings, form, exc.errors)
+        html = await render_template("jobs/report.html", report=report, problem=problem)
+        raise _Answered(Response(html, status=400, mimetype="text/html")) from None
+
+
+class _Answered(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+@bp.errorhandler(_Answered)
+async def _answered(exc: _Answered) -> Response:
+    return exc.response
 
 
 # -- routes ----------------------------------------------------------------------------------
@@ -131,7 +158,9 @@ async def _jobs_form_context() -> dict[str, Any]:
         "303": {"description": "From the gallery form: to the job's page."},
         "400": problem("Invalid items, each error naming its item and parameter."),
         "429": problem("This client has its share of jobs queued or running; see Retry-After."),
-        "503": problem("Too many jobs, or no room for results; see Retry-After."),
+        "503": problem(
+            "Too many jobs, no room for results, or the job store did not answer; see Retry-After."
+        ),
     }
 )
 async def create() -> Response:
@@ -139,20 +168,18 @@ async def create() -> Response:
     runner = job_runner()
     state = app_state()
     settings = state.settings
-    who = caller(settings)
+    who = _who(runner)
     from_form = request.mimetype in FORM_TYPES
     if from_form:
-        plan = await report_from_form(state.registry, settings)
+        plan = await _form_plan(runner)
     elif is_json(request.mimetype):
         plan = plan_from_json(state.registry, await json_object(), settings)
     else:
         raise unsupported_media_type("application/json")
-    token = who.token or new_token()
+    token = who.token or new_token(runner.owner_key)
     owner = Caller(token)
     try:
-        job = await runner.create(
-            plan.output, plan.stored(), client=owner.client, bucket=bucket(who)
-        )
+        job = await runner.create(plan.output, plan.stored(), owner.client, bucket(who), plan.paper)
     except TooManyClientJobs as exc:
         raise Problem(
             429,
@@ -175,6 +202,8 @@ async def create() -> Response:
             f"The disk budget of reports is full ({exc}); try again when older results expire.",
             headers={"Retry-After": str(max(1, round(exc.retry_after)))},
         ) from None
+    except StoreFull as exc:
+        raise Problem(503, "No room for jobs", f"{exc}.", headers={"Retry-After": "60"}) from None
     location = url_for("jobs.job", job_id=job.id)
     if from_form:
         resp = redirect(location, 303)
@@ -199,7 +228,7 @@ async def create() -> Response:
 async def jobs() -> Response:
     """The caller's recent jobs (the owner cookie's); every client's for the operator."""
     runner = job_runner()
-    who = caller(app_state().settings)
+    who = _who(runner)
     if who.admin:
         records = await runner.recent(RECENT)
     elif who.client is not None:
@@ -225,7 +254,7 @@ async def jobs() -> Response:
 async def job(job_id: str) -> Response:
     """A job's state and progress; browsers get a page with a live progress bar."""
     runner = job_runner()
-    info = _shown(runner, await job_or_404(runner, job_id, caller(runner.settings)))
+    info = _shown(runner, await job_or_404(runner, job_id, _who(runner)))
     if wants_html():
         minutes = f"{runner.settings.job_result_ttl / 60:g}"
         html = await render_template("jobs/job.html", job=info.model_dump(), ttl_minutes=minutes)
@@ -247,7 +276,7 @@ async def job(job_id: str) -> Response:
 async def cancel(job_id: str) -> Response:
     """Cancel a queued or running job; delete an ended one with its result."""
     runner = job_runner()
-    job = await job_or_404(runner, job_id, caller(runner.settings))
+    job = await job_or_404(runner, job_id, _who(runner))
     if job.active:
         # If it ended meanwhile, the answer shows how; its result is kept.
         job = await runner.cancel(job.id) or job
@@ -267,14 +296,18 @@ async def cancel(job_id: str) -> Response:
                 m: {"schema": {"type": "string", "format": "binary"}} for m in OUTPUTS.values()
             },
         },
+        "206": {"description": "One byte range of it (Range), with Content-Range."},
+        "304": {"description": "Unchanged (If-None-Match or If-Modified-Since)."},
         "404": problem("No such job of yours, or its result expired."),
         "409": problem("The job has not finished, failed or was cancelled."),
+        "412": problem("If-Match or If-Unmodified-Since names another result."),
+        "416": problem("No range asked for lies within the result; see Content-Range."),
     }
 )
 async def result(job_id: str) -> Response:
     """Download a finished job's result."""
     runner = job_runner()
-    job = await job_or_404(runner, job_id, caller(runner.settings))
+    job = await job_or_404(runner, job_id, _who(runner))
     if job.state is not JobState.DONE:
         detail = {
             JobState.QUEUED: "is queued",
@@ -287,42 +320,4 @@ async def result(job_id: str) -> Response:
     stored = await runner.result(job)
     if stored is None:
         raise Problem(404, "Result expired", "The result has been removed.")
-    resp = Response(_StreamedResult(stored), mimetype=OUTPUTS[job.output])
-    resp.content_length = stored.size
-    resp.headers["Content-Disposition"] = (
-        f'attachment; filename="figserve-{job.id[:8]}.{job.output}"'
-    )
-    resp.set_etag(f"{job.id}-{stored.size}")
-    if job.finished is not None:
-        resp.last_modified = job.finished
-    # Range requests (an interrupted download goes on) and If-None-Match, in both modes.
-    resp.headers["Accept-Ranges"] = "bytes"
-    await resp.make_conditional(request, accept_ranges=True, complete_length=stored.size)
-    return resp  # Cache-Control: no-store, as every job response (one client's only)
-
-
-class _StreamedResult(ResponseBody):
-    """A job's result as a response body: streamed in windows, with byte ranges."""
-
-    def __init__(self, stored: ResultStream) -> None:
-        self.stored = stored
-        self.begin = 0
-        self.end = stored.size
-        self._chunks: AsyncIterator[bytes] | None = None
-
-    async def __aenter__(self) -> AsyncIterator[bytes]:
-        self._chunks = self.stored.chunks(self.begin, self.end)
-        return self._chunks
-
-    async def __aexit__(
-        self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._chunks is not None and hasattr(self._chunks, "aclose"):
-            await self._chunks.aclose()
-
-    async def make_conditional(self, begin: int, end: int | None) -> int:
-        size = self.stored.size
-        self.begin, self.end = begin, size if end is None else min(size, end)
-        if self.begin >= self.end or abs(self.begin) > size:
-            raise RequestedRangeNotSatisfiable()
-        return size
+    return download(job, stored)

@@ -25,11 +25,19 @@ async def healthz() -> Response:
 @bp.get("/readyz")
 @hide
 async def readyz() -> Response:
-    # Ready once the render pool runs and matplotlib is warmed up (fonts, one tiny figure).
-    renderer = app_state().renderer
-    ready = renderer is not None and renderer.ready
+    # Ready once the render pool runs and matplotlib is warmed up (fonts, one tiny figure), and
+    # the job store answers (no I/O here: the job service keeps its store's state).
+    state = app_state()
+    problems = []
+    if state.renderer is None or not state.renderer.ready:
+        problems.append("renderer: starting or stopping")
+    if state.jobs is None:
+        problems.append("jobs: starting or stopping")
+    elif not state.jobs.ready:
+        problems.append(f"jobs: {state.jobs.problem}")
+    ready = not problems
     return Response(
-        "ready\n" if ready else "starting or stopping\n",
+        "ready\n" if ready else "".join(f"{p}\n" for p in problems),
         status=200 if ready else 503,
         mimetype="text/plain",
         headers=NO_STORE if ready else {**NO_STORE, "Retry-After": "1"},

@@ -11,10 +11,13 @@ from quart_schema import hide
 
 from ..figures import FigureParams, FigureSpec
 from ..figures.catalog import NormalParams, shared_window
+from ..live import PIN_PARAM
 from ..render import MEDIA_TYPES, ImageOptions
 from ..validation import Invalid, parse_flat, pydantic_errors
-from .embed import densities_for, img_tag
+from .apidocs import endpoints, schema_type
+from .embed import densities_for, img_tag, webp_of
 from .errors import Problem
+from .forms import form_fields, report_form
 from .params import (
     format_number,
     mean_var_in_range,
@@ -23,10 +26,13 @@ from .params import (
     spec_or_404,
 )
 from .state import app_state
+from .versioned import page_pin
 
 bp = Blueprint("pages", __name__)
 
 PREVIEW_W, PREVIEW_H = 320, 240
+# The address examples on /docs name when no public URL is set: the quick start's.
+QUICK_START_ORIGIN = "http://127.0.0.1:8000"
 
 
 def _non_default(model: BaseModel) -> dict[str, Any]:
@@ -48,7 +54,10 @@ async def index() -> str:
                 "options": form_fields(ImageOptions, {}, skip={"dpi", "dpr"}),
             }
         )
-    return await render_template("pages/index.html", cards=cards, width=PREVIEW_W, height=PREVIEW_H)
+    report = report_form(state.registry, state.settings)
+    return await render_template(
+        "pages/index.html", cards=cards, width=PREVIEW_W, height=PREVIEW_H, report=report
+    )
 
 
 @bp.get("/normal/<mean_var>")
@@ -69,14 +78,22 @@ async def normal_page(mean_var: str) -> str:
     images = []
     for m, v in variants:
         params = NormalParams(mean=m, var=v, lo=lo, hi=hi)
-        path = url_for("images.seed_figure", mean_var=f"{format_number(m)}_{format_number(v)}")
+        path = f"{format_number(m)}_{format_number(v)}"
+        href = url_for("images.seed_figure", mean_var=path)
+        pin, _ = page_pin(spec, params)
+        query = window if pin is None else {**window, PIN_PARAM: pin}
         images.append(
             {
                 "img": img_tag(
-                    path, window, width=spec.width, height=spec.height, alt=spec.alt_text(params)
+                    href,
+                    query,
+                    width=spec.width,
+                    height=spec.height,
+                    alt=spec.alt_text(params),
+                    webp=(href, {"format": "webp"}),
                 ),
                 "caption": f"mean {format_number(m)}, spread {format_number(v)}",
-                "href": f"{path}?{urlencode(window)}",
+                "href": f"{href}?{urlencode(window)}",
             }
         )
     return await render_template(
@@ -151,21 +168,29 @@ def _result(spec: FigureSpec, params: FigureParams, opts: ImageOptions) -> dict[
     query.setdefault("w", opts.w)
     query.setdefault("h", opts.h)
     base = url_for(f"images.figure_{spec.name}", fmt=opts.format)
-    src = f"{base}?{urlencode(query)}"
-    alt = spec.alt_text(params)
+    # The permalink revalidates (it shows the figure as it is when opened); what this page
+    # shows is pinned to the version it was drawn with.
+    plain = f"{base}?{urlencode(query)}"
+    pin, note = page_pin(spec, params)
+    shown = {k: str(v) for k, v in query.items()}
+    if pin is not None:
+        shown[PIN_PARAM] = pin
+    alt = spec.alt_text(params) if note is None else f"{spec.alt_text(params)} {note}"
     return {
-        "src": src,
+        "src": f"{base}?{urlencode(shown)}",
         "img": img_tag(
             base,
-            {k: str(v) for k, v in query.items()},
+            shown,
             width=opts.w,
             height=opts.h,
             alt=alt,
             densities=densities_for(opts, app_state().settings.max_pixels),
+            webp=webp_of(url_for(f"images.figure_{spec.name}", fmt="webp"), opts.format),
         ),
         # Never from the Host header, which the client chooses: the operator's public address,
         # or a link relative to this page.
-        "permalink": app_state().settings.public_url.rstrip("/") + src,
+        "permalink": app_state().settings.public_url.rstrip("/") + plain,
+        "plain": plain,
         "format": opts.format,
         "media_type": MEDIA_TYPES[opts.format],
         "width": opts.w,
@@ -174,77 +199,6 @@ def _result(spec: FigureSpec, params: FigureParams, opts: ImageOptions) -> dict[
         "seeded": spec.deterministic(params),
         "random": spec.random,
     }
-
-
-def form_fields(
-    model: type[BaseModel],
-    values: dict[str, str],
-    errors: dict[str, str] | None = None,
-    skip: set[str] | frozenset[str] = frozenset(),
-) -> list[dict[str, Any]]:
-    """Describe each field of ``model`` as an HTML form control, from its JSON schema."""
-    errors = errors or {}
-    out = []
-    for name, prop in model.model_json_schema()["properties"].items():
-        if name in skip:
-            continue
-        optional = "anyOf" in prop
-        base = next((p for p in prop.get("anyOf", [prop]) if p.get("type") != "null"), prop)
-        if "enum" in base:
-            kind = "select"
-        elif base.get("format") == "date":
-            kind = "date"
-        elif base.get("type") in {"integer", "number"}:
-            kind = "number"
-        else:
-            kind = "text"
-        default = prop.get("default")
-        out.append(
-            {
-                "name": name,
-                "kind": kind,
-                "label": name,
-                "description": prop.get("description", ""),
-                "options": base.get("enum", []),
-                "min": base.get("minimum", base.get("exclusiveMinimum")),
-                "max": base.get("maximum", base.get("exclusiveMaximum")),
-                "step": 1 if base.get("type") == "integer" else "any",
-                "maxlength": base.get("maxLength"),
-                "value": values.get(name, "" if default is None else default),
-                "optional": optional,
-                "error": errors.get(name),
-            }
-        )
-    return out
-
-
-def schema_type(schema: dict[str, Any]) -> str:
-    """A parameter's schema in a few words: ``integer 1 to 200``, ``one of png, svg``."""
-    kinds = [k for k in schema.get("anyOf", [schema]) if k.get("type") != "null"]
-    words = []
-    for kind in kinds:
-        if kind.get("maxLength") == 0 and kind.get("type") == "string":
-            continue  # blank: not given
-        if "anyOf" in kind:
-            words.append(schema_type(kind))
-        elif "enum" in kind:
-            words.append("one of " + ", ".join(str(v) for v in kind["enum"]))
-        elif kind.get("format") == "date":
-            words.append("date")
-        else:
-            word = str(kind.get("type", "text"))
-            low = kind.get("minimum", kind.get("exclusiveMinimum"))
-            high = kind.get("maximum", kind.get("exclusiveMaximum"))
-            if low is not None and high is not None:
-                word += f" {_number(low)} to {_number(high)}"
-            elif kind.get("maxLength") is not None:
-                word = f"text, at most {kind['maxLength']}"
-            words.append(word)
-    return " or ".join(words) or "text"
-
-
-def _number(value: float) -> str:
-    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
 
 
 @bp.app_template_filter("schema_type")
@@ -256,7 +210,10 @@ def _schema_type_filter(schema: dict[str, Any]) -> str:
 @hide
 async def docs() -> str:
     schema = current_app.extensions["QUART_SCHEMA"].openapi_provider.schema()
-    return await render_template("pages/docs.html", schema=schema)
+    base = app_state().settings.public_url.rstrip("/") or QUICK_START_ORIGIN
+    return await render_template(
+        "pages/docs.html", schema=schema, endpoints=endpoints(schema, base), base=base
+    )
 
 
 @bp.get("/favicon.ico")

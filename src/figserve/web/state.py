@@ -1,29 +1,15 @@
-"""What the app keeps for as long as it serves, and how handlers reach it."""
+"""How handlers reach what the app keeps (``figserve/state.py``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from quart import current_app
 
-from ..config import Settings
-from ..figures import Registry
-from ..jobs import JobService
-from ..metrics import Metrics
+from ..live import Versions
 from ..render import Renderer
+from ..state import AppState
 from .errors import Problem
 
-
-@dataclass
-class AppState:
-    """Settings and figures from the start; the services only while the app serves (each
-    made and stopped by one serving hook in ``figserve/app.py``)."""
-
-    settings: Settings
-    registry: Registry
-    metrics: Metrics | None = None
-    renderer: Renderer | None = None
-    jobs: JobService | None = None
+__all__ = ["AppState", "app_state", "renderer", "versions"]
 
 
 def app_state() -> AppState:
@@ -38,3 +24,12 @@ def renderer() -> Renderer:
             503, "Not ready", "The renderer is not running.", headers={"Retry-After": "1"}
         )
     return r
+
+
+def versions() -> Versions:
+    v = app_state().versions
+    if v is None:
+        raise Problem(
+            503, "Not ready", "Data versions are not running.", headers={"Retry-After": "1"}
+        )
+    return v
