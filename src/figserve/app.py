@@ -30,7 +30,7 @@ from .jobs import JobRunner
 from .metrics import Metrics
 from .render import Renderer
 from .render.serving import serving_renderer
-from .web import api, body, embed, jobs, ops, pages, security, static, transfer, userpages
+from .web import api, body, embed, jobs, live, ops, pages, security, static, transfer, userpages
 from .web.asgi import guard
 from .web.errors import register_error_handlers
 from .web.images import create_images_blueprint
@@ -81,6 +81,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(live.bp)
     if settings.pages:
         userpages.install(app, settings.pages)
     register_error_handlers(app)
@@ -141,7 +142,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     @app.before_serving
     async def _start_services() -> None:
         async with AsyncExitStack() as stack:
-            for service in (_signals, _metrics, _renderer, _jobs):
+            for service in (_signals, _metrics, _renderer, _jobs, lambda: live.service(state)):
                 await stack.enter_async_context(service())
             # Started: keep them running until serving stops (a failed start stops those
             # already started, on leaving this block).

@@ -8,6 +8,11 @@
          width="400" height="300" alt="Histogram of 1000 samples ..." decoding="async"
          fetchpriority="high">
 
+``live=True`` makes the page keep that image at its figure's current version: the ``<img>``
+gets ``data-live`` (the figure and parameters it follows) and the page, once, the script
+``static/live.js``, which listens to the page's stream (``web/live.py``) and swaps the image when
+its version changes.
+
 The first figure of a page is fetched first (``fetchpriority="high"``); the next few load at
 once beside it, the rest when they come near the screen (``loading="lazy"``). Parameters are
 checked as the image route will check them: a wrong one gives an ``<img>`` whose URL answers
@@ -25,6 +30,7 @@ from urllib.parse import quote, urlencode
 from markupsafe import Markup, escape
 from quart import Quart, g, has_request_context, url_for
 
+from ..live.streams import live_key
 from ..render import MEDIA_TYPES, ImageOptions, canvas_for
 from ..render.options import LimitExceeded
 from ..validation import FieldError, Invalid, RenderRequest, parse_flat
@@ -77,9 +83,11 @@ def img_tag(
     loading: str | None = None,
     css_class: str | None = None,
     error: bool = False,
+    live: str | None = None,
 ) -> Markup:
     """The ``<img>`` of a figure at ``base`` (a path) with ``query``; a candidate per density
-    (``dpr`` added), as density descriptors or, given ``sizes``, as width descriptors."""
+    (``dpr`` added), as density descriptors or, given ``sizes``, as width descriptors. ``live``:
+    the key of the figure and parameters a live page keeps current (``live_script`` follows)."""
     src = f"{base}?{urlencode(query)}" if query else base
     attrs: list[tuple[str, str]] = [("src", src)]
     if len(densities) > 1:
@@ -96,6 +104,8 @@ def img_tag(
         attrs.append(("class", css_class))
     if error:
         attrs.append(("data-figure-error", ""))
+    if live is not None:
+        attrs.append(("data-live", live))
     attrs.append(("decoding", "async"))
     position = _position()
     if loading in _LOADING:
@@ -105,7 +115,23 @@ def img_tag(
     if position == 1 and loading != "lazy":
         attrs.append(("fetchpriority", "high"))
     html = " ".join(f'{name}="{escape(value)}"' for name, value in attrs)
-    return Markup(f"<img {html}>")
+    tag = Markup(f"<img {html}>")
+    return tag + live_script() if live is not None else tag
+
+
+def live_script() -> Markup:
+    """The script of live pages, the first time a page asks for it (nothing after that)."""
+    if has_request_context():
+        if g.get("_figserve_live_script"):
+            return Markup("")
+        g._figserve_live_script = True
+    state = app_state()
+    src = url_for("static", filename="live.js")
+    stream = url_for("live.stream")
+    return Markup(
+        f'<script src="{escape(src)}" data-stream="{escape(stream)}" '
+        f'data-max="{state.settings.live_max_figures}" defer></script>'
+    )
 
 
 def densities_for(opts: ImageOptions, max_pixels: int) -> tuple[float, ...]:
@@ -120,9 +146,11 @@ def figure(name: str, /, **keywords: Any) -> Markup:
     """The Jinja global ``figure(name, **params)``: see the module's docstring.
 
     Besides the figure's parameters it takes the image options (``w``, ``h``, ``format``,
-    ``dpr``, ``dpi``) and, for the tag itself, ``alt``, ``sizes``, ``loading`` and ``class_``.
+    ``dpr``, ``dpi``), ``live`` and, for the tag itself, ``alt``, ``sizes``, ``loading`` and
+    ``class_``.
     """
     state = app_state()
+    live = bool(keywords.pop("live", False))
     alt = keywords.pop("alt", None)
     sizes = keywords.pop("sizes", None)
     loading = keywords.pop("loading", None)
@@ -156,6 +184,8 @@ def figure(name: str, /, **keywords: Any) -> Markup:
         sizes=None if sizes is None else str(sizes),
         loading=None if loading is None else str(loading),
         css_class=None if css_class is None else str(css_class),
+        # A random figure without a seed has no versions: every load is a new sample.
+        live=live_key(spec.name, params) if live and spec.deterministic(params) else None,
     )
 
 

@@ -9,6 +9,7 @@ from quart import current_app
 from ..config import Settings
 from ..figures import Registry
 from ..jobs import JobService
+from ..live.streams import StreamHub
 from ..metrics import Metrics
 from ..render import Renderer
 from .errors import Problem
@@ -24,6 +25,7 @@ class AppState:
     metrics: Metrics | None = None
     renderer: Renderer | None = None
     jobs: JobService | None = None
+    streams: StreamHub | None = None  # live pages' streams
 
 
 def app_state() -> AppState:

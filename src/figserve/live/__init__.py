@@ -1,0 +1,1 @@
+"""Live figures: data versions of figures and the streams that tell pages of new ones."""
