@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from .config import Settings
 from .figures import FIGURES, Registry
 from .figures.loading import load_figure_modules
 from .jobs import JobRunner
+from .live.serving import serving_versions
 from .metrics import Metrics
 from .render import Renderer
 from .render.serving import serving_renderer
@@ -117,6 +118,16 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
                 state.renderer = None
 
     @asynccontextmanager
+    async def _versions() -> AsyncIterator[None]:
+        assert state.renderer is not None
+        async with serving_versions(settings, registry, state.renderer, state.metrics) as v:
+            state.versions = v
+            try:
+                yield
+            finally:
+                state.versions = None
+
+    @asynccontextmanager
     async def _jobs() -> AsyncIterator[None]:
         assert state.renderer is not None
         if settings.redis_url:
@@ -137,12 +148,15 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
             state.jobs = None
             await runner.close()
 
+    def _streams() -> AbstractAsyncContextManager[None]:
+        return live.service(state)  # live pages' streams, stopped first
+
     serving: list[AsyncExitStack] = []
 
     @app.before_serving
     async def _start_services() -> None:
         async with AsyncExitStack() as stack:
-            for service in (_signals, _metrics, _renderer, _jobs, lambda: live.service(state)):
+            for service in (_signals, _metrics, _renderer, _versions, _jobs, _streams):
                 await stack.enter_async_context(service())
             # Started: keep them running until serving stops (a failed start stops those
             # already started, on leaving this block).

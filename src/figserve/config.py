@@ -156,6 +156,16 @@ class Settings(BaseSettings):
     # while (the render happens here instead).
     redis_cache_timeout: float = Field(0.5 * SECONDS, ge=0.01)
 
+    # Live figures (``version=``): seconds a figure's version function may run in its render
+    # process before the process is killed and the check counts as failed.
+    version_timeout: float = Field(5 * SECONDS, ge=0.1)
+    # (figure, parameters) pairs whose data version each worker keeps; the least recently used
+    # unwatched pair is forgotten first, and past it with every pair watched, 503.
+    version_pairs: int = Field(10_000, ge=1)
+    # Version checks queued or running at once per worker; a request that needs one more and
+    # has no earlier version to show answers 503 with Retry-After.
+    version_checks: int = Field(16, ge=1)
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.admin_token and len(self.admin_token) < MIN_ADMIN_TOKEN:

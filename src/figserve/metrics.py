@@ -36,6 +36,7 @@ from prometheus_client import (
 )
 from quart import Quart, Response, request
 
+from .live import VersionObserver
 from .live.streams import HubObserver
 from .render import RenderJob, RenderObserver
 from .system import pid_alive, private_dir, start_time
@@ -117,7 +118,7 @@ _RENDER_COUNTERS = {
 }
 
 
-class Metrics(RenderObserver):
+class Metrics(RenderObserver, VersionObserver):
     """The metrics of one serving app; the renderer reports to it, ``/metrics`` reads it.
 
     Make it with ``start`` when serving starts and ``stop`` it when serving stops."""
@@ -158,6 +159,33 @@ class Metrics(RenderObserver):
             multiprocess_mode="livesum",
             registry=reg,
         )
+        self.version_checks = Counter(
+            "figserve_version_checks",
+            "Data version checks of live figures by outcome: same, changed, failed, timeout, "
+            "invalid (not a str, int or finite float, or too long), shared (another "
+            "instance's check was taken).",
+            ["figure", "outcome"],
+            registry=reg,
+        )
+        self.version_changes = Counter(
+            "figserve_version_changes",
+            "New data versions of live figures.",
+            ["figure"],
+            registry=reg,
+        )
+        self.stale = Counter(
+            "figserve_figure_stale",
+            "Images of an earlier data version served because the version check (check) or "
+            "the render of the new version (render) failed.",
+            ["figure", "reason"],
+            registry=reg,
+        )
+        self.pairs = Gauge(
+            "figserve_version_pairs",
+            "Figure and parameter pairs whose data version is kept.",
+            multiprocess_mode="livesum",
+            registry=reg,
+        )
 
         self.live = LiveMetrics(reg)
 
@@ -173,6 +201,19 @@ class Metrics(RenderObserver):
 
     def running(self, delta: int) -> None:
         self.in_flight.inc(delta)
+
+    # VersionObserver
+    def version_checked(self, figure: str, outcome: str, seconds: float) -> None:
+        self.version_checks.labels(figure, outcome).inc()
+
+    def version_changed(self, figure: str) -> None:
+        self.version_changes.labels(figure).inc()
+
+    def version_pairs(self, count: int) -> None:
+        self.pairs.set(count)
+
+    def figure_stale(self, figure: str, reason: str) -> None:
+        self.stale.labels(figure, reason).inc()
 
     @classmethod
     def start(cls) -> Metrics:

@@ -253,10 +253,12 @@ class RenderRequest:
         options: ImageOptions,
         max_pixels: int,
         prefix: str = "",
+        data: str | None = None,
     ) -> RenderRequest:
-        """The render of ``spec``; ``Invalid`` if its image is larger than ``max_pixels``."""
+        """The render of ``spec`` (for the data version ``data``); ``Invalid`` if its image is
+        larger than ``max_pixels``."""
         try:
-            job = job_for(spec, params, options, max_pixels)
+            job = job_for(spec, params, options, max_pixels, data)
         except LimitExceeded as exc:
             raise Invalid([FieldError(prefix + exc.param, str(exc))]) from None
         return cls(spec, params, options, job)

@@ -11,25 +11,9 @@ import asyncio
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class DataVersion:
-    data: str | None
-    pin: str
-    ok: bool = True
-    error: str | None = None
-    checked: float = 0.0
-
-
-@dataclass(frozen=True)
-class Change:
-    figure: str
-    params: dict
-    pin: str
-    data: str | None
+from figserve.live import Change, DataVersion
 
 
 def _key(spec: Any, params: Any) -> tuple[str, str]:

@@ -15,7 +15,9 @@ async def test_figure_page_shows_the_image_and_its_permalink(client):
     img = parse(html).images[0]
     path, _, query = img["src"].partition("?")
     assert path == "/figures/histogram.png"
-    assert sorted(query.split("&")) == ["bins=12", "h=300", "seed=3", "w=500"]
+    pin, *rest = sorted(query.split("&"))
+    assert rest == ["bins=12", "h=300", "seed=3", "w=500"]
+    assert re.fullmatch(r"_v=[0-9a-f]{16}", pin)  # pinned to the version this page shows
     # A candidate for each density screens have, each the same URL with its dpr.
     densities = [c.rsplit(" ", 1) for c in img["srcset"].split(", ")]
     assert [d for _, d in densities] == ["1x", "1.5x", "2x", "3x"]
@@ -26,7 +28,11 @@ async def test_figure_page_shows_the_image_and_its_permalink(client):
     assert (img["width"], img["height"]) == ("500", "300")
     # The permalink is relative: nothing taken from the Host header (see tests/web/test_pages.py).
     assert "<code>/figures/histogram.png?" in html
-    assert (await client.get(img["src"])).status_code == 200
+    # ... and not pinned: it shows the figure as it is when opened.
+    assert "<code>/figures/histogram.png?seed=3&amp;bins=12&amp;w=500&amp;h=300</code>" in html
+    shown = await client.get(img["src"])
+    assert shown.status_code == 200
+    assert shown.headers["Cache-Control"] == "public, max-age=31536000, immutable"
     # srcset picks the density; a dpr field would pin it on the next submit.
     assert 'name="dpr"' not in html
 

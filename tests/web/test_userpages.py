@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -53,7 +54,10 @@ async def test_a_user_page_extends_the_base_and_embeds_figures(pages_app: Quart)
     html = await resp.get_data(as_text=True)
     assert '<a class="brand" href="/">figserve</a>' in html  # figserve's base
     spiral, hist, waves = parse(html).images
-    assert spiral["src"] == "/figures/myspiral.png?turns=4&seed=1&w=400&h=300"
+    # Deterministic figures are pinned to their version (see tests/web/test_versioned.py).
+    assert re.fullmatch(
+        r"/figures/myspiral\.png\?turns=4&seed=1&w=400&h=300&_v=[0-9a-f]{16}", spiral["src"]
+    )
     assert spiral["srcset"].split(", ")[-1] == f"{spiral['src']}&dpr=3 3x"
     assert spiral["alt"] == "Spiral of 4 turns" and spiral["fetchpriority"] == "high"
     assert (hist["width"], hist["height"], hist["alt"], hist["class"]) == (
@@ -63,7 +67,8 @@ async def test_a_user_page_extends_the_base_and_embeds_figures(pages_app: Quart)
         "wide",
     )
     assert "fetchpriority" not in hist and "loading" not in hist
-    assert waves["src"] == "/figures/waves.svg?w=400&h=300" and "srcset" not in waves
+    assert re.fullmatch(r"/figures/waves\.svg\?w=400&h=300&_v=[0-9a-f]{16}", waves["src"])
+    assert "srcset" not in waves
     for img in (spiral, hist, waves):
         answer = await client.get(img["src"], headers={"Accept": BROWSER_IMG_ACCEPT})
         assert answer.status_code == 200

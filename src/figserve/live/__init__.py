@@ -1,1 +1,7 @@
-"""Live figures: data versions of figures and the streams that tell pages of new ones."""
+"""Live figures: data versions of figures that read changing data (``version=``), and the
+streams that tell live pages of new ones (``streams.py``)."""
+
+from .entries import PIN_PARAM, Change, DataVersion, VersionObserver
+from .versions import Versions
+
+__all__ = ["PIN_PARAM", "Change", "DataVersion", "VersionObserver", "Versions"]

@@ -216,17 +216,6 @@ async def _maybe_await(result: Any) -> None:
         await result
 
 
-# Until the renderer takes a data version (``RenderRequest.of(..., data=)``), renders ahead
-# key on code and parameters alone.
-_TAKES_DATA = "data" in inspect.signature(RenderRequest.of).parameters
-
-
-def _job(spec: FigureSpec, params: FigureParams, opts: ImageOptions, px: int, data: str | None):
-    if _TAKES_DATA:
-        return RenderRequest.of(spec, params, opts, px, data=data).job  # type: ignore[call-arg]
-    return RenderRequest.of(spec, params, opts, px).job
-
-
 class StreamHub:
     """Create one per serving app; ``await start()``, then ``await close()``."""
 
@@ -478,9 +467,11 @@ class StreamHub:
         async def one(opts: ImageOptions) -> None:
             async with self._ahead:
                 try:
-                    job = _job(pair.spec, pair.params, opts, self.settings.max_pixels, data)
+                    request = RenderRequest.of(
+                        pair.spec, pair.params, opts, self.settings.max_pixels, data=data
+                    )
                     self.renders_ahead += 1
-                    await self._render(job)
+                    await self._render(request.job)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:

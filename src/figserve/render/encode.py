@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from ..figures import FigureParams, FigureSpec
+from ..figures.identity import figure_version
 from .options import Canvas, ImageOptions, canvas_for
 
 # Part of every cache key and ETag: a new matplotlib may draw the same figure differently.
@@ -59,14 +60,22 @@ class RenderJob:
 
 
 def job_for(
-    spec: FigureSpec, params: FigureParams, opts: ImageOptions, max_pixels: int
+    spec: FigureSpec,
+    params: FigureParams,
+    opts: ImageOptions,
+    max_pixels: int,
+    data: str | None = None,
 ) -> RenderJob:
+    """The job of one image; its key (and ETag) names everything its bytes depend on: the
+    figure's code version, its parameters, the canvas and format, and the data version."""
     canvas = canvas_for(opts, max_pixels)
     key = None
     if spec.deterministic(params):
         ident = {
             "salt": KEY_SALT,
             "figure": spec.name,
+            "code": figure_version(spec),
+            "data": data,
             "params": params.model_dump(mode="json"),
             "format": opts.format,
             "canvas": [canvas.width_px, canvas.height_px, canvas.dpi],

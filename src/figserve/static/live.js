@@ -20,7 +20,8 @@
   var LOCK = "figserve-live-stream";
   var BACKOFF_MIN = 1000;
   var BACKOFF_MAX = 60000;
-  var STALE_NOTE = " (not current: its data could not be read, this is the last good version)";
+  // Added to the alt text of an image whose data could not be read (the server's own words).
+  var STALE_NOTE = (script && script.dataset.staleNote) || "(not up to date)";
   var PIN_IN_URL = /([?&])_v=[^&#]*/;
 
   function images() {
@@ -60,15 +61,14 @@
   var turns = new WeakMap(); // image -> number of its latest swap, so an older one never wins
 
   function markStale(img, stale) {
-    if (img.dataset.liveAlt === undefined) img.dataset.liveAlt = img.getAttribute("alt") || "";
-    var base = img.dataset.liveAlt;
+    var alt = img.getAttribute("alt") || "";
+    var marked = alt.slice(-STALE_NOTE.length - 1) === " " + STALE_NOTE;
+    var base = marked ? alt.slice(0, -STALE_NOTE.length - 1) : alt;
     if (stale) {
-      img.setAttribute("alt", base + STALE_NOTE);
-      img.setAttribute("title", "Not current: its data could not be read");
+      img.setAttribute("alt", base + " " + STALE_NOTE);
       img.setAttribute("data-live-stale", "");
-    } else if (img.hasAttribute("data-live-stale")) {
+    } else if (marked || img.hasAttribute("data-live-stale")) {
       img.setAttribute("alt", base);
-      img.removeAttribute("title");
       img.removeAttribute("data-live-stale");
     }
   }

@@ -10,7 +10,7 @@ from quart_schema import DataSource, document_request, tag
 
 from ..figures.data import DataError, Table, draw_table, parse_table, resolve_columns
 from ..render import MEDIA_TYPES, Drawing, ImageOptions, RenderJob, canvas_for
-from ..validation import RenderSpec, from_spec
+from ..validation import RenderRequest, RenderSpec, from_spec
 from .body import json_object
 from .errors import field_error
 from .forms import plot_from_form
@@ -19,6 +19,7 @@ from .openapi import BODY_ERRORS, image_responses, json_responses, responds
 from .params import no_query, spec_or_404
 from .schemas import PlotForm
 from .state import app_state, renderer
+from .versioned import STALE_HEADER, data_version
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 tag_names = ["api"]
@@ -67,8 +68,18 @@ async def render() -> Response:
     if isinstance(figure, str) and len(figure) <= 32:
         spec_or_404(state.registry, figure)  # a well-formed name of no figure: 404
     checked = from_spec(state.registry, body, state.settings.max_pixels)
+    # A live figure is drawn (and cached) for its current data version.
+    version = await data_version(checked.spec, checked.params)
+    if version is not None and version.data is not None:
+        checked = RenderRequest.of(
+            checked.spec, checked.params, checked.options, state.settings.max_pixels,
+            data=version.data,
+        )  # fmt: skip
     result = await renderer().render(checked.job)
-    return image_response(result, filename=f"{checked.spec.name}.{checked.options.format}")
+    resp = image_response(result, filename=f"{checked.spec.name}.{checked.options.format}")
+    if version is not None and not version.ok:
+        resp.headers[STALE_HEADER] = "check"
+    return resp
 
 
 @bp.post("/plot")

@@ -30,11 +30,13 @@ from urllib.parse import quote, urlencode
 from markupsafe import Markup, escape
 from quart import Quart, g, has_request_context, url_for
 
+from ..live import PIN_PARAM
 from ..live.streams import live_key
 from ..render import MEDIA_TYPES, ImageOptions, canvas_for
 from ..render.options import LimitExceeded
 from ..validation import FieldError, Invalid, RenderRequest, parse_flat
 from .state import app_state
+from .versioned import STALE_NOTE, page_pin
 
 log = logging.getLogger("figserve.web")
 
@@ -84,6 +86,7 @@ def img_tag(
     css_class: str | None = None,
     error: bool = False,
     live: str | None = None,
+    stale: bool = False,
 ) -> Markup:
     """The ``<img>`` of a figure at ``base`` (a path) with ``query``; a candidate per density
     (``dpr`` added), as density descriptors or, given ``sizes``, as width descriptors. ``live``:
@@ -106,6 +109,8 @@ def img_tag(
         attrs.append(("data-figure-error", ""))
     if live is not None:
         attrs.append(("data-live", live))
+        if stale:  # its alt text ends with STALE_NOTE
+            attrs.append(("data-live-stale", ""))
     attrs.append(("decoding", "async"))
     position = _position()
     if loading in _LOADING:
@@ -130,7 +135,8 @@ def live_script() -> Markup:
     stream = url_for("live.stream")
     return Markup(
         f'<script src="{escape(src)}" data-stream="{escape(stream)}" '
-        f'data-max="{state.settings.live_max_figures}" defer></script>'
+        f'data-max="{state.settings.live_max_figures}" data-stale-note="{escape(STALE_NOTE)}" '
+        "defer></script>"
     )
 
 
@@ -174,18 +180,23 @@ def figure(name: str, /, **keywords: Any) -> Markup:
         w, h = _box(values, (spec.width, spec.height))
         return _failed(base, values, w, h, _message(exc.errors), alt, css_class)
     query = {**values, "w": str(opts.w), "h": str(opts.h)}
+    pin, note = page_pin(spec, params)
+    if pin is not None:
+        query[PIN_PARAM] = pin  # a version-pinned URL: cached for good, new when it changes
+    text = spec.alt_text(params) if alt is None else str(alt)
     return img_tag(
         base,
         query,
         width=opts.w,
         height=opts.h,
-        alt=spec.alt_text(params) if alt is None else str(alt),
+        alt=text if note is None else f"{text} {note}",
         densities=densities_for(opts, state.settings.max_pixels),
         sizes=None if sizes is None else str(sizes),
         loading=None if loading is None else str(loading),
         css_class=None if css_class is None else str(css_class),
         # A random figure without a seed has no versions: every load is a new sample.
         live=live_key(spec.name, params) if live and spec.deterministic(params) else None,
+        stale=note is not None,
     )
 
 

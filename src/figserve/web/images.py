@@ -13,53 +13,122 @@ from quart import Blueprint, Response, request
 from quart_schema import document_querystring, hide, tag
 
 from ..figures import FigureParams, FigureSpec, Registry
-from ..render import MEDIA_TYPES, ImageOptions, Rendered
-from ..validation import FieldError, RenderRequest, parse_flat
+from ..render import MEDIA_TYPES, ImageOptions, Rendered, RenderFailed, RenderJob, TooComplex
+from ..validation import FieldError, Invalid, RenderRequest, parse_flat
 from .errors import SVG_CSP, Problem
 from .openapi import image_responses, responds
 from .params import parse_mean_var, single_values, spec_or_404
 from .state import app_state, renderer
 from .transfer import COMPRESSIBLE, encoding_for, matches, not_modified, variant_tag
-
-IMMUTABLE = "public, max-age=31536000, immutable"
+from .versioned import (
+    NO_STORE,
+    REVALIDATE,
+    STALE_HEADER,
+    cache_control,
+    count_stale,
+    data_version,
+    earlier_jobs,
+    stale_reason,
+    take_pin,
+)
 
 
 async def serve_figure(
     spec: FigureSpec, values: dict[str, Any], fixed: dict[str, Any] | None = None
 ) -> Response:
     state = app_state()
-    params, opts = parse_flat(
-        spec.params, values, default_size=(spec.width, spec.height), fixed=fixed
-    )
-    job = RenderRequest.of(spec, params, opts, state.settings.max_pixels).job
+    values = dict(values)
+    pin, pin_errors = take_pin(values)
+    try:
+        params, opts = parse_flat(
+            spec.params, values, default_size=(spec.width, spec.height), fixed=fixed
+        )
+    except Invalid as exc:
+        raise Invalid([*exc.errors, *pin_errors], exc.title) from None
+    if pin_errors:
+        raise Invalid(pin_errors)
+    version = await data_version(spec, params)
+    data = version.data if version is not None else None
+    job = RenderRequest.of(spec, params, opts, state.settings.max_pixels, data=data).job
+    caching = cache_control(job, version, pin)
+    stale = stale_reason(version)
+    live = state.versions
+    if job.key is not None and live is not None and live.failed_render(job.key):
+        return await _last_good(spec, params, opts, job)
     if job.etag is not None and matches(job.etag):
         # The client has exactly these bytes already: no render needed. The 304 says what
         # the 200 would about caching, in the coding the 200 would have.
-        media_type = MEDIA_TYPES[opts.format]
-        vary = ["Accept-Encoding"] if media_type in COMPRESSIBLE else []
-        return not_modified(variant_tag(job.etag, encoding_for(media_type)), IMMUTABLE, vary)
-    result = await renderer().render(job)
-    return image_response(result, filename=f"{spec.name}.{opts.format}")
+        return _not_modified(job, caching, stale)
+    try:
+        result = await renderer().render(job)
+    except (RenderFailed, TooComplex):
+        if spec.version is None or job.key is None or live is None:
+            raise
+        # The figure fails for its new data: keep showing the last image that drew.
+        live.render_failed(job.key, spec.refresh)
+        return await _last_good(spec, params, opts, job)
+    resp = image_response(result, filename=f"{spec.name}.{opts.format}", caching=caching)
+    _mark_stale(resp, spec, stale)
+    return resp
 
 
-def image_response(result: Rendered, filename: str) -> Response:
+def _not_modified(job: RenderJob, caching: str, stale: str | None) -> Response:
+    assert job.etag is not None
+    media_type = MEDIA_TYPES[job.format]
+    vary = ["Accept-Encoding"] if media_type in COMPRESSIBLE else []
+    resp = not_modified(variant_tag(job.etag, encoding_for(media_type)), caching, vary)
+    if stale is not None:
+        resp.headers[STALE_HEADER] = stale
+    return resp
+
+
+async def _last_good(
+    spec: FigureSpec, params: FigureParams, opts: ImageOptions, failed: RenderJob
+) -> Response:
+    """The image of the newest earlier data version still cached here, marked stale; a 503 if
+    there is none (drawing it again would draw today's data under yesterday's name)."""
+    for job in earlier_jobs(spec, params, opts):
+        assert job.key is not None and job.etag is not None
+        data = renderer().cached(job.key)
+        if data is None:
+            continue
+        if matches(job.etag):
+            return _not_modified(job, REVALIDATE, "render")
+        result = Rendered(data, MEDIA_TYPES[job.format], job.etag, "hit")
+        resp = image_response(result, filename=f"{spec.name}.{opts.format}", caching=REVALIDATE)
+        _mark_stale(resp, spec, "render")
+        return resp
+    raise Problem(
+        503,
+        "Figure failed for its data",
+        f"Figure {spec.name!r} failed to draw its current data, and no earlier image of it is "
+        "kept; this was logged. Try again shortly.",
+        headers={"Retry-After": str(max(1, min(int(spec.refresh), 60)))},
+    )
+
+
+def _mark_stale(resp: Response, spec: FigureSpec, reason: str | None) -> None:
+    if reason is not None and resp.status_code == 200:
+        resp.headers[STALE_HEADER] = reason
+        count_stale(spec.name, reason)
+
+
+def image_response(result: Rendered, filename: str, caching: str | None = None) -> Response:
+    """An image; ``caching`` is its ``Cache-Control`` when it has an ETag (default: revalidate
+    each time)."""
     resp = Response(result.data, mimetype=result.media_type)
-    _cache_headers(resp, result.etag)
+    if result.etag is None:
+        # Every load of an unseeded random figure is a new sample.
+        resp.headers["Cache-Control"] = NO_STORE
+    else:
+        resp.headers["ETag"] = result.etag
+        resp.headers["Cache-Control"] = caching or REVALIDATE
     resp.headers["X-Render-Cache"] = result.cache
     if result.media_type == "image/svg+xml":
         resp.headers["Content-Security-Policy"] = SVG_CSP
     if result.media_type == "application/pdf":
         resp.headers["Content-Disposition"] = f'inline; filename="{filename}"'
     return resp
-
-
-def _cache_headers(resp: Response, etag: str | None) -> None:
-    if etag is None:
-        # Every load of an unseeded random figure is a new sample.
-        resp.headers["Cache-Control"] = "no-store"
-    else:
-        resp.headers["ETag"] = etag
-        resp.headers["Cache-Control"] = IMMUTABLE
 
 
 def _query_model(spec: FigureSpec, in_path: frozenset[str]) -> type:

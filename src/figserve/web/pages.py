@@ -11,6 +11,7 @@ from quart_schema import hide
 
 from ..figures import FigureParams, FigureSpec
 from ..figures.catalog import NormalParams
+from ..live import PIN_PARAM
 from ..live.streams import live_key
 from ..render import MEDIA_TYPES, ImageOptions
 from ..validation import Invalid, parse_flat, pydantic_errors
@@ -24,6 +25,7 @@ from .params import (
     spec_or_404,
 )
 from .state import app_state
+from .versioned import page_pin
 
 bp = Blueprint("pages", __name__)
 
@@ -74,10 +76,12 @@ async def normal_page(mean_var: str) -> str:
         params = NormalParams(mean=m, var=v)
         path = f"{format_number(m)}_{format_number(v)}"
         href = url_for("images.seed_figure", mean_var=path)
+        pin, _ = page_pin(spec, params)
+        query = {} if pin is None else {PIN_PARAM: pin}
         images.append(
             {
                 "img": img_tag(
-                    href, {}, width=spec.width, height=spec.height, alt=spec.alt_text(params)
+                    href, query, width=spec.width, height=spec.height, alt=spec.alt_text(params)
                 ),
                 "caption": f"mean {format_number(m)}, spread {format_number(v)}",
                 "href": href,
@@ -157,22 +161,30 @@ def _result(
     query.setdefault("w", opts.w)
     query.setdefault("h", opts.h)
     base = url_for(f"images.figure_{spec.name}", fmt=opts.format)
-    src = f"{base}?{urlencode(query)}"
-    alt = spec.alt_text(params)
+    # The permalink revalidates (it shows the figure as it is when opened); what this page
+    # shows is pinned to the version it was drawn with.
+    plain = f"{base}?{urlencode(query)}"
+    pin, note = page_pin(spec, params)
+    shown = {k: str(v) for k, v in query.items()}
+    if pin is not None:
+        shown[PIN_PARAM] = pin
+    alt = spec.alt_text(params) if note is None else f"{spec.alt_text(params)} {note}"
     return {
-        "src": src,
+        "src": f"{base}?{urlencode(shown)}",
         "img": img_tag(
             base,
-            {k: str(v) for k, v in query.items()},
+            shown,
             width=opts.w,
             height=opts.h,
             alt=alt,
             densities=densities_for(opts, app_state().settings.max_pixels),
             live=live_key(spec.name, params) if live and spec.deterministic(params) else None,
+            stale=note is not None,
         ),
         # Never from the Host header, which the client chooses: the operator's public address,
         # or a link relative to this page.
-        "permalink": app_state().settings.public_url.rstrip("/") + src,
+        "permalink": app_state().settings.public_url.rstrip("/") + plain,
+        "plain": plain,
         "format": opts.format,
         "media_type": MEDIA_TYPES[opts.format],
         "width": opts.w,

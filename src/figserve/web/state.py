@@ -9,6 +9,7 @@ from quart import current_app
 from ..config import Settings
 from ..figures import Registry
 from ..jobs import JobService
+from ..live import Versions
 from ..live.streams import StreamHub
 from ..metrics import Metrics
 from ..render import Renderer
@@ -25,6 +26,7 @@ class AppState:
     metrics: Metrics | None = None
     renderer: Renderer | None = None
     jobs: JobService | None = None
+    versions: Versions | None = None
     streams: StreamHub | None = None  # live pages' streams
 
 
@@ -40,3 +42,19 @@ def renderer() -> Renderer:
             503, "Not ready", "The renderer is not running.", headers={"Retry-After": "1"}
         )
     return r
+
+
+def versions() -> Versions:
+    v = app_state().versions
+    if v is None:
+        raise Problem(
+            503, "Not ready", "Data versions are not running.", headers={"Retry-After": "1"}
+        )
+    return v
+
+
+def page_generation() -> int:
+    """Grows whenever a page may show something else (a figure's data version changed): pages
+    cached under one generation are drawn again under the next."""
+    v = app_state().versions
+    return 0 if v is None else v.generation
