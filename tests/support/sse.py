@@ -90,8 +90,11 @@ class EventStream:
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}: "
-                                     f"{self.events[-5:]}")  # fmt: skip
+                last = self.events[-1].data[:300] if self.events else None
+                raise AssertionError(
+                    f"timed out after {timeout:g} s waiting for {what}: "
+                    f"{len(self.events)} events, the last {last!r}"
+                )
             await asyncio.sleep(0.01)
 
     async def __aexit__(self, *exc: object) -> None:
