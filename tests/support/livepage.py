@@ -95,7 +95,7 @@ class MeterFolder:
     def env(self, **extra: str) -> dict[str, str]:
         return {
             "FIGSERVE_FIGURES": "meter",
-            "FIGSERVE_PAGES": "pages",
+            "FIGSERVE_PAGES": str(self.root / "pages"),
             "FIGSERVE_JOBS_DIR": str(self.root / "jobs"),
             "FIGSERVE_RENDER_PROCESSES": "1",
             "FIGSERVE_WARM_UP": "false",

@@ -27,9 +27,12 @@ class EventStream:
     """``async with EventStream(url) as s``: the response's status and headers, then its events
     as they arrive (``s.events``, ``await s.wait_for(...)``); ``s.ended`` once it closed."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, url: str, headers: dict[str, str] | None = None, local_address: str | None = None
+    ) -> None:
         self.url = url
         self.headers = headers or {}
+        self.local_address = local_address  # connect from this address (127.0.0.x)
         self.events: list[Event] = []
         self.comments = 0
         self.ended = asyncio.Event()
@@ -40,7 +43,8 @@ class EventStream:
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> EventStream:
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(30, read=None))
+        transport = httpx.AsyncHTTPTransport(local_address=self.local_address)
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(30, read=None), transport=transport)
         request = self._client.build_request("GET", self.url, headers=self.headers)
         response = await self._client.send(request, stream=True)
         self.status = response.status_code

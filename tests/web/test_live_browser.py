@@ -106,7 +106,9 @@ def test_a_live_page_follows_its_data_without_flash_or_shift(browser: Browser, m
     # A pin names the code and the data, the same for every parameter; each image kept its
     # size and density.
     assert len(set(before)) == 1
-    sizes = page.eval_on_selector_all(LIVE, "imgs => imgs.map(i => [i.naturalWidth, +i.getAttribute('width')])")
+    sizes = page.eval_on_selector_all(
+        LIVE, "imgs => imgs.map(i => [i.naturalWidth, +i.getAttribute('width')])"
+    )
     assert sizes == [[400, 400], [400, 400], [300, 300]]
     assert page.locator("img:not([data-live])").get_attribute("src") == still
     swaps = page.evaluate("window.__swaps")
