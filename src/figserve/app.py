@@ -31,7 +31,20 @@ from .live.serving import serving_versions
 from .metrics import Metrics
 from .render import Renderer
 from .render.serving import serving_renderer
-from .web import api, body, embed, jobs, live, ops, pages, security, static, transfer, userpages
+from .web import (
+    api,
+    body,
+    changes,
+    embed,
+    jobs,
+    live,
+    ops,
+    pages,
+    security,
+    static,
+    transfer,
+    userpages,
+)
 from .web.asgi import guard
 from .web.errors import register_error_handlers
 from .web.images import create_images_blueprint
@@ -80,6 +93,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     app.register_blueprint(pages.bp)
     app.register_blueprint(create_images_blueprint(registry))
     app.register_blueprint(api.bp)
+    app.register_blueprint(changes.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(live.bp)

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # render_recycle_rss_mb, so slow leaks and fragmentation never build up.
     render_recycle_after: int = Field(500, ge=1)
     render_recycle_rss_mb: int = Field(400, ge=1)
+    # Render processes per worker for small tasks with their own deadline (figures' data-version
+    # functions), so a slow or hung one never takes a process that draws images.
+    probe_processes: int = Field(1, ge=0)
     # Byte budget of the in-process LRU of deterministic (seeded) renders.
     cache_bytes: int = Field(64 * MIB, ge=0)
     # Hard cap on output pixels (width x height) of any raster image.

@@ -115,6 +115,15 @@ _RENDER_COUNTERS = {
         "figserve_render_processes_crashed",
         "Render processes that died during a render (crash, out of memory).",
     ),
+    "protocol_errors": (
+        "figserve_render_protocol_errors",
+        "Render processes replaced because they answered out of turn (503).",
+    ),
+    "version_mismatches": (
+        "figserve_render_version_mismatches",
+        "Images whose render process ran other code than its worker: served no-store, never "
+        "cached (restart figserve).",
+    ),
 }
 
 
@@ -151,6 +160,18 @@ class Metrics(RenderObserver, VersionObserver):
             "figserve_render_queue_depth",
             "Admitted renders waiting for a render process.",
             multiprocess_mode="livesum",
+            registry=reg,
+        )
+        self.state_restored = Counter(
+            "figserve_render_state_restored",
+            "State a figure left changed in its render process and figserve put back.",
+            ["figure", "state"],
+            registry=reg,
+        )
+        self.state_recycled = Counter(
+            "figserve_render_state_recycled",
+            "Render processes replaced because a figure left state behind that cannot be undone.",
+            ["figure", "state"],
             registry=reg,
         )
         self.in_flight = Gauge(
@@ -195,6 +216,12 @@ class Metrics(RenderObserver, VersionObserver):
 
     def rendered(self, job: RenderJob, seconds: float) -> None:
         self.render_seconds.labels(job.label, job.format).observe(seconds)
+
+    def process_state(self, figure: str, restored: list[str], recycled: list[str]) -> None:
+        for state in restored:
+            self.state_restored.labels(figure, state).inc()
+        for state in recycled:
+            self.state_recycled.labels(figure, state).inc()
 
     def queued(self, delta: int) -> None:
         self.queue_depth.inc(delta)

@@ -254,11 +254,13 @@ class RenderRequest:
         max_pixels: int,
         prefix: str = "",
         data: str | None = None,
+        *,
+        png_level: int | None = None,
     ) -> RenderRequest:
-        """The render of ``spec`` (for the data version ``data``); ``Invalid`` if its image is
-        larger than ``max_pixels``."""
+        """The render of ``spec`` (``data``: the version of the data it draws; ``png_level``:
+        see ``job_for``); ``Invalid`` if its image is larger than ``max_pixels``."""
         try:
-            job = job_for(spec, params, options, max_pixels, data)
+            job = job_for(spec, params, options, max_pixels, data, png_level=png_level)
         except LimitExceeded as exc:
             raise Invalid([FieldError(prefix + exc.param, str(exc))]) from None
         return cls(spec, params, options, job)
@@ -303,6 +305,7 @@ def from_spec(
     *,
     prefix: str = "",
     defaults: Mapping[str, Any] | None = None,
+    png_level: int | None = None,
 ) -> RenderRequest:
     """A ``RenderSpec``-shaped object (``/api/render``'s body, one item of a job) as a render."""
     if not isinstance(raw, dict):
@@ -336,7 +339,7 @@ def from_spec(
         raise Invalid([*errors, *exc.errors]) from None
     if errors:
         raise Invalid(errors)
-    return RenderRequest.of(spec, params, opts, max_pixels, prefix)
+    return RenderRequest.of(spec, params, opts, max_pixels, prefix, png_level=png_level)
 
 
 def from_stored(registry: Registry, item: Mapping[str, Any], max_pixels: int) -> RenderRequest:

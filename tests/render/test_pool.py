@@ -182,7 +182,7 @@ def test_processes_are_recycled_past_a_resident_size(make_pool) -> None:
 def test_background_renders_run_at_a_lower_priority(make_pool, gate: Gate) -> None:
     pool = make_pool(processes=1, background=1)
     with ThreadPoolExecutor(2) as ex:
-        low = ex.submit(pool.run, job("gated", gate, "low"), 3, background=True)
+        low = ex.submit(pool.run, job("gated", gate, "low"), 3, lane="background")
         high = ex.submit(pool.run, job("gated", gate, "high"), 3)
         until_sync(lambda: len(gate.pids()) == 2, "both renders to start")
         nice = {pid: os.getpriority(os.PRIO_PROCESS, pid) for pid in gate.pids()}

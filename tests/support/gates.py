@@ -95,13 +95,15 @@ TEST_FIGURES = {
 
 
 def registry_with_test_figures() -> Registry:
-    """The shipped figures plus the test figures above."""
+    """The shipped figures plus the test figures above and the live ones of ``livedata``."""
+    from tests.support.livedata import add_live_figures
+
     registry = FIGURES.copy()
     for name, draw in TEST_FIGURES.items():
         registry.figure(name, title=name, description=f"{name} (tests only).", params=GateParams)(
             draw
         )
-    return registry
+    return add_live_figures(registry)
 
 
 class Gate:

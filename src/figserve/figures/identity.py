@@ -80,7 +80,8 @@ def platform_version() -> str:
     ]
     rc = sorted(
         (key, repr(value))
-        for key, value in matplotlib.rcParams.items()
+        # dict's own items: RcParams' item access resolves the backend, importing pyplot.
+        for key, value in dict.items(matplotlib.rcParams)
         if not key.startswith(_IGNORED_RC)
     )
     return _digest(

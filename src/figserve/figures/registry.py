@@ -169,7 +169,7 @@ class SeededParams(FigureParams):
         None,
         ge=0,
         le=MAX_SEED,
-        description="Random seed. Given, the figure is reproducible and cached forever.",
+        description="Random seed. Given, the figure is reproducible and cacheable.",
     )
 
 

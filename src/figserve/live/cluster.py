@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 
 from ..figures.identity import figure_version
 from .entries import Entry
+from .probe import Outcome
 
 if TYPE_CHECKING:
     from .versions import Versions
@@ -47,7 +48,6 @@ POLL = 0.25  # a waiter reads the record again at least this often (messages may
 LEASE_SECONDS = 3.0  # a lease lives this long unless its holder renews it while it checks
 MIN_RECORD_TTL = 60  # seconds; a record lives three refresh periods, at least this
 
-Outcome = tuple[str | None, str | None, float, str]
 Ask = Callable[[Entry], Awaitable[Outcome]]
 
 # KEYS: lease. ARGV: token, ms. Renew, or release (ms = 0), the lease only while it is ours.

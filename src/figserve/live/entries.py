@@ -8,7 +8,7 @@ import json
 import math
 import re
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,3 +145,25 @@ class Entry:
         """Whether this pair's parameters hold every value of ``params``."""
         mine = self.params.model_dump(mode="json")
         return all(name in mine and mine[name] == value for name, value in params.items())
+
+
+class FailedRenders:
+    """Job keys whose image failed to draw, each remembered for a while (bounded)."""
+
+    SIZE = 1024
+
+    def __init__(self) -> None:
+        self._until: OrderedDict[str, float] = OrderedDict()  # key -> monotonic
+
+    def add(self, key: str, seconds: float) -> None:
+        self._until[key] = time.monotonic() + seconds
+        self._until.move_to_end(key)
+        while len(self._until) > self.SIZE:
+            self._until.popitem(last=False)
+
+    def __contains__(self, key: object) -> bool:
+        until = self._until.get(key)  # type: ignore[call-overload]
+        if until is not None and until <= time.monotonic():
+            del self._until[key]  # type: ignore[arg-type]
+            return False
+        return until is not None

@@ -9,11 +9,14 @@ it, and only a short, checked text comes back.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..figures import FigureParams
 from ..figures.registry import VersionFn
+from ..render.errors import RenderError
 
 MAX_VERSION_CHARS = 200  # characters of a data version; a longer one is refused
 
@@ -55,3 +58,35 @@ class VersionProbe:
 
     def run(self, png_level: int) -> str:
         return version_text(self.fn(self.params))
+
+
+# ``probe(task, deadline)``: runs a task in a supervised render process (the renderer's probe
+# lane), killed at ``deadline`` seconds.
+Probe = Callable[[VersionProbe, float], Awaitable[Any]]
+# A check's result: (data version, error, when (wall clock), outcome label).
+Outcome = tuple[str | None, str | None, float, str]
+
+
+async def ask(probe: Probe, fn: VersionFn, params: FigureParams, timeout: float) -> Outcome:
+    """Ask a version function once, in a render process, within ``timeout`` seconds."""
+    when = time.time()  # the data is at least as new as the start of its check
+    try:
+        data = await probe(VersionProbe(fn, params), timeout)
+    except RenderError as exc:
+        error, outcome = _failure(exc, timeout)
+        # Tried again ``refresh`` seconds after it ended, not after it began (a source that
+        # hangs until its deadline is not asked again at once).
+        return None, error, time.time(), outcome
+    if not isinstance(data, str):  # a probe task gives text, or raises
+        return None, "the version check returned no text", when, "invalid"
+    return data, None, when, "ok"
+
+
+def _failure(exc: RenderError, timeout: float) -> tuple[str, str]:
+    """A failed check's message and outcome label."""
+    if exc.stopped:
+        return f"the version function did not answer within {timeout:g} s", "timeout"
+    text = str(exc)
+    if text.startswith(f"{BadVersion.__name__}: "):
+        return text.split(": ", 1)[1], "invalid"
+    return f"the version function failed: {text}", "failed"

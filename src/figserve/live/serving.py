@@ -12,8 +12,8 @@ from ..config import Settings
 from ..figures import Registry
 from ..render import Renderer
 from .entries import VersionObserver
-from .probe import VersionProbe
-from .versions import Probe, Versions
+from .probe import Probe, VersionProbe
+from .versions import Versions
 
 
 class VersionFunctionError(RuntimeError):

@@ -27,29 +27,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
 import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from ..config import Settings
 from ..figures import FigureParams, FigureSpec
-from ..render.errors import Overloaded, RenderError
-from .entries import Change, DataVersion, Entry, VersionObserver, pair_key, static_version
-from .probe import VersionProbe
+from ..render.errors import Overloaded
+from .entries import (
+    Change,
+    DataVersion,
+    Entry,
+    FailedRenders,
+    VersionObserver,
+    pair_key,
+    static_version,
+)
+from .probe import Outcome, Probe, ask
+from .schedule import Schedule
 
 log = logging.getLogger("figserve.live")
 
-# ``probe(task, deadline)``: runs a task in a supervised render process (the renderer's probe
-# lane), killed at ``deadline`` seconds.
-Probe = Callable[[VersionProbe, float], Awaitable[Any]]
 QUEUE_SIZE = 10_000  # changes a subscriber may leave unread; past it the oldest are dropped
-FAILED_RENDERS = 1024  # images remembered as failing to draw for their data version
 WAIT_GRACE = 1.0  # seconds a request waits for a check past the check's own deadline
 
 
@@ -73,13 +76,11 @@ class Versions:
         # The scale-out coordinator (``cluster.Cluster``), or None: checks are made here.
         self.cluster = cluster
         self._entries: OrderedDict[tuple[str, str], Entry] = OrderedDict()
-        self._failed: OrderedDict[str, float] = OrderedDict()  # job key -> until (monotonic)
+        self._failed = FailedRenders()
         self._lock = threading.Lock()  # the table and the generation, for ``peek`` in threads
         self._checks = 0  # checks running or queued for a render process
         self._subscribers: set[asyncio.Queue[Change]] = set()
-        self._schedule: list[tuple[float, int, tuple[str, str]]] = []
-        self._seq = itertools.count()
-        self._wake = asyncio.Event()
+        self._schedule = Schedule()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poller: asyncio.Task[None] | None = None
         self._started = time.time()
@@ -88,7 +89,7 @@ class Versions:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._poller = asyncio.create_task(self._poll(), name="figserve-versions")
+        self._poller = asyncio.create_task(self._schedule.run(self._due), name="figserve-versions")
         if self.cluster is not None:
             await self.cluster.start(self)
 
@@ -136,12 +137,15 @@ class Versions:
         key = pair_key(spec, params)
         with self._lock:
             entry = self._entries.get(key)
-            fresh = entry is not None and entry.fresh_until > time.monotonic()
-            if fresh:
-                assert entry is not None
-                entry.shown = True
+            if entry is not None and entry.fresh_until > time.monotonic():
+                if not entry.shown:
+                    # Pages now hold its pin: check it again when it expires (``_due``).
+                    entry.shown = True
+                    self._call_soon(self._plan, entry, entry.fresh_until)
                 return entry.view()
         self._call_soon(self._peeked, spec, params)
+        if entry is not None and entry.error is not None:
+            return entry.view()  # what is known: its source failed (never pinned: not ok)
         return None
 
     def pin(self, spec: FigureSpec, params: FigureParams) -> str | None:
@@ -162,17 +166,10 @@ class Versions:
     def render_failed(self, key: str, refresh: float) -> None:
         """The image of job ``key`` failed to draw: for ``refresh`` seconds, requests for it are
         answered with an earlier version's image without trying again."""
-        self._failed[key] = time.monotonic() + refresh
-        self._failed.move_to_end(key)
-        while len(self._failed) > FAILED_RENDERS:
-            self._failed.popitem(last=False)
+        self._failed.add(key, refresh)
 
     def failed_render(self, key: str) -> bool:
-        until = self._failed.get(key)
-        if until is not None and until <= time.monotonic():
-            del self._failed[key]
-            return False
-        return until is not None
+        return key in self._failed
 
     def watch(self, spec: FigureSpec, params: FigureParams) -> None:
         """Check the pair every ``refresh`` seconds until as many ``unwatch`` calls came."""
@@ -241,19 +238,19 @@ class Versions:
         return [e for e in entries if e.includes(params)]
 
     async def recheck(self, figure: str, params: dict[str, Any] | None, at: float) -> int:
-        """Make the figure's pairs due (a check from before ``at`` no longer counts) and check
-        those pages show or viewers watch now; the others on their next request."""
+        """Make the figure's pairs due (a check begun before ``at`` no longer counts) and check
+        them now, as many as ``version_checks`` allows (the rest on their next request). The
+        number of pairs whose version changed."""
         entries = self._matching(figure, params)
         with self._lock:
             for entry in entries:
                 entry.due_after = max(entry.due_after, at)
                 entry.fresh_until = -math.inf
             self.generation += 1
-        busy = [e for e in entries if e.watchers or e.shown or e.handed]
-        tasks = [t for e in busy if (t := self._check(e)) is not None]
-        before = {id(e): e.data for e in busy}
+        before = {id(e): e.data for e in entries}
+        tasks = [t for e in entries if (t := self._check(e)) is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
-        return sum(1 for e in busy if e.data != before[id(e)])
+        return sum(1 for e in entries if e.data != before[id(e)])
 
     # -- checks --------------------------------------------------------------------------------
 
@@ -282,20 +279,11 @@ class Versions:
             self._checks -= 1
             entry.task = None
 
-    async def _ask(self, entry: Entry) -> tuple[str | None, str | None, float, str]:
-        """Ask the figure's version function once: (data, error, when, outcome)."""
-        spec = entry.spec
-        assert spec.version is not None
-        when = time.time()
-        timeout = self.settings.version_timeout
-        try:
-            data = await self._probe(VersionProbe(spec.version, entry.params), timeout)
-        except RenderError as exc:
-            error, outcome = _failure(exc, timeout)
-            return None, error, when, outcome
-        if not isinstance(data, str):  # a probe task gives text, or raises
-            return None, "the version check returned no text", when, "invalid"
-        return data, None, when, "ok"
+    async def _ask(self, entry: Entry) -> Outcome:
+        assert entry.spec.version is not None
+        return await ask(
+            self._probe, entry.spec.version, entry.params, self.settings.version_timeout
+        )
 
     def _apply(
         self, entry: Entry, data: str | None, error: str | None, when: float, outcome: str, *,
@@ -375,20 +363,7 @@ class Versions:
             self._check(self._entry(spec, params))
 
     def _plan(self, entry: Entry, at: float) -> None:
-        heapq.heappush(self._schedule, (at, next(self._seq), entry.key))
-        self._wake.set()
-
-    async def _poll(self) -> None:
-        while True:
-            self._wake.clear()
-            now = time.monotonic()
-            while self._schedule and self._schedule[0][0] <= now:
-                _, _, key = heapq.heappop(self._schedule)
-                self._due(key, now)
-            delay = self._schedule[0][0] - now if self._schedule else None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+        self._schedule.plan(entry.key, at)
 
     def _due(self, key: tuple[str, str], now: float) -> None:
         with self._lock:
@@ -406,13 +381,3 @@ class Versions:
             with self._lock:
                 entry.handed = False
                 self.generation += 1
-
-
-def _failure(exc: RenderError, timeout: float) -> tuple[str, str]:
-    """A failed check's message and outcome label."""
-    if exc.stopped:
-        return f"the version function did not answer within {timeout:g} s", "timeout"
-    text = str(exc)
-    if "BadVersion" in text:
-        return text.split(": ", 1)[-1], "invalid"
-    return f"the version function failed: {text}", "failed"

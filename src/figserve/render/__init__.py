@@ -10,12 +10,14 @@ from .errors import (
     RenderCrashed,
     RenderError,
     RenderFailed,
+    RenderProtocolError,
     RenderTimeout,
     RenderUnavailable,
     TooComplex,
 )
+from .events import Rendered, RenderObserver, RenderStats
 from .options import MEDIA_TYPES, Canvas, Format, ImageOptions, LimitExceeded, canvas_for
-from .renderer import Rendered, Renderer, RenderObserver, RenderStats
+from .renderer import Renderer
 
 __all__ = [
     "MEDIA_TYPES",
@@ -30,6 +32,7 @@ __all__ = [
     "RenderFailed",
     "RenderJob",
     "RenderObserver",
+    "RenderProtocolError",
     "RenderStats",
     "RenderTimeout",
     "RenderUnavailable",

@@ -1,7 +1,14 @@
-"""One image from one figure function: the render job, its cache key, drawing and encoding.
+"""One image from one figure function: the render job, its identity, drawing and encoding.
 
 A ``RenderJob`` is picklable (the figure function travels by reference to its module), so the
 same job is encoded in a render process or, in tests, right here.
+
+A deterministic job's ``key`` (and so its strong ETag) is its identity: everything its bytes
+depend on. That is the figure's name and parameters, the format, the canvas (pixels and dpi),
+the PNG compression level, the figure's code version (``figures/identity.py``: its source and
+its own modules', figserve's source, the library versions, the matplotlib settings) and the
+version of the data it draws. A render process answers with the code version of what it really
+ran, and the renderer never caches or tags bytes whose version differs from the job's.
 """
 
 from __future__ import annotations
@@ -23,9 +30,8 @@ from PIL import Image
 from ..figures import FigureParams, FigureSpec
 from ..figures.identity import figure_version
 from .options import Canvas, ImageOptions, canvas_for
+from .process import Result
 
-# Part of every cache key and ETag: a new matplotlib may draw the same figure differently.
-KEY_SALT = f"figserve-1/matplotlib-{matplotlib.__version__}"
 # SVG element ids come from this salt instead of random numbers: same figure, same bytes.
 SVG_HASHSALT = "figserve"
 
@@ -50,13 +56,20 @@ class RenderJob:
     format: str
     label: str  # figure name, for logs and metrics
     key: str | None = None  # set when the output is deterministic, so it may be cached
+    spec: FigureSpec | None = None  # the registered figure drawn, if it is one
+    version: str | None = None  # the figure's code version where the job was made
+    png_level: int | None = None  # None: the level the renderer is configured with
 
     @property
     def etag(self) -> str | None:
         return f'"{self.key[:40]}"' if self.key else None
 
-    def run(self, png_level: int) -> bytes:
-        return encode(self, png_level)
+    def run(self, png_level: int) -> Result:
+        """Draw and encode in a render process; tells the code version it really ran."""
+        level = self.png_level if self.png_level is not None else png_level
+        data = encode(self, level)
+        version = figure_version(self.spec) if self.spec is not None else None
+        return Result(data, {"version": version})
 
 
 def job_for(
@@ -65,23 +78,29 @@ def job_for(
     opts: ImageOptions,
     max_pixels: int,
     data: str | None = None,
+    *,
+    png_level: int | None = None,
 ) -> RenderJob:
-    """The job of one image; its key (and ETag) names everything its bytes depend on: the
-    figure's code version, its parameters, the canvas and format, and the data version."""
+    """The job that draws ``spec`` with ``params`` as ``opts`` asks. ``data`` is the version of
+    the data it draws (None for figures without ``version=``); ``png_level`` the zlib level of
+    PNG output (None: the renderer's; give it wherever the key is used, it changes the bytes).
+    Only a deterministic job (no randomness, or a seed) gets a key."""
     canvas = canvas_for(opts, max_pixels)
+    version = figure_version(spec)
     key = None
     if spec.deterministic(params):
         ident = {
-            "salt": KEY_SALT,
             "figure": spec.name,
-            "code": figure_version(spec),
-            "data": data,
             "params": params.model_dump(mode="json"),
             "format": opts.format,
             "canvas": [canvas.width_px, canvas.height_px, canvas.dpi],
+            "png": png_level if opts.format == "png" else None,
+            "code": version,
+            "data": data,
         }
         key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
-    return RenderJob(Drawing(spec.draw, (params,)), canvas, opts.format, spec.name, key)
+    drawing = Drawing(spec.draw, (params,))
+    return RenderJob(drawing, canvas, opts.format, spec.name, key, spec, version, png_level)
 
 
 def _save_options(fmt: str, png_level: int) -> dict[str, Any]:

@@ -38,6 +38,11 @@ class RenderCrashed(RenderError):
     retry_after = 1
 
 
+class RenderProtocolError(RenderCrashed):
+    """The render process answered out of turn (another request's reply, a garbled or second
+    message): it was killed and replaced, and its answer thrown away (503)."""
+
+
 class TooComplex(RenderError):
     """The figure needed more CPU time or memory than a render may have (422)."""
 

@@ -1,44 +1,53 @@
-"""The render processes' side: a warm fork server and the loop of each render process.
+"""The warm fork server that every render process of a worker is forked from.
 
-A Hypercorn worker starts this module as a child (``python -m figserve.render.forkserver <fd>``).
-It imports matplotlib and the figure modules once, draws a tiny figure to load the fonts, then
-forks a render process whenever the worker asks: a fork of a warm process is ready in
-milliseconds, shares its memory pages with the server, and can be killed at any moment without
-harming anything else. Hypercorn's workers are daemonic, so ``multiprocessing`` may not start
-children there; plain fork from this single-threaded server has no such limit and is safe.
+A Hypercorn worker starts this module as a child (``python -c ... main(<fd>)``, see
+``handles.py``). It imports matplotlib and the figure modules once, computes the code version of
+every figure, draws a tiny figure to load the fonts, takes the baseline that render processes
+compare themselves with after each task (``hygiene.py``), then forks a render process
+(``process.py``) whenever the worker asks: a fork of a warm process is ready in milliseconds,
+shares its memory pages with the server, and can be killed at any moment without harming anything
+else. Hypercorn's workers are daemonic, so ``multiprocessing`` may not start children there;
+plain fork from this single-threaded server has no such limit and is safe.
 
-Control messages go over a ``SOCK_SEQPACKET`` socket, each with at most one file descriptor
-(the render process's end of its own socket). Render processes speak length-prefixed pickles:
-a task in, ``(status, value, cpu_seconds, rss_bytes)`` out. Everything dies with the worker: the
-server exits when its control socket closes, render processes when the server dies
+Control messages go over a ``SOCK_SEQPACKET`` socket (``protocol.py``), each with at most one
+file descriptor (the render process's end of its own socket). Everything dies with the worker:
+the server exits when its control socket closes, render processes when the server dies
 (``PR_SET_PDEATHSIG``) or their socket closes.
+
+The server is a child subreaper: a process that a figure started and that outlived its render
+process (killed at a deadline, or one that left its process group with ``setsid``) is
+reparented here, and killed as soon as a render process dies by a signal.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import importlib
 import os
 import pickle
-import resource
 import signal
 import socket
-import struct
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-_HEADER = struct.Struct(">Q")
-CONTROL_MAX = 1 << 20  # bytes of one control message (module lists, a tiny warm-up job)
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+from .protocol import recv_control, send_control
+
+if TYPE_CHECKING:
+    from ..figures import FigureSpec
+    from .hygiene import Baseline
+
+PR_SET_CHILD_SUBREAPER = 36
+STOP_SECONDS = 5.0  # at most this long to end every process left when the server stops
 
 
 class Task(Protocol):
-    """What a render process runs: anything picklable with ``run(png_level) -> result``."""
+    """What a render process runs: anything picklable with ``run(png_level) -> result``.
+
+    The result must be plain data (bytes, text, numbers, and tuples, lists and dicts of them),
+    or a ``process.Result`` that adds plain ``meta`` to it."""
 
     def run(self, png_level: int) -> Any: ...
 
@@ -49,81 +58,53 @@ class ServerInit:
 
     sys_path: list[str]
     preload: list[str] = field(default_factory=list)
-    warm_up: Task | None = None
+    warm_up: bytes = b""  # a pickled Task, read after preload (it may be a user's figure)
     png_level: int = 3
+    # The figures whose code versions are computed here, pickled: they can only be read once
+    # their modules are importable (after sys_path and preload).
+    figures: bytes = b""
 
 
 @dataclass(frozen=True)
 class SpawnOptions:
     nice: int = 0  # added to the render process's niceness (background work)
     memory_bytes: int = 0  # address space a render process may add past its start; 0: no cap
+    warm_figures: int = 0  # drawn figures a render process may keep to update (0: none)
 
 
-# -- framing (both sides) ------------------------------------------------------------------
-
-
-def send_obj(sock: socket.socket, obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    sock.sendall(_HEADER.pack(len(data)))
-    sock.sendall(data)
-
-
-def recv_obj(sock: socket.socket, deadline: float | None = None) -> Any:
-    """The next message; ``EOFError`` when the peer is gone, ``TimeoutError`` past
-    ``deadline`` (a ``time.monotonic()`` value)."""
-    (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size, deadline))
-    return pickle.loads(_recv_exact(sock, size, deadline))
-
-
-def _recv_exact(sock: socket.socket, size: int, deadline: float | None) -> bytearray:
-    buf = bytearray(size)
-    view = memoryview(buf)
-    got = 0
-    while got < size:
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            sock.settimeout(remaining)
-        try:
-            n = sock.recv_into(view[got:])
-        except ConnectionResetError:
-            n = 0
-        if n == 0:
-            raise EOFError
-        got += n
-    return buf
-
-
-def send_control(sock: socket.socket, obj: Any, fd: int | None = None) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    if fd is None:
-        sock.sendmsg([data])
-    else:
-        socket.send_fds(sock, [data], [fd])
-
-
-def recv_control(sock: socket.socket) -> tuple[Any, list[int]]:
-    data, fds, _flags, _addr = socket.recv_fds(sock, CONTROL_MAX, 1)
-    if not data:
-        raise EOFError
-    return pickle.loads(data), fds
-
-
-# -- the fork server -----------------------------------------------------------------------
-
-_children: set[int] = set()
+_children: set[int] = set()  # render processes alive (or not yet reaped)
+# The state render processes start from; a container, so taking it again rebinds nothing
+# that render processes fingerprint.
+_settled: dict[str, Baseline] = {}
 
 
 def _reap(signum: int = 0, frame: object = None) -> None:
+    sweep = False
     while True:
         try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            break
         if pid == 0:
-            return
-        _children.discard(pid)
+            break
+        if pid in _children:
+            _children.discard(pid)
+            # Killed mid-task: processes its figure started may live on and come to us.
+            sweep = sweep or os.WIFSIGNALED(status)
+        else:
+            sweep = True  # a stray ended: its own children are ours now
+    if sweep:
+        _kill_strays()
+
+
+def _kill_strays() -> None:
+    """Kill every child of this server that is not a render process."""
+    from .osstate import children_of
+
+    for pid in children_of(os.getpid()):
+        if pid not in _children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def main(argv: list[str]) -> None:
@@ -138,12 +119,13 @@ def main(argv: list[str]) -> None:
         return
     sys.path[:] = init.sys_path
     _preload(init.preload)
-    if init.warm_up is not None:
-        init.warm_up.run(init.png_level)
-    # Objects alive now are shared with every render process: keep the collector off them so
-    # their pages stay shared instead of being copied on the first collection.
-    gc.collect()
-    gc.freeze()
+    _compute_versions(init.figures)
+    if init.warm_up:
+        pickle.loads(init.warm_up).run(init.png_level)
+    _settle()
+    from .osstate import prctl
+
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGCHLD, _reap)
     send_control(ctrl, ("ready", os.getpid()))
     try:
@@ -155,6 +137,31 @@ def main(argv: list[str]) -> None:
 def _preload(modules: list[str]) -> None:
     for name in modules:
         importlib.import_module(name)
+
+
+def _compute_versions(figures: bytes) -> None:
+    """The code version of every figure, from the code this server imported: render processes
+    inherit them and report them with each image (see ``figures/identity.py``)."""
+    from ..figures.identity import figure_version
+
+    specs: list[FigureSpec] = pickle.loads(figures) if figures else []
+    for spec in specs:
+        figure_version(spec)
+
+
+def _settle() -> None:
+    """Take the state render processes start from, once everything is imported."""
+    import matplotlib.dates
+
+    from .fingerprint import CodeFingerprint
+    from .hygiene import Baseline
+
+    matplotlib.dates.get_epoch()  # set lazily on first use; a figure may not move it later
+    # Objects alive now are shared with every render process: keep the collector off them so
+    # their pages stay shared instead of being copied on the first collection.
+    gc.collect()
+    _settled["baseline"] = Baseline(CodeFingerprint())
+    gc.freeze()
 
 
 def _serve_control(ctrl: socket.socket) -> None:
@@ -172,6 +179,8 @@ def _serve_control(ctrl: socket.socket) -> None:
             try:
                 sys.path.extend(p for p in message[2] if p not in sys.path)
                 _preload(message[1])
+                _compute_versions(message[3])
+                _settle()
             except BaseException as exc:  # a broken module: the worker reports it
                 send_control(ctrl, ("error", f"{type(exc).__name__}: {exc}"))
             else:
@@ -185,7 +194,7 @@ def _serve_control(ctrl: socket.socket) -> None:
 def _fork(ctrl: socket.socket, fd: int, options: SpawnOptions) -> int:
     server = os.getpid()
     # Blocked across fork and bookkeeping, so a child that dies at once is never reaped before
-    # it is recorded (and its pid never killed later after reuse).
+    # it is recorded (and its pid never killed later after reuse, or taken for a stray).
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
     try:
         pid = os.fork()
@@ -194,7 +203,9 @@ def _fork(ctrl: socket.socket, fd: int, options: SpawnOptions) -> int:
                 ctrl.close()
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
-                _render_process(fd, server, options)
+                from .process import serve
+
+                serve(fd, server, options, _settled["baseline"])
             finally:
                 os._exit(0)
         _children.add(pid)
@@ -204,66 +215,21 @@ def _fork(ctrl: socket.socket, fd: int, options: SpawnOptions) -> int:
 
 
 def _stop_children() -> None:
+    """Kill every render process and every stray, and reap them all."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for pid in list(_children):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    for pid in list(_children):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
     _children.clear()
-
-
-# -- a render process ----------------------------------------------------------------------
-
-
-def _die_with(parent: int) -> None:
-    """Be killed when the fork server dies, even in the middle of a render (Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:
-        os._exit(1)  # it died before the line above took effect
-
-
-def _address_space() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[0]) * _PAGE
-
-
-def rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _render_process(fd: int, server: int, options: SpawnOptions) -> None:
-    _die_with(server)
-    if options.nice:
-        with contextlib.suppress(OSError):
-            os.nice(options.nice)
-    if options.memory_bytes:
-        with contextlib.suppress(OSError, ValueError):
-            cap = _address_space() + options.memory_bytes
-            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    sock = socket.socket(fileno=fd)
-    while True:
+    deadline = time.monotonic() + STOP_SECONDS
+    while time.monotonic() < deadline:
+        _kill_strays()
         try:
-            task, level = recv_obj(sock)
-        except (EOFError, OSError):
-            return  # the worker closed our socket: retire
-        try:
-            reply: tuple[Any, ...] = ("ok", task.run(level))
-        except MemoryError:
-            reply = ("memory", "")
-        except BaseException as exc:  # the figure's own failure, reported to the worker
-            reply = ("error", (f"{type(exc).__name__}: {exc}"[:2000], traceback.format_exc()))
-        try:
-            send_obj(sock, (*reply, time.process_time(), rss_bytes()))
-        except OSError:
-            return
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return  # nothing left
+        if pid == 0:
+            time.sleep(0.005)
 
 
 if __name__ == "__main__":

@@ -1,61 +1,72 @@
 """The worker's side of the render processes: start them warm, hand them work, supervise them.
 
 ``RenderPool.run`` is called from a render thread: it takes an idle render process of its lane,
-sends the task and waits for the answer on a socket, with the GIL released. Supervision:
+sends the task and waits for the answer on a socket, with the GIL released. Three lanes:
+``interactive`` (pages, images, the API), ``background`` (report jobs, at a lower priority) and
+``probe`` (small tasks with their own deadline, such as figures' data-version functions).
 
-- a render past its deadline gets its process killed (and replaced); the caller learns whether
-  the figure used its CPU all along (too complex, 422) or the machine was busy (503);
-- a process that dies mid-render (segfault, OOM killer) costs that render only;
-- processes are recycled after ``recycle_after`` renders, past ``recycle_rss_bytes``, and after
-  any failure, and run under an address-space cap;
+Supervision:
+
+- a task past its deadline gets its process killed (and replaced); the caller learns whether it
+  used its CPU all along (too complex, 422) or the machine was busy (503);
+- a process that dies mid-task (segfault, OOM killer) costs that task only;
+- every reply must answer the request the worker sent, from the process it sent it to, in one
+  well-formed frame with nothing after it (``protocol.py``); any surprise kills and replaces
+  the process and fails that task with ``RenderProtocolError`` (503), never with another
+  task's bytes;
+- processes are recycled after ``recycle_after`` tasks, past ``recycle_rss_bytes``, after any
+  failure, and when a task left something behind that cannot be undone (``hygiene.py``); they
+  run under an address-space cap;
 - ``close`` kills every process at once, so a stopping worker never waits for a render.
-
-Render processes are forked from one warm fork server per Python process (see
-``forkserver.py``), shared by every pool of that process the way ``multiprocessing`` shares its
-forkserver: a fork takes milliseconds where a fresh interpreter takes a second.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import itertools
 import logging
-import os
-import select
-import signal
+import pickle
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from .errors import RenderCrashed, RenderFailed, RenderTimeout, RenderUnavailable, TooComplex
-from .forkserver import (
-    ServerInit,
-    SpawnOptions,
-    Task,
-    recv_control,
-    recv_obj,
-    send_control,
-    send_obj,
+from .errors import (
+    RenderCrashed,
+    RenderFailed,
+    RenderProtocolError,
+    RenderTimeout,
+    RenderUnavailable,
+    TooComplex,
 )
+from .forkserver import SpawnOptions, Task
+from .handles import ForkServer, RenderProcess, fork_server
+from .lanes import Lane
+from .protocol import ProtocolError, is_plain, recv_plain, reply_for, send_frame, waiting
 
 log = logging.getLogger("figserve.render")
 
-# The folder that holds the ``figserve`` package, so a fork server finds it from any directory.
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-START_TIMEOUT = 60.0  # a fork server imports matplotlib and the figures, then warms up
-CONTROL_TIMEOUT = 10.0  # a fork takes milliseconds; a server this slow is stuck
 ACQUIRE_TIMEOUT = 30.0
 # A render killed at its deadline after using at least this share of it in CPU time was
 # drawing (too complex); less means it mostly waited. With every core busy a render process
 # still gets 1/workers of one, so the share is set below that.
 CPU_BOUND_SHARE = 0.25
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+LaneName = Literal["interactive", "background", "probe"]
+_request_ids = itertools.count(1)
+# What a process may say it put back or cannot undo (hygiene.py); anything else is ignored, so a
+# reply can never add a label to the metrics.
+STATE_NAMES = frozenset(
+    {
+        "rcParams", "working directory", "environment", "umask", "signal mask",
+        "signal handlers", "timers", "import path", "standard streams", "tracing",
+        "interpreter limits", "garbage collector", "warning filters", "logging", "locale",
+        "numpy error handling", "numpy print options", "resource limits", "priority",
+        "CPU affinity", "death signal", "threads", "child processes",
+        "standard file descriptors", "process group", "code",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,8 @@ class PoolSettings:
     recycle_after: int  # renders per process before it is replaced
     recycle_rss_bytes: int  # resident size past which a process is replaced
     background_nice: int = 10
+    probes: int = 0  # probe lane: small tasks with their own deadline
+    warm_figures: int = 0  # drawn figures each render process may keep to update
 
 
 @dataclass(frozen=True)
@@ -74,282 +87,35 @@ class Outcome:
     value: Any
     cpu_seconds: float  # CPU time the render process spent on it
     pid: int
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _import_path() -> list[str]:
-    """``sys.path`` with every entry absolute ('' is the current directory): render processes
-    import figure modules, the user's own among them, from the same folders as the worker."""
-    cwd = os.getcwd()
-    return [os.path.abspath(p) if p else cwd for p in sys.path]
-
-
-# -- the fork server handle --------------------------------------------------------------
-
-
-class ForkServer:
-    """A running fork server; ``spawn`` gives a new render process and its socket."""
-
-    def __init__(self, init: ServerInit) -> None:
-        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = {
-            **os.environ,
-            # One render process per core already: numeric libraries must not add threads.
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-        }
-        code = (
-            f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); "
-            "from figserve.render.forkserver import main; main(sys.argv)"
-        )
-        with child_end:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-c", code, str(child_end.fileno())],
-                pass_fds=(child_end.fileno(),),
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
-        self.pid = self._proc.pid
-        self._ctrl = parent_end
-        self._lock = threading.Lock()
-        self._preloaded = set(init.preload)
-        try:
-            send_control(self._ctrl, init)
-            reply = self._reply(START_TIMEOUT)
-        except BaseException:
-            self.close()
-            raise
-        if reply[0] != "ready":
-            self.close()
-            raise RuntimeError(f"render fork server did not start: {reply!r}")
-
-    def _reply(self, timeout: float) -> Any:
-        self._ctrl.settimeout(timeout)
-        message, fds = recv_control(self._ctrl)
-        for fd in fds:
-            os.close(fd)
-        return message
-
-    @property
-    def alive(self) -> bool:
-        return self._proc.poll() is None
-
-    def preload(self, modules: list[str]) -> None:
-        """Import ``modules`` in the server, so render processes start with them loaded."""
-        missing = [m for m in modules if m not in self._preloaded]
-        if not missing:
-            return
-        with self._lock:
-            # The worker's import path now: a module of the user's may come from a folder added
-            # after this server started.
-            send_control(self._ctrl, ("preload", missing, _import_path()))
-            reply = self._reply(START_TIMEOUT)
-        if reply[0] != "ok":
-            raise RuntimeError(f"render processes cannot import {', '.join(missing)}: {reply[1]}")
-        self._preloaded.update(missing)
-
-    def spawn(self, options: SpawnOptions) -> RenderProcess:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            with self._lock, theirs:
-                send_control(self._ctrl, ("spawn", options), theirs.fileno())
-                reply = self._reply(CONTROL_TIMEOUT)
-        except BaseException:
-            ours.close()
-            raise
-        return RenderProcess(reply[1], ours)
-
-    def close(self, timeout: float = 5.0) -> None:
-        # Its render processes die with it (PR_SET_PDEATHSIG) or at their socket's end.
-        with contextlib.suppress(OSError):
-            self._ctrl.close()
-        try:
-            self._proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-
-
-_server_lock = threading.Lock()
-_server: ForkServer | None = None
-
-
-def fork_server(preload: list[str], warm_up: Task | None = None) -> ForkServer:
-    """This process's fork server, started (or restarted, if it died) on first use."""
-    global _server
-    with _server_lock:
-        if _server is not None and not _server.alive:
-            log.error("render fork server %d died; starting a new one", _server.pid)
-            _server.close()
-            _server = None
-        if _server is None:
-            started = time.perf_counter()
-            _server = ForkServer(ServerInit(_import_path(), list(preload), warm_up))
-            log.info(
-                "render fork server %d ready in %.0f ms",
-                _server.pid,
-                (time.perf_counter() - started) * 1000,
-            )
-        server = _server
-    server.preload(preload)
-    return server
-
-
-@atexit.register
-def _close_fork_server() -> None:
-    global _server
-    with _server_lock:
-        server, _server = _server, None
-    if server is not None:
-        server.close()
-
-
-# -- one render process --------------------------------------------------------------------
-
-
-class RenderProcess:
-    def __init__(self, pid: int, sock: socket.socket) -> None:
-        self.pid = pid
-        self.sock = sock
-        self.renders = 0
-        self.cpu = 0.0  # its CPU time at the end of its last render
-        try:
-            # A handle that cannot reach another process after this pid is reused.
-            self._pidfd: int | None = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            self._pidfd = None
-
-    def cpu_now(self) -> float | None:
-        try:
-            with open(f"/proc/{self.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-    def exited(self) -> bool:
-        """Whether the process has ended (its pidfd is readable then)."""
-        if self._pidfd is None:
-            return not os.path.exists(f"/proc/{self.pid}")
-        readable, _, _ = select.select([self._pidfd], [], [], 0)
-        return bool(readable)
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, OSError):
-            if self._pidfd is not None:
-                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-            else:
-                os.kill(self.pid, signal.SIGKILL)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
-        if self._pidfd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._pidfd)
-            self._pidfd = None
-
-
-class _Lane:
-    """Render processes for one kind of work; at most ``size`` of them exist at once."""
-
-    def __init__(self, name: str, size: int, options: SpawnOptions) -> None:
-        self.name = name
-        self.size = size
-        self.options = options
-        self.idle: list[RenderProcess] = []
-        self.live: set[RenderProcess] = set()
-        self.reserved = 0  # spawns under way
-        self.closed = False
-        self.cond = threading.Condition()
-
-    def take(self, timeout: float) -> RenderProcess | None:
-        """An idle process, or None when the caller may spawn one (a place is reserved)."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                if self.closed:
-                    raise RenderUnavailable("the server is stopping")
-                if self.idle:
-                    return self.idle.pop()
-                if len(self.live) + self.reserved < self.size:
-                    self.reserved += 1
-                    return None
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self.cond.wait(remaining):
-                    raise RenderUnavailable(f"no {self.name} render process became free")
-
-    def reserve(self) -> bool:
-        """Reserve a place for a new process if the lane is short of its size."""
-        with self.cond:
-            if self.closed or len(self.live) + self.reserved >= self.size:
-                return False
-            self.reserved += 1
-            return True
-
-    def admit(self, proc: RenderProcess) -> bool:
-        """Count a newly spawned process (its place was reserved); False if closing."""
-        with self.cond:
-            self.reserved -= 1
-            if self.closed:
-                self.cond.notify()
-                return False
-            self.live.add(proc)
-            return True
-
-    def unreserve(self) -> None:
-        with self.cond:
-            self.reserved -= 1
-            self.cond.notify()
-
-    def drop_exited(self) -> list[RenderProcess]:
-        """Take the idle processes that have ended out of the lane, and return them."""
-        with self.cond:
-            gone = [p for p in self.idle if p.exited()]
-            for proc in gone:
-                self.idle.remove(proc)
-                self.live.discard(proc)
-            return gone
-
-    def give_back(self, proc: RenderProcess) -> None:
-        with self.cond:
-            if proc in self.live and not self.closed:
-                self.idle.append(proc)
-                self.cond.notify()
-
-    def drop(self, proc: RenderProcess) -> None:
-        with self.cond:
-            self.live.discard(proc)
-            self.cond.notify()
-
-    def close(self) -> tuple[list[RenderProcess], list[RenderProcess]]:
-        """Close the lane; return its idle and its busy processes."""
-        with self.cond:
-            self.closed = True
-            idle = list(self.idle)
-            busy = [p for p in self.live if p not in idle]
-            self.live.clear()
-            self.idle.clear()
-            self.cond.notify_all()
-        return idle, busy
+StateHook = Callable[[str, list[str], list[str]], None]
 
 
 class RenderPool:
     """The render processes of one app: create when serving starts, ``close`` when it stops."""
 
     def __init__(
-        self, settings: PoolSettings, preload: list[str], warm_up: Task | None = None
+        self,
+        settings: PoolSettings,
+        preload: list[str],
+        warm_up: Task | None = None,
+        figures: list[Any] | None = None,
+        on_state: StateHook | None = None,
     ) -> None:
         self.settings = settings
         self._preload = preload
         self._warm_up = warm_up
-        self._lanes = {
-            False: _Lane("interactive", settings.processes, SpawnOptions(0, settings.memory_bytes)),
-            True: _Lane(
-                "background",
-                settings.background,
-                SpawnOptions(settings.background_nice, settings.memory_bytes),
+        self._figures = list(figures or [])
+        self.on_state = on_state
+        memory, warm = settings.memory_bytes, settings.warm_figures
+        self._lanes: dict[str, Lane] = {
+            "interactive": Lane("interactive", settings.processes, SpawnOptions(0, memory, warm)),
+            "background": Lane(
+                "background", settings.background, SpawnOptions(settings.background_nice, memory)
             ),
+            "probe": Lane("probe", settings.probes, SpawnOptions(0, memory)),
         }
         self._server: ForkServer | None = None
         self.started = False
@@ -359,10 +125,15 @@ class RenderPool:
         self.kills = 0  # processes killed at the deadline
         self.crashes = 0
         self.recycled = 0
+        self.protocol_errors = 0
+        self._told: set[tuple[str, str]] = set()
+
+    def _fork_server(self) -> ForkServer:
+        return fork_server(self._preload, self._warm_up, self._figures)
 
     def start(self) -> None:
         """Start the fork server if this process has none, then every render process."""
-        self._server = fork_server(self._preload, self._warm_up)
+        self._server = self._fork_server()
         for lane in self._lanes.values():
             while lane.reserve():
                 lane.give_back(self._spawn_into(lane))
@@ -388,7 +159,7 @@ class RenderPool:
 
     def _revive(self) -> None:
         try:
-            self._server = fork_server(self._preload, self._warm_up)
+            self._server = self._fork_server()
             for lane in self._lanes.values():
                 for proc in lane.drop_exited():
                     proc.close()
@@ -403,17 +174,20 @@ class RenderPool:
     def pids(self) -> list[int]:
         return sorted(p.pid for lane in self._lanes.values() for p in list(lane.live))
 
-    def _spawn_into(self, lane: _Lane) -> RenderProcess:
+    def lane_pids(self, lane: LaneName) -> list[int]:
+        return sorted(p.pid for p in list(self._lanes[lane].live))
+
+    def _spawn_into(self, lane: Lane) -> RenderProcess:
         try:
             server = self._server if self._server is not None and self._server.alive else None
             if server is None:
-                server = self._server = fork_server(self._preload, self._warm_up)
+                server = self._server = self._fork_server()
             try:
                 proc = server.spawn(lane.options)
             except (OSError, EOFError, TimeoutError):
                 # The server died or hangs: one restart, then give up for this render.
                 server.close(timeout=1.0)
-                server = self._server = fork_server(self._preload, self._warm_up)
+                server = self._server = self._fork_server()
                 proc = server.spawn(lane.options)
         except BaseException:
             lane.unreserve()
@@ -424,10 +198,19 @@ class RenderPool:
             raise RenderUnavailable("the server is stopping")
         return proc
 
-    def _acquire(self, lane: _Lane) -> RenderProcess:
-        proc = lane.take(ACQUIRE_TIMEOUT)
-        if proc is not None:
-            return proc
+    def _acquire(self, lane: Lane, prefer: str | None) -> RenderProcess:
+        while True:
+            proc = lane.take(ACQUIRE_TIMEOUT, prefer)
+            if proc is None:
+                break
+            state = waiting(proc.sock)
+            if state == "nothing":
+                return proc
+            # An idle process owes nothing: bytes now are a late or second reply.
+            if state == "data":
+                self.protocol_errors += 1
+                log.error("render process %d sent a message while idle; replaced", proc.pid)
+            self._retire(lane, proc, kill=True)
         try:
             return self._spawn_into(lane)
         except RenderUnavailable:
@@ -436,7 +219,7 @@ class RenderPool:
             log.exception("cannot start a render process")
             raise RenderUnavailable("no render process can be started") from exc
 
-    def _retire(self, lane: _Lane, proc: RenderProcess, kill: bool) -> None:
+    def _retire(self, lane: Lane, proc: RenderProcess, kill: bool) -> None:
         """Take ``proc`` out of service and put a fresh process in its place."""
         if kill:
             proc.kill()
@@ -457,34 +240,44 @@ class RenderPool:
         task: Task,
         png_level: int,
         *,
-        background: bool = False,
+        lane: LaneName = "interactive",
         deadline: float | None = None,
         on_start: Callable[[], None] | None = None,
+        prefer: str | None = None,
     ) -> Outcome:
-        """Run ``task`` in a render process of the lane; blocks, so call from a thread.
-        ``deadline`` (seconds) replaces the pool's for a task known to take longer;
-        ``on_start`` is called once a process has the task."""
-        lane = self._lanes[background]
+        """Run ``task`` in a render process of ``lane``; blocks, so call from a thread.
+        ``deadline`` (seconds) replaces the pool's; ``on_start`` is called once a process has
+        the task; ``prefer`` names a warm figure a process may hold."""
+        chosen = self._lanes[lane]
+        request_id = next(_request_ids)
+        message = pickle.dumps(
+            (request_id, png_level, pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)),
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
         for _ in range(2):
-            proc = self._acquire(lane)
+            proc = self._acquire(chosen, prefer)
             try:
-                send_obj(proc.sock, (task, png_level))
+                send_frame(proc.sock, message)
                 break
             except OSError:
                 # It died while idle: the task never started, so another process may run it.
-                self._retire(lane, proc, kill=True)
+                self._retire(chosen, proc, kill=True)
         else:
             raise RenderCrashed("render processes die as they start")
         if on_start is not None:
             on_start()
         deadline = deadline or self.settings.deadline
         try:
-            status, value, cpu_total, rss = recv_obj(proc.sock, time.monotonic() + deadline)
+            reply = reply_for(
+                recv_plain(proc.sock, time.monotonic() + deadline), request_id, proc.pid
+            )
+            if waiting(proc.sock) == "data":
+                raise ProtocolError("bytes follow a reply")
         except TimeoutError:
             cpu = proc.cpu_now()
             used = None if cpu is None else cpu - proc.cpu
             self.kills += 1
-            self._retire(lane, proc, kill=True)
+            self._retire(chosen, proc, kill=True)
             if used is not None and used >= CPU_BOUND_SHARE * deadline:
                 raise TooComplex(
                     f"drawing took more than {deadline:g} s of CPU time and was stopped",
@@ -494,30 +287,82 @@ class RenderPool:
                 f"render took longer than {deadline:g} s and was stopped", stopped=True
             ) from None
         except (EOFError, OSError):
-            self._retire(lane, proc, kill=True)
+            self._retire(chosen, proc, kill=True)
             if self.closed:
                 raise RenderUnavailable("the server is stopping") from None
             self.crashes += 1
             raise RenderCrashed("the render process died during the render") from None
-        cpu, proc.cpu = cpu_total - proc.cpu, cpu_total
+        except ProtocolError as exc:
+            self.protocol_errors += 1
+            self._retire(chosen, proc, kill=True)
+            if self.closed:
+                raise RenderUnavailable("the server is stopping") from None
+            raise RenderProtocolError(
+                f"the render process answered out of turn ({exc}) and was replaced"
+            ) from None
+        return self._finish(task, chosen, proc, reply)
+
+    def _finish(self, task: Task, lane: Lane, proc: RenderProcess, reply: Any) -> Outcome:
+        cpu, proc.cpu = reply.cpu_seconds - proc.cpu, reply.cpu_seconds
         proc.renders += 1
-        healthy = status == "ok"
-        if (
-            not healthy
+        meta = reply.meta
+        held = meta.get("held")
+        proc.held = (
+            frozenset(k for k in held if type(k) is str) if type(held) is list else proc.held
+        )
+        leaked = self._note_state(task, meta)
+        if leaked:
+            self.recycled += 1
+            self._retire(lane, proc, kill=True)  # its threads or children go with it
+        elif (
+            reply.status != "ok"
             or proc.renders >= self.settings.recycle_after
-            or rss > self.settings.recycle_rss_bytes
+            or reply.rss_bytes > self.settings.recycle_rss_bytes
         ):
             self.recycled += 1
             self._retire(lane, proc, kill=False)
         else:
             lane.give_back(proc)
-        if status == "ok":
-            return Outcome(value, cpu, proc.pid)
-        if status == "memory":
+        if reply.status == "ok":
+            return Outcome(reply.value, cpu, proc.pid, meta)
+        if reply.status == "memory":
             limit = self.settings.memory_bytes // 2**20
             raise TooComplex(f"drawing needed more than the {limit} MiB a render may use")
-        message, remote = value
+        message, remote = _error_texts(reply.value)
         raise RenderFailed(message, remote)
+
+    def _note_state(self, task: Task, meta: dict[str, Any]) -> bool:
+        """Log (once per figure and kind) and report what a task left behind; whether the
+        process must be replaced."""
+        restored = _names(meta.get("reset"))
+        recycle = _names(meta.get("recycle"))
+        if not restored and not recycle:
+            return False
+        label = str(getattr(task, "label", type(task).__name__))
+        if self.on_state is not None:
+            self.on_state(label, restored, recycle)
+        detail = meta.get("detail") if type(meta.get("detail")) is str else ""
+        for what in restored + recycle:
+            if (label, what) in self._told:
+                continue
+            self._told.add((label, what))
+            if what in recycle:
+                log.warning(
+                    "figure %s left %s behind%s; its render process was replaced, so its next "
+                    "images cost a fresh process: keep such changes inside the figure function "
+                    "and undo them before it returns",
+                    label,
+                    what,
+                    f" ({detail[:200]})" if detail and what == "code" else "",
+                )
+            else:
+                log.warning(
+                    "figure %s changed %s and left it changed; it was put back before the next "
+                    "render (use matplotlib.rc_context or try/finally in the figure function)",
+                    label,
+                    what,
+                )
+        return bool(recycle)
 
     def close(self) -> None:
         """Kill every render process now; renders in flight end with ``RenderUnavailable``."""
@@ -533,3 +378,17 @@ class RenderPool:
                 proc.kill()
                 with contextlib.suppress(OSError):
                     proc.sock.shutdown(socket.SHUT_RDWR)
+
+
+def _names(value: Any) -> list[str]:
+    if type(value) is not list:
+        return []
+    return [v for v in value if type(v) is str and v in STATE_NAMES]
+
+
+def _error_texts(value: Any) -> tuple[str, str]:
+    if type(value) is tuple and len(value) == 2 and is_plain(value):
+        message, remote = value
+        if type(message) is str and type(remote) is str:
+            return message, remote
+    return "the figure failed", ""

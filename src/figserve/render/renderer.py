@@ -27,15 +27,19 @@ from .errors import (
     RenderCrashed,
     RenderError,
     RenderFailed,
+    RenderProtocolError,
     RenderTimeout,
     RenderUnavailable,
     TooComplex,
 )
+from .events import Rendered, RenderObserver, RenderStats
 from .forkserver import Task
 from .options import MEDIA_TYPES
 from .pool import PoolSettings, RenderPool
+from .tasks import TaskLanes
 
 if TYPE_CHECKING:
+    from ..figures import FigureSpec
     from .shared import SharedCache
 
 log = logging.getLogger("figserve.render")
@@ -52,6 +56,7 @@ def pool_settings(settings: Settings) -> PoolSettings:
         memory_bytes=settings.render_memory_mb * MIB,
         recycle_after=settings.render_recycle_after,
         recycle_rss_bytes=settings.render_recycle_rss_mb * MIB,
+        probes=settings.probe_processes,
     )
 
 
@@ -62,51 +67,22 @@ def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: 
 
 
 @dataclass(frozen=True)
-class Rendered:
+class Drawn:
+    """The bytes of one render and what the render process said about them."""
+
     data: bytes
-    media_type: str
-    etag: str | None
-    # hit: this process's cache; shared: joined a render in flight here; redis: the cache
-    # shared by every instance; miss: rendered here; off: not cacheable
-    cache: Literal["hit", "miss", "shared", "redis", "off"]
+    # The render process ran the code the job was made for (its code version matched): only
+    # then may the bytes be cached and tagged.
+    current: bool = True
+    warm: str = "off"  # hit: updated a kept figure; miss: drawn fresh to keep; off: neither
 
 
-@dataclass
-class RenderStats:
-    """Counters of one renderer; read by tests. ``RenderObserver`` sees the same events."""
+class _Uncacheable(Exception):
+    """Rendered, but not to be stored in any cache level (carries the result through them)."""
 
-    started: int = 0  # renders a thread handed to a render process
-    finished: int = 0
-    failed: int = 0  # the figure raised, or its process crashed or was killed
-    cache_hits: int = 0
-    cache_misses: int = 0  # not in this process's cache
-    shared_hits: int = 0  # of those, found in the cache shared through Redis
-    rejected: int = 0
-    timeouts: int = 0  # requests that stopped waiting at the deadline
-    cancelled: int = 0  # queued renders dropped because nobody waited for them any more
-    killed: int = 0  # render processes killed at the deadline
-    crashed: int = 0  # render processes that died during a render
-
-
-class RenderObserver:
-    """Receives every renderer event as it happens (metrics); the base class ignores them.
-
-    ``count`` gets a ``RenderStats`` field name. ``queued`` and ``running`` get +1/-1 as renders
-    enter and leave the queue and the render processes. ``count("started")``, ``running`` and
-    ``rendered`` are called from render threads, the rest from the event loop.
-    """
-
-    def count(self, event: str, job: RenderJob) -> None:
-        pass
-
-    def rendered(self, job: RenderJob, seconds: float) -> None:
-        pass
-
-    def queued(self, delta: int) -> None:
-        pass
-
-    def running(self, delta: int) -> None:
-        pass
+    def __init__(self, drawn: Drawn) -> None:
+        super().__init__("the render's code version differs from the job's")
+        self.drawn = drawn
 
 
 @dataclass
@@ -114,10 +90,10 @@ class _Flight:
     job: RenderJob
     # Resolved by ``_finished`` on the loop, after the bookkeeping, so a waiter never sees the
     # result before the cache has it.
-    future: asyncio.Future[bytes]
+    future: asyncio.Future[Drawn]
     # The render thread's work; None for a flight through the shared cache, whose ``task``
     # looks the bytes up in Redis and, if it must render them, starts the ``inner`` flight.
-    work: concurrent.futures.Future[bytes] | None
+    work: concurrent.futures.Future[Drawn] | None
     waiters: int = 0
     task: asyncio.Task[None] | None = None
     inner: _Flight | None = None
@@ -145,11 +121,18 @@ class Renderer:
         warm_up: RenderJob | None = None,
         shared: SharedCache | None = None,
         pool: PoolSettings | None = None,
+        figures: list[FigureSpec] | None = None,
     ) -> None:
         self.settings = settings
         self.stats = RenderStats()
         self.observer = observer or RenderObserver()
-        self.pool = RenderPool(pool or pool_settings(settings), preload or [], warm_up)
+        self.pool = RenderPool(
+            pool or pool_settings(settings),
+            preload or [],
+            warm_up,
+            figures=figures,
+            on_state=self.observer.process_state,
+        )
         # The second cache level, shared by every instance (scale-out mode); None: local only.
         self.shared = shared
         # A thread per render process: it hands the render over and waits on the process's
@@ -158,20 +141,18 @@ class Renderer:
             max_workers=settings.render_threads or settings.processes,
             thread_name_prefix="figserve-render",
         )
-        self._background = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, self.pool.settings.background), thread_name_prefix="figserve-job"
-        )
+        self._lanes = TaskLanes(self.pool, settings.png_compress_level)
         self._cache: LRUCache[str, bytes] = LRUCache(maxsize=settings.cache_bytes, getsizeof=len)
         self._flights: dict[str, _Flight] = {}
         self._pending = 0  # admitted interactive renders whose thread work has not ended
         self._running = 0  # renders a render process is executing right now
         self._lock = threading.Lock()
         self._closing = False
+        self._mismatched: set[str] = set()  # figures whose version mismatch was logged
 
     async def start(self) -> None:
         """Start the render processes (warm); the app is ready when this returns."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._background, self.pool.start)
+        await asyncio.to_thread(self.pool.start)
 
     @property
     def ready(self) -> bool:
@@ -216,28 +197,25 @@ class Renderer:
                 flight = self._start_shared(job)
             else:
                 flight = self._start(job)
-        data = await self._wait(flight)
+        drawn = await self._wait(flight)
         cache: Literal["hit", "miss", "shared", "redis", "off"]
         cache = "off" if job.key is None else ("shared" if joined else flight.source)
-        self._log(job, cache, t0, len(data))
-        return Rendered(data, media_type, job.etag, cache)
+        if not drawn.current:
+            cache = "off"  # another code version: never tagged or kept
+        self._log(job, cache, t0, len(drawn.data))
+        return Rendered(drawn.data, media_type, job.etag if drawn.current else None, cache)
 
     async def run_background(self, task: Task, deadline: float | None = None) -> Any:
         """Run a job's task in the background lane: lower priority, no cache, no admission
         limit (the job runner bounds its own work), the same deadline and supervision."""
-        if self._closing:
-            raise RenderUnavailable("the server is stopping")
-        loop = asyncio.get_running_loop()
-        try:
-            outcome = await loop.run_in_executor(
-                self._background,
-                lambda: self.pool.run(
-                    task, self.settings.png_compress_level, background=True, deadline=deadline
-                ),
-            )
-        except RuntimeError as exc:  # the thread pool is shut down
-            raise RenderUnavailable("the server is stopping") from exc
-        return outcome.value
+        return await self._lanes.run("background", task, deadline)
+
+    async def run_probe(self, task: Task, deadline: float) -> Any:
+        """Run a small task (a figure's data-version function) in the probe lane, killed at
+        ``deadline`` seconds: ``RenderTimeout`` or ``TooComplex`` when it was stopped,
+        ``RenderFailed`` when it raised, ``Overloaded`` when too many probes wait already,
+        ``RenderUnavailable`` when no probe process can run it. Its result is plain data."""
+        return await self._lanes.probe(task, deadline)
 
     def _start_shared(self, job: RenderJob) -> _Flight:
         """A flight that asks the shared cache first; it renders here only if it must."""
@@ -255,7 +233,10 @@ class Renderer:
 
         async def render_here() -> bytes:
             flight.inner = self._start(job, register=False)
-            return await flight.inner.future
+            drawn = await flight.inner.future
+            if not drawn.current:
+                raise _Uncacheable(drawn)  # the shared level must not store it either
+            return drawn.data
 
         try:
             data, source = await shared.fetch_or_render(job.key, render_here)
@@ -263,6 +244,10 @@ class Renderer:
             if not future.done():
                 future.cancel()
             raise
+        except _Uncacheable as exc:
+            if not future.done():
+                future.set_result(exc.drawn)
+            return
         except BaseException as exc:
             if not future.done():
                 future.set_exception(exc)
@@ -276,8 +261,11 @@ class Renderer:
             self._count("shared_hits", job)
             if len(data) <= self._cache.maxsize:
                 self._cache[job.key] = data
+        drawn = Drawn(data)
+        if source != "redis" and flight.inner is not None and flight.inner.future.done():
+            drawn = flight.inner.future.result()  # rendered here: what its process said
         if not future.done():
-            future.set_result(data)
+            future.set_result(drawn)
 
     def _start(self, job: RenderJob, register: bool = True) -> _Flight:
         if self._closing:
@@ -302,7 +290,7 @@ class Renderer:
             self._flights[job.key] = flight
         return flight
 
-    def _run(self, job: RenderJob) -> bytes:
+    def _run(self, job: RenderJob) -> Drawn:
         started = False
 
         def on_start() -> None:
@@ -318,7 +306,13 @@ class Renderer:
         try:
             outcome = self.pool.run(job, self.settings.png_compress_level, on_start=on_start)
             self.observer.rendered(job, outcome.cpu_seconds)
-            return outcome.value
+            version = outcome.meta.get("version")
+            warm = outcome.meta.get("warm")
+            return Drawn(
+                outcome.value,
+                current=job.spec is None or version == job.version,
+                warm=warm if warm in {"hit", "miss"} else "off",
+            )
         finally:
             if started:
                 with self._lock:
@@ -347,18 +341,39 @@ class Renderer:
                 future.set_exception(error)
             return
         self._count("finished", job)
-        data = work.result()
-        if job.key is not None and len(data) <= self._cache.maxsize:
+        drawn = work.result()
+        if not drawn.current:
+            self._mismatch(job)
+        elif job.key is not None and len(drawn.data) <= self._cache.maxsize:
             # Late results of deterministic renders whose waiters left are kept for the next.
-            self._cache[job.key] = data
+            self._cache[job.key] = drawn.data
         if not future.done():
-            future.set_result(data)
+            future.set_result(drawn)
+
+    def _mismatch(self, job: RenderJob) -> None:
+        """A render process ran other code than this worker made the job for (a figure module
+        edited on disk, and a fork server started again since): serve, never keep."""
+        self._count("version_mismatches", job)
+        if job.label in self._mismatched:
+            return
+        self._mismatched.add(job.label)
+        log.warning(
+            "figure %s: the render processes run other code than this worker (its module "
+            "changed on disk since figserve started); its images are served with "
+            "Cache-Control: no-store and never cached until figserve is restarted: restart it",
+            job.label,
+        )
 
     def _record_failure(self, job: RenderJob, error: BaseException) -> None:
         self._count("failed", job)
         if isinstance(error, RenderError) and error.stopped:
             self._count("killed", job)
             log.warning("render stopped at its deadline figure=%s: %s", job.label, error)
+        elif isinstance(error, RenderProtocolError):
+            self._count("protocol_errors", job)
+            log.error(
+                "render process replaced figure=%s format=%s: %s", job.label, job.format, error
+            )
         elif isinstance(error, RenderCrashed):
             self._count("crashed", job)
             log.error("render process died figure=%s format=%s", job.label, job.format)
@@ -373,7 +388,7 @@ class Renderer:
         elif not isinstance(error, RenderUnavailable | TooComplex):
             log.error("render failed figure=%s format=%s", job.label, job.format, exc_info=error)
 
-    async def _wait(self, flight: _Flight) -> bytes:
+    async def _wait(self, flight: _Flight) -> Drawn:
         flight.waiters += 1
         try:
             # A little past the render's own deadline, so a render that started at once is
@@ -415,9 +430,10 @@ class Renderer:
     async def close(self) -> None:
         """Stop at once: queued renders are dropped, running ones end with their processes."""
         self._closing = True
+        self._lanes.closing = True
         self.pool.close()
         loop = asyncio.get_running_loop()
-        for executor in (self._executor, self._background):
+        for executor in (self._executor, *self._lanes.executors):
             try:
                 await loop.run_in_executor(
                     None, lambda e=executor: e.shutdown(wait=True, cancel_futures=True)

@@ -3,6 +3,7 @@ shared cache level in Redis) while a server or job worker runs, closed after."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -10,6 +11,7 @@ from typing import Any
 
 from ..config import Settings
 from ..figures import Registry
+from ..figures.identity import figure_version
 from .encode import RenderJob, job_for
 from .options import ImageOptions
 from .renderer import Renderer, RenderObserver, pool_settings
@@ -33,7 +35,7 @@ async def serving_renderer(
         # Items take job_threads processes; a plan or an assembly runs beside them.
         pool = replace(pool, background=settings.job_threads + 1)
     if not interactive:
-        pool = replace(pool, processes=0)
+        pool = replace(pool, processes=0, probes=0)
     shared: Any = None
     if settings.redis_url and settings.shared_cache_bytes and interactive:
         # Scale-out only: its packages come with the "scale" extra.
@@ -48,6 +50,10 @@ async def serving_renderer(
             raise
         shared = SharedCache(client, settings.shared_cache_bytes, settings.shared_cache_ttl)
         await shared.start()
+    # Every figure's code version, once, from the code this worker imported: the keys of its
+    # images, and what its render processes must report back.
+    figures = list(registry)
+    await asyncio.to_thread(lambda: [figure_version(spec) for spec in figures])
     renderer = Renderer(
         settings,
         observer=observer,
@@ -55,6 +61,7 @@ async def serving_renderer(
         warm_up=_warm_up_job(registry, settings) if settings.warm_up else None,
         shared=shared,
         pool=pool,
+        figures=figures,
     )
     try:
         await renderer.start()
@@ -80,4 +87,10 @@ def _warm_up_job(registry: Registry, settings: Settings) -> RenderJob | None:
     spec = next(iter(registry), None)
     if spec is None:
         return None
-    return job_for(spec, spec.params(), ImageOptions(w=100, h=75), settings.max_pixels)
+    return job_for(
+        spec,
+        spec.params(),
+        ImageOptions(w=100, h=75),
+        settings.max_pixels,
+        png_level=settings.png_compress_level,
+    )

@@ -67,13 +67,15 @@ async def render() -> Response:
     figure = body.get("figure")
     if isinstance(figure, str) and len(figure) <= 32:
         spec_or_404(state.registry, figure)  # a well-formed name of no figure: 404
-    checked = from_spec(state.registry, body, state.settings.max_pixels)
+    settings = state.settings
+    level = settings.png_compress_level
+    checked = from_spec(state.registry, body, settings.max_pixels, png_level=level)
     # A live figure is drawn (and cached) for its current data version.
     version = await data_version(checked.spec, checked.params)
     if version is not None and version.data is not None:
         checked = RenderRequest.of(
-            checked.spec, checked.params, checked.options, state.settings.max_pixels,
-            data=version.data,
+            checked.spec, checked.params, checked.options, settings.max_pixels,
+            data=version.data, png_level=level,
         )  # fmt: skip
     result = await renderer().render(checked.job)
     resp = image_response(result, filename=f"{checked.spec.name}.{checked.options.format}")

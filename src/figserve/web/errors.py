@@ -188,7 +188,9 @@ _RENDER_PROBLEMS: dict[type[RenderError], tuple[int, str, str]] = {
 
 
 def render_problem(exc: RenderError) -> Problem:
-    status, title, detail = _RENDER_PROBLEMS.get(type(exc), _RENDER_PROBLEMS[RenderFailed])
+    # The nearest kind listed (a subclass answers as its base), a bug (500) if none is.
+    kind = next((k for k in type(exc).__mro__ if k in _RENDER_PROBLEMS), RenderFailed)
+    status, title, detail = _RENDER_PROBLEMS[kind]  # type: ignore[index]
     retry = getattr(exc, "retry_after", None)
     headers = {"Retry-After": str(retry)} if retry is not None else {}
     return Problem(status, title, detail.format(exc), headers=headers)

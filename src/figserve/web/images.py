@@ -8,12 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import create_model
+from pydantic import Field, create_model
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, hide, tag
 
 from ..figures import FigureParams, FigureSpec, Registry
-from ..render import MEDIA_TYPES, ImageOptions, Rendered, RenderFailed, RenderJob, TooComplex
+from ..live import PIN_PARAM
+from ..live.entries import PIN_PATTERN
+from ..render import (
+    MEDIA_TYPES,
+    ImageOptions,
+    Rendered,
+    RenderFailed,
+    RenderJob,
+    TooComplex,
+    job_for,
+)
 from ..validation import FieldError, Invalid, RenderRequest, parse_flat
 from .errors import SVG_CSP, Problem
 from .openapi import image_responses, responds
@@ -47,9 +57,12 @@ async def serve_figure(
         raise Invalid([*exc.errors, *pin_errors], exc.title) from None
     if pin_errors:
         raise Invalid(pin_errors)
-    version = await data_version(spec, params)
-    data = version.data if version is not None else None
-    job = RenderRequest.of(spec, params, opts, state.settings.max_pixels, data=data).job
+    settings = state.settings
+    level = settings.png_compress_level
+    job = RenderRequest.of(spec, params, opts, settings.max_pixels, png_level=level).job
+    version = await data_version(spec, params)  # after the bounds: a bad request costs no check
+    if version is not None and version.data is not None:
+        job = job_for(spec, params, opts, settings.max_pixels, version.data, png_level=level)
     caching = cache_control(job, version, pin)
     stale = stale_reason(version)
     live = state.versions
@@ -131,6 +144,16 @@ def image_response(result: Rendered, filename: str, caching: str | None = None) 
     return resp
 
 
+# The reserved ``_v`` of version-pinned URLs (a figure parameter's name starts with a letter).
+PIN_FIELD = Field(
+    None,
+    alias=PIN_PARAM,
+    pattern=f"^{PIN_PATTERN.pattern}$",
+    description="Version pin, as figserve's pages write it: the image is immutable while it "
+    "names the figure's current code and data version, and the current image otherwise.",
+)
+
+
 def _query_model(spec: FigureSpec, in_path: frozenset[str]) -> type:
     """The figure's parameters plus the image options, less those the path carries (OpenAPI)."""
     fields: dict[str, Any] = {}
@@ -138,6 +161,7 @@ def _query_model(spec: FigureSpec, in_path: frozenset[str]) -> type:
         for name, info in model.model_fields.items():
             if name not in in_path:
                 fields[name] = (info.annotation, info)
+    fields["version_pin"] = (str | None, PIN_FIELD)
     name = "".join(part.title() for part in spec.name.split("_"))
     return create_model(
         f"{name}{'Seed' if 'mean' in in_path else ''}Query", __base__=FigureParams, **fields

@@ -227,6 +227,16 @@ def truthful(doc: dict[str, Any], registry: Registry, settings: Settings) -> dic
             "Whether an upload can be plotted depends on its file: x and y must name its "
             "columns, and the file must parse; otherwise 400 naming the field."
         )
+    changed = doc["paths"].get("/api/figures/{name}/changed", {}).get("post")
+    if changed is not None:
+        schemes = doc["components"].setdefault("securitySchemes", {})
+        schemes["adminToken"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The operator's token, FIGSERVE_ADMIN_TOKEN.",
+        }
+        changed["security"] = [{"adminToken": []}]
+        changed["requestBody"]["required"] = False
     _rewrite(doc, components)
     return doc
 

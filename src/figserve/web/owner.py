@@ -102,3 +102,22 @@ def set_owner_cookie(resp: Response, token: str, settings: Settings) -> None:
         httponly=True,
         samesite="Lax",
     )
+
+
+def require_admin(settings: Settings) -> None:
+    """Let only the operator through: 403 while no admin token is configured, 401 without
+    the right ``Authorization: Bearer <token>``."""
+    if not settings.admin_token:
+        raise Problem(
+            403,
+            "No admin token configured",
+            "This endpoint needs the operator's token: set FIGSERVE_ADMIN_TOKEN on the server "
+            "and send it as Authorization: Bearer <token>.",
+        )
+    if not _is_admin(settings):
+        raise Problem(
+            401,
+            "Admin token required",
+            "Send the operator's token as Authorization: Bearer <FIGSERVE_ADMIN_TOKEN>.",
+            headers={"WWW-Authenticate": 'Bearer realm="figserve"'},
+        )

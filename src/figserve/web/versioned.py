@@ -49,7 +49,8 @@ async def data_version(spec: FigureSpec, params: FigureParams) -> DataVersion | 
     version = await versions().current(spec, params)
     if version.data is None:
         # Nothing good to show yet: its source fails, hangs or is being checked by a busy server.
-        retry = max(1, min(math.ceil(version.fresh_until - time.monotonic()), 60))
+        wait = version.fresh_until - time.monotonic()
+        retry = max(1, min(math.ceil(wait), 60)) if math.isfinite(wait) else 1
         raise Problem(
             503,
             "Data not available",
@@ -78,8 +79,11 @@ def earlier_jobs(spec: FigureSpec, params: FigureParams, opts: ImageOptions) -> 
     live = state.versions
     if live is None or spec.version is None:
         return []
+    settings = state.settings
     return [
-        job_for(spec, params, opts, state.settings.max_pixels, data)
+        job_for(
+            spec, params, opts, settings.max_pixels, data, png_level=settings.png_compress_level
+        )
         for data in live.earlier(spec, params)
     ]
 
