@@ -20,7 +20,6 @@ METER = '''
 
     from __future__ import annotations
 
-    import os
     from pathlib import Path
 
     from matplotlib.figure import Figure
@@ -28,7 +27,7 @@ METER = '''
 
     from figserve import FIGURES, FigureParams
 
-    DATA = Path(os.environ["METER_DATA"])
+    DATA = Path(__file__).with_name("data.txt")
 
 
     def meter_version(params: FigureParams) -> str:
@@ -99,7 +98,6 @@ class MeterFolder:
             "FIGSERVE_JOBS_DIR": str(self.root / "jobs"),
             "FIGSERVE_RENDER_PROCESSES": "1",
             "FIGSERVE_WARM_UP": "false",
-            "METER_DATA": str(self.data),
             "PYTHONPATH": str(self.root),
             **extra,
         }

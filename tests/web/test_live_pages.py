@@ -31,10 +31,8 @@ PAGE = """
 
 
 @pytest.fixture
-async def live_app(user_folder: UserFolder, monkeypatch: pytest.MonkeyPatch):
-    data = user_folder.root / "data.txt"
-    data.write_text("5\n")
-    monkeypatch.setenv("METER_DATA", str(data))
+async def live_app(user_folder: UserFolder):
+    (user_folder.root / "data.txt").write_text("5\n")
     user_folder.write("meter.py", textwrap.dedent(METER))
     user_folder.write("pages/live.html", PAGE)
     user_folder.write("pages/none.html", '{% extends "base.html" %}{% block content %}'

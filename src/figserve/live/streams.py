@@ -35,8 +35,7 @@ from pydantic import ValidationError
 
 from ..config import Settings
 from ..figures import FigureParams, FigureSpec, Registry
-from ..render import ImageOptions
-from ..validation import RenderRequest
+from ..render import ImageOptions, job_for
 
 log = logging.getLogger("figserve.live")
 
@@ -467,11 +466,17 @@ class StreamHub:
         async def one(opts: ImageOptions) -> None:
             async with self._ahead:
                 try:
-                    request = RenderRequest.of(
-                        pair.spec, pair.params, opts, self.settings.max_pixels, data=data
+                    # Exactly the job the image route makes for this image and data.
+                    job = job_for(
+                        pair.spec,
+                        pair.params,
+                        opts,
+                        self.settings.max_pixels,
+                        data,
+                        png_level=self.settings.png_compress_level,
                     )
                     self.renders_ahead += 1
-                    await self._render(request.job)
+                    await self._render(job)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
