@@ -8,6 +8,7 @@ root. One suite per run:
     python -m bench --jobs                 # page latency with a report job running: jobs.md
     python -m bench --profile              # where a live worker's time goes (py-spy): profile.md
     python -m bench --scaleout             # 2 instances against 1 behind nginx, Redis: scaleout.md
+    python -m bench --live                 # 100/1,000/5,000 live viewers on one worker: live.md
 
 ``--quick`` makes any suite a short smoke run that writes to ``results/quick/`` (git-ignored).
 Everything is on 127.0.0.1, every load has a fixed duration, every server is stopped at the end
@@ -41,6 +42,7 @@ BUDGETS = {  # seconds: (full, --quick)
     "jobs": (300, 120),
     "profile": (120, 60),
     "scaleout": (300, 120),
+    "live": (540, 150),
 }
 
 
@@ -90,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     suite.add_argument(
         "--scaleout", action="store_true", help="2 instances against 1 behind nginx, with Redis"
     )
+    suite.add_argument(
+        "--live", action="store_true", help="100/1,000/5,000 live page viewers on one worker"
+    )
     parser.add_argument("--quick", action="store_true", help="short smoke run into results/quick")
     parser.add_argument(
         "--starts", type=_bounded(1, 10, int),
@@ -112,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "jobs" if args.jobs else
         "profile" if args.profile else
         "scaleout" if args.scaleout else
+        "live" if args.live else
         "main"
     )  # fmt: skip
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
@@ -171,6 +177,11 @@ def _run(name: str, args: argparse.Namespace, out: Path, budget: Budget, command
         if args.seconds:
             plan = replace(plan, seconds=args.seconds)
         scaleout.write(scaleout.run(out, plan, budget), out, command)
+    elif name == "live":
+        from . import live
+
+        plan = live.Plan.quick() if args.quick else live.Plan()
+        live.write(live.run(out, plan, budget), out, command)
     elif name == "jobs":
         from . import jobs
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from figserve.config import Settings
 from figserve.figures import FIGURES
+from figserve.live.streams import SWEEP_SECONDS as SWEEP
 from figserve.live.streams import Refused, StreamHub, Viewed, live_key
 from figserve.render import ImageOptions
 from tests.support.versions import FakeVersions
@@ -181,10 +182,10 @@ async def test_the_last_viewer_leaving_stops_the_checks(setup):
         hub.release(stream)
         hub.release(stream)  # idempotent
     assert not hub.streams and not hub.clients
-    hub.sweep()
+    await hub.sweep()
     assert sum(versions.watching.values()) == 1  # kept a while for viewers coming back
     hub.linger = 0
-    hub.sweep()
+    await hub.sweep()
     await until(lambda: not versions.watching, "unwatched")
     assert not hub.pairs
 
@@ -195,16 +196,16 @@ async def test_a_version_first_learnt_or_a_stale_one_is_found_by_the_sweep(setup
     stream, first = await hub.open("c", [v])
     assert first == []  # not known yet
     versions.set(WAVES, v.params, "x", tell=False)
-    hub.sweep()
+    await hub.sweep()
     await until(lambda: stream._pending, "the first pin told")
     assert [(n.pin, n.stale) for n in await stream.next(1)] == [("p-x", False)]
     versions.fail(WAVES, v.params)
-    hub.sweep()
+    await hub.sweep()
     assert [(n.pin, n.stale) for n in await stream.next(1)] == [("p-x", True)]
-    hub.sweep()
+    await hub.sweep()
     assert await stream.next(0.05) == []  # told once
     versions.set(WAVES, v.params, "x", tell=False)  # readable again, same data
-    hub.sweep()
+    await hub.sweep()
     assert [(n.pin, n.stale) for n in await stream.next(1)] == [("p-x", False)]
 
 
@@ -227,9 +228,56 @@ async def test_a_stream_whose_client_takes_nothing_is_ended(setup):
     stream.task = blocked
     hub.sending(stream, True)
     await asyncio.sleep(0.15)
-    hub.sweep()
+    await hub.sweep()
     await until(blocked.cancelled, "the stalled send cancelled")
     assert stream.closed and stream.reason == "stalled"
+
+
+# -- with the real data versions service --------------------------------------------------
+
+COUNTER = {"value": 0}
+
+
+def counter_version(params: Any) -> str:
+    return str(COUNTER["value"])
+
+
+async def slow_probe(task: Any, deadline: float) -> Any:
+    await asyncio.sleep(0.02)  # a check takes a moment, as in a render process
+    return task.run(0)
+
+
+async def test_versions_due_at_every_sweep_are_still_learnt():
+    """A pair is due for a check each ``refresh`` seconds; when that is also the sweep's
+    period, a look that does not wait (``peek``) falls inside the check every time. The first
+    version, and every later one, must reach viewers all the same."""
+    from figserve.figures import FigureParams, FigureSpec, Registry
+    from figserve.live.versions import Versions
+
+    spec = FigureSpec(
+        "tick", "Tick", "A counter.", FigureParams, lambda fig, p: None, "a counter",
+        version=counter_version, refresh=SWEEP,
+    )  # fmt: skip
+    settings = Settings.from_env({"render_processes": 1})
+    versions = Versions(settings, slow_probe)
+    await versions.start()
+    renders = Renders()
+    hub = StreamHub(settings, Registry([spec]), versions, renders)
+    await hub.start()
+    try:
+        viewed = Viewed.of(spec, FigureParams(), ImageOptions())
+        stream, first = await hub.open("c", [viewed])
+        told: list[str] = [n.pin for n in first]
+        deadline = asyncio.get_running_loop().time() + 8 * SWEEP
+        while len(set(told)) < 3:
+            assert asyncio.get_running_loop().time() < deadline, told
+            notices = await stream.next(SWEEP)
+            told += [n.pin for n in notices or []]
+            if len(set(told)) == len(told) and told:
+                COUNTER["value"] += 1  # new data once the last version was told
+    finally:
+        await hub.close()
+        await versions.close()
 
 
 def test_pair_keys_name_the_figure_and_its_parameters():
@@ -311,7 +359,7 @@ async def _run_model(ops: list[tuple]) -> None:
         assert len(renders.keys) <= 2 * hub.seq  # (seq counts changes and new pairs)
         followed = {v.key for s in streams.values() for v in s.viewed}
         hub.linger = 0
-        hub.sweep()
+        await hub.sweep()
         await until(lambda: sum(versions.watching.values()) == len(followed), "unwatched")
         assert set(hub.pairs) == followed
     finally:

@@ -46,6 +46,9 @@ class FakeVersions:
         old = self.versions[key]
         self.versions[key] = DataVersion(old.data, old.pin, False, "boom", time.time())
 
+    async def current(self, spec: Any, params: Any) -> DataVersion | None:
+        return self.peek(spec, params)
+
     def peek(self, spec: Any, params: Any) -> DataVersion | None:
         return self.versions.get(_key(spec, params))
 

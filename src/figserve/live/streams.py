@@ -100,6 +100,7 @@ class Refused(Exception):
 class Versions(Protocol):
     """What the hub uses of the data versions service (``figserve/live/versions.py``)."""
 
+    async def current(self, spec: FigureSpec, params: FigureParams) -> Any: ...
     def peek(self, spec: FigureSpec, params: FigureParams) -> Any: ...
     def pin(self, spec: FigureSpec, params: FigureParams) -> str | None: ...
     def watch(self, spec: FigureSpec, params: FigureParams) -> Any: ...
@@ -387,10 +388,20 @@ class StreamHub:
             log.exception("live: watching %s failed", pair.spec.name)
         pin, data, stale = _version_fields(self.versions.peek(pair.spec, pair.params))
         if pin is None:
-            pin = self.versions.pin(pair.spec, pair.params)
-        if pair.latest is None:
+            # Not known yet (or due): learnt by a check, without holding up this stream.
+            self._spawn(self._learn(pair))
+        elif pair.latest is None:
             pair.pin = pair.latest = pin
             pair.data, pair.stale = data, stale
+
+    async def _learn(self, pair: _Pair) -> None:
+        """The pair's version as a check gives it (waiting for a due one), taken as a change."""
+        try:
+            version = await self.versions.current(pair.spec, pair.params)
+        except Exception as exc:  # overloaded, stopping: the next sweep tries again
+            log.debug("live: version of %s not learnt now: %s", pair.spec.name, exc)
+            return
+        self._changed(pair, *_version_fields(version))
 
     async def _unwatch(self, pair: _Pair) -> None:
         try:
@@ -440,6 +451,7 @@ class StreamHub:
         try:
             while pair.latest is not None and pair.latest != pair.pin:
                 pin, data = pair.latest, pair.data
+                log.debug("live: %s %s: rendering ahead for pin %s", pair.spec.name, pair.key, pin)
                 await self._render_ahead(pair, data)
                 if pair.latest != pin:
                     continue  # a newer version arrived meanwhile: render that one instead
@@ -450,6 +462,8 @@ class StreamHub:
 
     def _announce(self, pair: _Pair) -> None:
         assert pair.pin is not None
+        log.debug("live: %s %s: pin %s told to %d streams", pair.spec.name, pair.key, pair.pin,
+                  len(pair.streams))  # fmt: skip
         self.seq += 1
         pair.seq = self.seq
         notice = Notice(pair.key, pair.pin, pair.stale)
@@ -488,25 +502,40 @@ class StreamHub:
         await asyncio.gather(*(one(o) for o in chosen))
 
     async def _sweep(self) -> None:
+        learning: asyncio.Task[None] | None = None
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             try:
-                self.sweep()
+                self._end_stalled()
+                self._let_go()
+                if learning is None or learning.done():  # one round of checks at a time
+                    learning = self._spawn(self._learn_all())
             except Exception:
                 log.exception("live: sweep failed")
 
-    def sweep(self) -> None:
-        """Catch what no change event said (a pin first learnt, data that became stale or
-        fresh again), and end streams whose client stopped reading."""
+    async def sweep(self) -> None:
+        """One round of what the hub does every second: end streams whose client stopped
+        reading, let go of pairs nobody followed for a while, and catch what no change event
+        said (a version first learnt, data that became stale or readable again)."""
+        self._end_stalled()
+        self._let_go()
+        await self._learn_all()
+
+    def _let_go(self) -> None:
         now = time.monotonic()
         for pair in list(self.pairs.values()):
-            if pair.idle_since is not None and now - pair.idle_since >= self.linger:
-                if not pair.busy:
-                    del self.pairs[pair.key]
-                    self._spawn(self._unwatch(pair))
-                continue
-            pin, data, stale = _version_fields(self.versions.peek(pair.spec, pair.params))
-            self._changed(pair, pin, data, stale)
+            idle = pair.idle_since
+            if idle is not None and now - idle >= self.linger and not pair.busy:
+                del self.pairs[pair.key]
+                self._spawn(self._unwatch(pair))
+
+    async def _learn_all(self) -> None:
+        # From the versions as checks give them: a look without waiting (``peek``) sees
+        # nothing while a pair's check is due, which is every ``refresh`` seconds.
+        followed = [p for p in self.pairs.values() if p.idle_since is None]
+        await asyncio.gather(*(self._learn(pair) for pair in followed))
+
+    def _end_stalled(self) -> None:
         limit = time.monotonic() - self.settings.live_send_timeout
         for stream in list(self._sending):
             if stream.sending is not None and stream.sending < limit:
