@@ -68,7 +68,7 @@ def _descriptors(viewers: int) -> None:
 
 def one(viewers: int, plan: Plan, out: Path) -> dict[str, Any]:
     _descriptors(viewers)
-    token = secrets.token_urlsafe(24)
+    token = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="figserve-bench-live-") as data:
         for i in range(8):
             (Path(data) / f"data-{i}.txt").write_text("0\n")
@@ -191,8 +191,8 @@ def write(result: LiveResult, out: Path, command: str) -> None:
         f"{result.plan.refresh:g} s with URLs no cache answers (every poll is a render).",
         "",
         "| viewers | polls offered /s | answered / shed (503) | renders /s | server CPU "
-        "| live: renders /s, CPU | CPU ratio polling / live |",
-        "|---:|---:|---|---:|---:|---|---:|",
+        "| live: renders /s, CPU | renders asked for, polling / live | CPU, polling / live |",
+        "|---:|---:|---|---:|---:|---|---:|---:|",
     ]
     for r in result.runs:
         p = r.get("poll")
@@ -203,7 +203,8 @@ def write(result: LiveResult, out: Path, command: str) -> None:
         lines.append(
             f"| {r['viewers']:,} | {p['offered_per_s']:,.0f} | {p['polls']['ok']:,} / "
             f"{p['polls']['shed']:,} | {p['renders_per_s']:.1f} | {p['cpu_cores']:.2f} cores "
-            f"| {live_rate:.1f}, {r['change_cpu_cores']:.2f} cores | {ratio:.1f} |"
+            f"| {live_rate:.1f}, {r['change_cpu_cores']:.2f} cores "
+            f"| {p['offered_per_s'] / max(live_rate, 1e-3):,.0f} | {ratio:.1f} |"
         )
     lines += ["", _judgement(result), ""]
     if result.skipped:

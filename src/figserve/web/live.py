@@ -20,10 +20,11 @@ streams open; ``event: bye`` says the server is stopping (reconnect soon, elsewh
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -64,7 +65,9 @@ def _event(event: str, data: Any, event_id: str | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {body}\n\n".encode()
 
 
-def _figures(notices: Iterable[Notice], event_id: str) -> bytes:
+@functools.lru_cache(maxsize=256)
+def _figures(notices: tuple[Notice, ...], event_id: str) -> bytes:
+    """A ``figure`` message; made once for all the streams told the same thing at once."""
     return _event("figure", {"figures": [n.as_dict() for n in notices]}, event_id)
 
 
@@ -163,7 +166,7 @@ async def stream() -> Response:
     if errors:
         first += _event("invalid", {"errors": [e.as_dict() for e in errors]})
     if notices:
-        first += _figures(notices, hub.message_id())
+        first += _figures(tuple(notices), hub.message_id())
     response = Response(
         _events(hub, live, first, settings.live_heartbeat),
         mimetype="text/event-stream",
@@ -188,7 +191,7 @@ async def _events(
                     yield BYE
                 return
             hub.sending(live, True)
-            yield _figures(notices, hub.message_id()) if notices else HEARTBEAT
+            yield _figures(tuple(notices), hub.message_id()) if notices else HEARTBEAT
             hub.sending(live, False)
     finally:
         hub.release(live)
