@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import re
 import textwrap
+from urllib.parse import urlencode
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from quart import Quart
 
 from figserve.app import create_app
@@ -124,3 +127,49 @@ async def test_no_stream_while_the_service_is_down():
     app = create_app({"warm_up": False})
     resp = await app.test_client().get("/live/stream?f=/figures/waves.png")
     assert resp.status_code == 503 and resp.headers["Retry-After"] == "1"
+
+
+# -- whatever a client puts in f=, the stream route answers with a 400 or follows it ---------
+
+PARAM_NAMES = ["colour", "n", "w", "h", "dpr", "dpi", "format", "_v", "seed", "x", ""]
+values = st.one_of(
+    st.text(max_size=12),
+    st.integers(-10, 5000).map(str),
+    st.sampled_from(["C1", "1e400", "nan", "-0", "3.5", "", " 7", "\x00", "\uff431"]),
+)
+paths = st.one_of(
+    st.text(max_size=60),
+    st.sampled_from(
+        [
+            "/figures/meter.png",
+            "/figures/meter.svg",
+            "/figures/waves.webp",
+            "/figures/normal.png",
+            "/figures/nosuch.png",
+            "/figures/meter",
+            "//evil.example/figures/meter.png",
+            "/figures/../x.png",
+        ]
+    ),
+)
+targets = st.builds(
+    lambda path, pairs: path + ("?" + urlencode(pairs) if pairs else ""),
+    paths,
+    st.lists(st.tuples(st.sampled_from(PARAM_NAMES), values), max_size=5),
+)
+
+
+@pytest.mark.property
+@settings(max_examples=400, deadline=None)
+@given(text=st.one_of(targets, st.text(max_size=300)))
+def test_any_image_a_client_names_is_followed_or_refused_cleanly(text: str) -> None:
+    from figserve.validation import Invalid
+    from figserve.web.live import viewed_image
+
+    try:
+        viewed = viewed_image(text, "f[0]", FIGURES, 6_000_000)
+    except Invalid as exc:
+        assert [e.param for e in exc.errors] == ["f[0]"] and exc.errors[0].message
+        return
+    assert viewed.spec.deterministic(viewed.params)
+    assert viewed.key == live_key(viewed.spec.name, viewed.params)

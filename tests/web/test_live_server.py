@@ -160,6 +160,16 @@ def live_meter_server(tmp_path_factory):
     server.stop()
 
 
+async def test_head_answers_what_get_would_without_a_stream(live_meter_server) -> None:
+    async with httpx.AsyncClient() as client:
+        r = await client.head(stream_url(live_meter_server.url, PLAIN), timeout=10)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        bad = await client.head(f"{live_meter_server.url}/live/stream?f=/nothing", timeout=10)
+        assert bad.status_code == 400
+        text = (await client.get(f"{live_meter_server.url}/metrics")).text
+    assert metric(text, "figserve_live_streams") == 0
+
+
 async def test_invalid_images_are_named_and_the_valid_ones_followed(live_meter_server) -> None:
     url = stream_url(live_meter_server.url, PLAIN, "/figures/nosuch.png", "/figures/meter.png?n=x")
     async with EventStream(url) as s:

@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, urlsplit
 from quart import Blueprint, Response, request
 from quart_schema import hide
 
+from ..figures import Registry
 from ..live.streams import Notice, Refused, Stream, StreamHub, Viewed
 from ..render import MEDIA_TYPES
 from ..validation import MAX_TEXT_VALUE, FieldError, Invalid, RenderRequest, parse_flat
@@ -71,7 +72,7 @@ def _figures(notices: tuple[Notice, ...], event_id: str) -> bytes:
     return _event("figure", {"figures": [n.as_dict() for n in notices]}, event_id)
 
 
-def viewed_image(text: str, param: str) -> Viewed:
+def viewed_image(text: str, param: str, registry: Registry, max_pixels: int) -> Viewed:
     """One image a viewer shows, from the path of its URL, checked as the image route checks
     it; ``Invalid`` (naming ``param``) otherwise."""
 
@@ -86,8 +87,7 @@ def viewed_image(text: str, param: str) -> Viewed:
     match = _TARGET.fullmatch(parts.path)
     if match is None:
         raise wrong("an image URL /figures/<name>.<format>?<parameters>")
-    state = app_state()
-    spec = state.registry.get(match.group(1))
+    spec = registry.get(match.group(1))
     if spec is None:
         raise wrong(f"no figure {match.group(1)!r}")
     fmt = match.group(2)
@@ -107,7 +107,7 @@ def viewed_image(text: str, param: str) -> Viewed:
         params, opts = parse_flat(
             spec.params, values, default_size=(spec.width, spec.height), fixed={"format": fmt}
         )
-        RenderRequest.of(spec, params, opts, state.settings.max_pixels)
+        RenderRequest.of(spec, params, opts, max_pixels)
     except Invalid as exc:
         raise wrong("; ".join(f"{e.param}: {e.message}" for e in exc.errors)[:300]) from None
     if not spec.deterministic(params):
@@ -115,7 +115,9 @@ def viewed_image(text: str, param: str) -> Viewed:
     return Viewed.of(spec, params, opts)
 
 
-def _viewed(targets: list[str], most: int) -> tuple[list[Viewed], list[FieldError]]:
+def _viewed(
+    targets: list[str], most: int, registry: Registry, max_pixels: int
+) -> tuple[list[Viewed], list[FieldError]]:
     if not targets:
         raise invalid([FieldError("f", "give the images to follow: f=/figures/<name>.<fmt>?...")])
     if len(targets) > most:
@@ -124,7 +126,7 @@ def _viewed(targets: list[str], most: int) -> tuple[list[Viewed], list[FieldErro
     errors: list[FieldError] = []
     for i, text in enumerate(targets):
         try:
-            v = viewed_image(text, f"f[{i}]")
+            v = viewed_image(text, f"f[{i}]", registry, max_pixels)
         except Invalid as exc:
             errors += exc.errors
         else:
@@ -147,7 +149,13 @@ async def stream() -> Response:
     if set(request.args) - {"f", "last"}:
         unknown = sorted(set(request.args) - {"f", "last"})
         raise invalid([FieldError(k[:40], "unknown parameter") for k in unknown])
-    viewed, errors = _viewed(request.args.getlist("f"), settings.live_max_figures)
+    targets = request.args.getlist("f")
+    viewed, errors = _viewed(
+        targets, settings.live_max_figures, state.registry, settings.max_pixels
+    )
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    if request.method == "HEAD":  # what a GET would answer, without holding a stream open
+        return Response(b"", mimetype="text/event-stream", headers=headers)
     last = request.headers.get("Last-Event-ID") or request.args.get("last")
     client = request_client(settings)
     try:
@@ -170,7 +178,7 @@ async def stream() -> Response:
     response = Response(
         _events(hub, live, first, settings.live_heartbeat),
         mimetype="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        headers=headers,
     )
     response.timeout = None  # a stream lasts as long as its viewer looks
     return response
