@@ -182,3 +182,29 @@ def test_a_figure_edited_under_reload_reaches_an_open_page(browser: Browser, tmp
         context.close()
     finally:
         server.stop()
+
+
+def test_a_tab_that_joins_with_old_images_is_brought_up_to_date(browser: Browser, meter):
+    """A tab opened on a page that shows older versions (a page kept by a cache) joins the tabs'
+    shared stream without changing what it follows: it is told the current pins all the
+    same."""
+    _, server = meter
+    context = browser.new_context()
+    first = open_page(context, f"{server.url}/pages/meter")
+    until_sync(lambda: all(pins(first)) and shown(first), "pinned images", 30)
+    until_sync(lambda: live_streams(server.url) == 1, "the stream")
+    current = pins(first)
+
+    def old_page(route) -> None:
+        page = route.fetch()
+        body = page.text()
+        for pin in set(current):
+            body = body.replace(f"_v={pin}", "_v=0000000000000000")
+        route.fulfill(response=page, body=body)
+
+    late = context.new_page()
+    late.route(f"{server.url}/pages/meter", old_page)
+    late.goto(f"{server.url}/pages/meter", wait_until="load")
+    until_sync(lambda: pins(late) == current and shown(late), "the current images", 30)
+    assert live_streams(server.url) == 1
+    context.close()

@@ -228,12 +228,18 @@
       // Granted when no other tab of this site leads (or the one that did has gone): held for
       // as long as this tab lives.
       var tabs = {};
+      var known = {}; // key -> the latest notice: what a tab that comes later is told at once
       var follower = new Follower(function (figures) {
+        figures.forEach(function (f) { known[f.key] = f; });
         apply(figures);
         channel.postMessage({ t: "figures", figures: figures });
       });
       lead = {
         set: function (id, targets) {
+          if (targets && !tabs[id]) {
+            var all = Object.keys(known).map(function (k) { return known[k]; });
+            if (all.length) channel.postMessage({ t: "figures", figures: all });
+          }
           if (targets) tabs[id] = targets; else delete tabs[id];
           var all = {};
           Object.keys(tabs).forEach(function (k) {
