@@ -9,6 +9,7 @@ root. One suite per run:
     python -m bench --profile              # where a live worker's time goes (py-spy): profile.md
     python -m bench --scaleout             # 2 instances against 1 behind nginx, Redis: scaleout.md
     python -m bench --live                 # 100/1,000/5,000 live viewers on one worker: live.md
+    python -m bench --wire                 # cached images / bare Hypercorn; renders / plain loop
 
 ``--quick`` makes any suite a short smoke run that writes to ``results/quick/`` (git-ignored).
 Everything is on 127.0.0.1, every load has a fixed duration, every server is stopped at the end
@@ -43,6 +44,7 @@ BUDGETS = {  # seconds: (full, --quick)
     "profile": (120, 60),
     "scaleout": (300, 120),
     "live": (540, 150),
+    "wire": (240, 90),
 }
 
 
@@ -95,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     suite.add_argument(
         "--live", action="store_true", help="100/1,000/5,000 live page viewers on one worker"
     )
+    suite.add_argument(
+        "--wire", action="store_true", help="cached images against bare Hypercorn; /fig/5_3 "
+        "against the plain matplotlib loop",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="short smoke run into results/quick")
     parser.add_argument(
         "--starts", type=_bounded(1, 10, int),
@@ -118,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "profile" if args.profile else
         "scaleout" if args.scaleout else
         "live" if args.live else
+        "wire" if args.wire else
         "main"
     )  # fmt: skip
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
@@ -182,6 +189,15 @@ def _run(name: str, args: argparse.Namespace, out: Path, budget: Budget, command
 
         plan = live.Plan.quick() if args.quick else live.Plan()
         live.write(live.run(out, plan, budget), out, command)
+    elif name == "wire":
+        from . import wire
+
+        plan = wire.Plan.quick() if args.quick else wire.Plan()
+        if args.starts:
+            plan = replace(plan, starts=args.starts)
+        if args.seconds:
+            plan = replace(plan, seconds=args.seconds, fig_seconds=args.seconds)
+        wire.write(wire.run(out, plan, budget), out, command)
     elif name == "jobs":
         from . import jobs
 

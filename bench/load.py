@@ -58,15 +58,20 @@ def wrk(
     delay_ms: int = 0,
     paths: list[str] | None = None,
     count_status: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> WrkResult:
-    """One bounded wrk run. ``paths`` replaces the URL's path with these, in turn."""
+    """One bounded wrk run. ``paths`` replaces the URL's path with these, in turn; ``headers``
+    are sent with every request."""
     if not 0 < seconds <= MAX_SECONDS or not 0 < connections <= MAX_CONNECTIONS:
         raise ValueError(f"unbounded load: {connections} connections for {seconds} s")
     threads = min(threads or 2, connections)
     cmd = [
         "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-        "--timeout", f"{timeout:g}s", "-s", str(WRK_SCRIPT), url,
+        "--timeout", f"{timeout:g}s", "-s", str(WRK_SCRIPT),
     ]  # fmt: skip
+    for name, value in (headers or {}).items():
+        cmd += ["-H", f"{name}: {value}"]
+    cmd.append(url)
     env = {**os.environ, "WRK_DELAY_MS": str(delay_ms), "WRK_STATUS": "1" if count_status else ""}
     with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="bench-paths-") as listing:
         if paths:

@@ -61,7 +61,26 @@ def _renderer(kind: str, dpr: int) -> Callable[[], bytes]:
         from bench.flask_ref import render_png
 
         return lambda: render_png(MEAN, VAR, dpi=100 * dpr)
+    if kind == "plain":
+        return lambda: plain_png(MEAN, VAR, dpi=100 * dpr)
     raise ValueError(kind)
+
+
+def plain_png(mean: float, var: float, dpi: int = 100) -> bytes:
+    """The seed's figure drawn the plain way, without pyplot: ``Figure()``, ``subplots``,
+    ``scatter``, ``savefig`` as PNG; a new figure and a new sample each time."""
+    import io
+
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 3))
+    ax = fig.subplots()
+    ax.scatter(np.random.normal(mean, var, 100), np.random.normal(mean, var, 100), s=100,
+               marker="h", color="red", alpha=0.3)  # fmt: skip
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
 
 
 _RENDERERS: dict[tuple[str, int], Callable[[], bytes]] = {}
@@ -86,7 +105,7 @@ def _loop(kind: str, dpr: int, seconds: float, start_at: float) -> tuple[int, fl
 
 @dataclass(frozen=True)
 class RawRun:
-    kind: str  # figserve or pyplot
+    kind: str  # figserve, pyplot or plain
     procs: int
     seconds: float
     renders: int

@@ -47,6 +47,7 @@ from .web import (
 )
 from .web.asgi import guard
 from .web.errors import register_error_handlers
+from .web.fastpath import FastPath
 from .web.images import create_images_blueprint
 from .web.openapi import FigserveOpenAPI
 from .web.state import AppState
@@ -103,6 +104,8 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     security.install(app, settings)  # cross-site refusal, relative redirects, no-store default
     metrics_module.install(app, lambda: state.metrics)
     app.asgi_app = guard(app.asgi_app, body_timeout=settings.body_timeout)  # type: ignore[method-assign]
+    # Outermost: cached images (and their 304s) answered before anything else runs.
+    app.asgi_app = state.fast = FastPath(app.asgi_app, state, settings.fast_path_entries)  # type: ignore[method-assign]
 
     # Each long-lived service is one function: it starts the service, yields while the app
     # serves, then stops it. They start in this order and stop in the reverse one (jobs before

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     # Render processes per worker for small tasks with their own deadline (figures' data-version
     # functions), so a slow or hung one never takes a process that draws images.
     probe_processes: int = Field(1, ge=0)
+    # Drawn figures each render process keeps to update instead of drawing anew, for figures
+    # that declare update= (least recently used dropped first; 0: none). Each holds its artists,
+    # a few MB at most; recycling by resident size still applies.
+    render_warm_figures: int = Field(4, ge=0)
+    # Exact request targets of cached images each worker answers below Quart (the fast path:
+    # same headers and bytes, a fraction of the CPU); 0: every request goes through Quart.
+    fast_path_entries: int = Field(4096, ge=0)
     # Byte budget of the in-process LRU of deterministic (seeded) renders.
     cache_bytes: int = Field(64 * MIB, ge=0)
     # Hard cap on output pixels (width x height) of any raster image.

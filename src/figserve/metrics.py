@@ -119,6 +119,18 @@ _RENDER_COUNTERS = {
         "figserve_render_protocol_errors",
         "Render processes replaced because they answered out of turn (503).",
     ),
+    "warm_hits": (
+        "figserve_render_warm_hits",
+        "Renders that updated a figure their render process kept, instead of drawing anew.",
+    ),
+    "warm_misses": (
+        "figserve_render_warm_misses",
+        "Renders of a figure with an update function that were drawn fresh (then kept).",
+    ),
+    "warm_update_failures": (
+        "figserve_render_warm_update_failures",
+        "Updates of a kept figure that raised: the figure was dropped and drawn fresh.",
+    ),
     "version_mismatches": (
         "figserve_render_version_mismatches",
         "Images whose render process ran other code than its worker: served no-store, never "
@@ -183,8 +195,8 @@ class Metrics(RenderObserver, VersionObserver):
         self.version_checks = Counter(
             "figserve_version_checks",
             "Data version checks of live figures by outcome: same, changed, failed, timeout, "
-            "invalid (not a str, int or finite float, or too long), shared (another "
-            "instance's check was taken).",
+            "invalid (not a str, int or finite float, or too long), busy (no probe process was "
+            "free), shared (another instance's check was taken).",
             ["figure", "outcome"],
             registry=reg,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 from figserve.client import FigserveError, data_changed
 from tests.live.test_versions import _colour, _url
 from tests.support.live import ROOT, LiveServer, live_server
-from tests.support.livedata import Source
+from tests.support.livedata import FAST_REFRESH, Source
 
 TOKEN = "an-operator-token-of-some-length"
 JSON = {"Accept": "application/json"}
@@ -120,6 +121,7 @@ def test_a_script_says_data_changed(server: LiveServer, tmp_path) -> None:
     source = Source(tmp_path / "source")
     url = server.url + _url(source, "live_slow")
     assert httpx.get(url, timeout=30).status_code == 200
+    assert httpx.get(url, timeout=30).headers["X-Render-Cache"] == "hit"  # below Quart, if kept
     source.set("lime")
     answer = data_changed(server.url, "live_slow", token=TOKEN)
     assert answer == {"figure": "live_slow", "params": None, "changed": 1}
@@ -155,3 +157,17 @@ def test_the_command_line_says_data_changed(server: LiveServer, tmp_path) -> Non
     refused = subprocess.run(run, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1
     assert refused.stderr.startswith("figserve: 401 Invalid admin token")
+
+
+@pytest.mark.live
+def test_a_real_server_serves_new_data_within_refresh(server: LiveServer, tmp_path) -> None:
+    source = Source(tmp_path / "source")
+    url = server.url + _url(source)  # refresh: half a second
+    first = httpx.get(url, timeout=30)
+    again = httpx.get(url, timeout=30, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+    source.set("purple")
+    changed = time.monotonic()
+    while _colour(httpx.get(url, timeout=30).content) != (128, 0, 128):
+        # Cached answers (below Quart too) last until the version must be checked again.
+        assert time.monotonic() - changed < FAST_REFRESH + 3

@@ -23,7 +23,7 @@ async def instances(redis_url: str) -> AsyncIterator[tuple[Quart, Quart]]:
     config = {
         "warm_up": False,
         "redis_url": redis_url,
-        "job_threads": 1,
+        "job_threads": 0,
         "version_timeout": 1.0,
         "render_processes": 1,
     }

@@ -19,6 +19,7 @@ PIN_PARAM = "_v"  # the reserved query parameter of version-pinned URLs
 # What ``_v`` may hold: a pin of this release (16 hex digits) or of another one. A well-formed
 # pin that is not current is answered with the current image; anything else is a 400.
 PIN_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+NOT_KNOWN = "the data version is not known yet"  # no check has ended yet
 HISTORY = 4  # earlier good data versions kept per pair, for the images cached under them
 
 
@@ -55,8 +56,8 @@ class VersionObserver:
     """Receives the events of ``Versions`` (metrics); the base class ignores them."""
 
     def version_checked(self, figure: str, outcome: str, seconds: float) -> None:
-        """``outcome``: same, changed, failed, timeout, invalid, or shared (another
-        instance's check was taken)."""
+        """``outcome``: same, changed, failed, timeout, invalid, busy, or shared
+        (another instance's check was taken)."""
 
     def version_changed(self, figure: str) -> None:
         pass
@@ -117,7 +118,7 @@ class Entry:
 
     def view(self) -> DataVersion:
         ok = self.error is None and self.data is not None
-        error = self.error or (None if ok else "the data version is not known yet")
+        error = self.error or (None if ok else NOT_KNOWN)
         return DataVersion(self.data, self.pin, ok, error, self.good, self.fresh_until)
 
     def take(self, data: str | None, error: str | None, when: float, refresh: float) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..figures import FigureParams
 from ..figures.registry import VersionFn
-from ..render.errors import RenderError
+from ..render.errors import Overloaded, RenderError, RenderUnavailable
 
 MAX_VERSION_CHARS = 200  # characters of a data version; a longer one is refused
 
@@ -86,6 +86,8 @@ def _failure(exc: RenderError, timeout: float) -> tuple[str, str]:
     """A failed check's message and outcome label."""
     if exc.stopped:
         return f"the version function did not answer within {timeout:g} s", "timeout"
+    if isinstance(exc, Overloaded | RenderUnavailable):
+        return f"no render process could ask the version function now ({exc})", "busy"
     text = str(exc)
     if text.startswith(f"{BadVersion.__name__}: "):
         return text.split(": ", 1)[1], "invalid"

@@ -12,7 +12,6 @@ from ..config import Settings
 from ..figures import Registry
 from ..render import Renderer
 from .entries import VersionObserver
-from .probe import Probe, VersionProbe
 from .versions import Versions
 
 
@@ -29,7 +28,7 @@ async def serving_versions(
 ) -> AsyncIterator[Versions]:
     check_version_functions(registry)
     cluster: Any = None
-    if settings.redis_url:
+    if settings.redis_url and any(spec.version is not None for spec in registry):
         from .. import scaleout
         from .cluster import Cluster
 
@@ -42,9 +41,9 @@ async def serving_versions(
         cluster = Cluster(client)
     versions = Versions(
         settings,
-        _probe(renderer),
+        renderer.run_probe,
         observer=observer,
-        forget=getattr(renderer, "forget", None),
+        forget=renderer.forget,
         cluster=cluster,
     )
     await versions.start()
@@ -52,17 +51,6 @@ async def serving_versions(
         yield versions
     finally:
         await versions.close()
-
-
-def _probe(renderer: Renderer) -> Probe:
-    run_probe = getattr(renderer, "run_probe", None)
-    if run_probe is not None:
-        return run_probe  # type: ignore[no-any-return]
-
-    async def in_background_lane(task: VersionProbe, deadline: float) -> Any:
-        return await renderer.run_background(task, deadline)
-
-    return in_background_lane
 
 
 def check_version_functions(registry: Registry) -> None:

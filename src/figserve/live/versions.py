@@ -247,6 +247,7 @@ class Versions:
                 entry.due_after = max(entry.due_after, at)
                 entry.fresh_until = -math.inf
             self.generation += 1
+        self._forget(figure)  # cached answers of its images go through a check again
         before = {id(e): e.data for e in entries}
         tasks = [t for e in entries if (t := self._check(e)) is not None]
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -14,6 +14,8 @@ ran, and the renderer never caches or tags bytes whose version differs from the 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import io
 import json
 import struct
@@ -31,20 +33,28 @@ from ..figures import FigureParams, FigureSpec
 from ..figures.identity import figure_version
 from .options import Canvas, ImageOptions, canvas_for
 from .process import Result
+from .warm import warm_key
 
 # SVG element ids come from this salt instead of random numbers: same figure, same bytes.
 SVG_HASHSALT = "figserve"
+# The margin fitter of figures.layout, where this build ships it.
+_fit: Callable[[Figure], Any] | None = (
+    importlib.import_module("figserve.figures.layout").fit
+    if importlib.util.find_spec("figserve.figures.layout") is not None
+    else None
+)
 
 
 @dataclass(frozen=True)
 class Drawing:
     """``fn(fig, *args)``: a figure function with its arguments, picklable by reference."""
 
-    fn: Callable[..., None]
+    fn: Callable[..., Any]
     args: tuple[Any, ...]
 
-    def __call__(self, fig: Figure) -> None:
-        self.fn(fig, *self.args)
+    def __call__(self, fig: Figure) -> Any:
+        """Draw on ``fig``; returns what the function returns (a figure's handles)."""
+        return self.fn(fig, *self.args)
 
 
 @dataclass(frozen=True)
@@ -64,12 +74,25 @@ class RenderJob:
     def etag(self) -> str | None:
         return f'"{self.key[:40]}"' if self.key else None
 
+    @property
+    def warm_key(self) -> str | None:
+        """Which kept figure a render process may update for this job (see ``warm.py``); None
+        for a figure without an update function."""
+        if self.spec is None or self.spec.update is None:
+            return None
+        c = self.canvas
+        return warm_key(self.label, self.version, c.width_px, c.height_px, c.dpi)
+
     def run(self, png_level: int) -> Result:
-        """Draw and encode in a render process; tells the code version it really ran."""
+        """Draw and encode in a render process, on a kept figure where it may; tells the code
+        version it really ran and whether a kept figure was used."""
+        from .warm import render_warm
+
         level = self.png_level if self.png_level is not None else png_level
-        data = encode(self, level)
-        version = figure_version(self.spec) if self.spec is not None else None
-        return Result(data, {"version": version})
+        meta: dict[str, Any] = {}
+        data = render_warm(self, level, meta)
+        meta["version"] = figure_version(self.spec) if self.spec is not None else None
+        return Result(data, meta)
 
 
 def job_for(
@@ -119,9 +142,29 @@ def _save_options(fmt: str, png_level: int) -> dict[str, Any]:
 
 
 def encode(job: RenderJob, png_level: int = 6) -> bytes:
-    """Draw and encode one figure; the Figure is private to the call."""
+    """Draw and encode one figure on a fresh Figure, private to the call."""
+    fig, _handles = draw(job)
+    return save(fig, job, png_level)
+
+
+def draw(job: RenderJob) -> tuple[Figure, Any]:
+    """A fresh Figure with the job's figure drawn on it, and the handles its function returned."""
     fig = Figure(figsize=job.canvas.figsize, dpi=job.canvas.dpi)
-    job.drawing(fig)
+    handles = job.drawing(fig)
+    fit_margins(fig)
+    return fig, handles
+
+
+def fit_margins(fig: Figure) -> None:
+    """Margins that fit the labels, for a figure that set no layout engine (see the figure
+    guide); the shipped helper's one call site."""
+    if _fit is not None and fig.get_layout_engine() is None:
+        _fit(fig)
+
+
+def save(fig: Figure, job: RenderJob, png_level: int) -> bytes:
+    """Encode ``fig`` as the job's format; saving leaves the figure as it was, so a kept figure
+    saves the same bytes as a fresh one."""
     buf = io.BytesIO()
     if job.format == "png":
         # savefig draws exactly as for its own PNG (layout passes included); only the

@@ -36,6 +36,9 @@ class RenderStats:
     protocol_errors: int = 0  # render processes that answered out of turn (replaced)
     # images whose render process ran other code than the worker's (served no-store)
     version_mismatches: int = 0
+    warm_hits: int = 0  # renders that updated a kept figure
+    warm_misses: int = 0  # renders of a figure with an update function drawn fresh
+    warm_update_failures: int = 0  # updates that raised (the figure was drawn fresh)
 
 
 class RenderObserver:

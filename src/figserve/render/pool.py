@@ -113,7 +113,9 @@ class RenderPool:
         self._lanes: dict[str, Lane] = {
             "interactive": Lane("interactive", settings.processes, SpawnOptions(0, memory, warm)),
             "background": Lane(
-                "background", settings.background, SpawnOptions(settings.background_nice, memory)
+                "background",
+                settings.background,
+                SpawnOptions(settings.background_nice, memory, warm),
             ),
             "probe": Lane("probe", settings.probes, SpawnOptions(0, memory)),
         }
@@ -247,8 +249,11 @@ class RenderPool:
     ) -> Outcome:
         """Run ``task`` in a render process of ``lane``; blocks, so call from a thread.
         ``deadline`` (seconds) replaces the pool's; ``on_start`` is called once a process has
-        the task; ``prefer`` names a warm figure a process may hold."""
+        the task; ``prefer`` names a warm figure a process may hold (by default the task's
+        ``warm_key``: render jobs go to an idle process that keeps their figure)."""
         chosen = self._lanes[lane]
+        if prefer is None:
+            prefer = getattr(task, "warm_key", None)
         request_id = next(_request_ids)
         message = pickle.dumps(
             (request_id, png_level, pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)),

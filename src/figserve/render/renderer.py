@@ -57,6 +57,7 @@ def pool_settings(settings: Settings) -> PoolSettings:
         recycle_after=settings.render_recycle_after,
         recycle_rss_bytes=settings.render_recycle_rss_mb * MIB,
         probes=settings.probe_processes,
+        warm_figures=settings.render_warm_figures,
     )
 
 
@@ -75,6 +76,7 @@ class Drawn:
     # then may the bytes be cached and tagged.
     current: bool = True
     warm: str = "off"  # hit: updated a kept figure; miss: drawn fresh to keep; off: neither
+    update_failed: str = ""  # the error of a kept figure's update (it was drawn fresh)
 
 
 class _Uncacheable(Exception):
@@ -149,6 +151,8 @@ class Renderer:
         self._lock = threading.Lock()
         self._closing = False
         self._mismatched: set[str] = set()  # figures whose version mismatch was logged
+        self._update_failed: set[str] = set()  # figures whose failed update was logged
+        self._generations: dict[str, int] = {}  # see forget()
 
     async def start(self) -> None:
         """Start the render processes (warm); the app is ready when this returns."""
@@ -176,7 +180,17 @@ class Renderer:
         self.observer.count(event, job)
 
     def cached(self, key: str) -> bytes | None:
+        """The bytes of ``key`` in this worker's render cache (a hit refreshes it), or None."""
         return self._cache.get(key)
+
+    def forget(self, figure: str) -> None:
+        """Stop answering ``figure``'s images from the fast path at once (its data changed):
+        the next request of each goes the whole way again."""
+        self._generations[figure] = self._generations.get(figure, 0) + 1
+
+    def generation(self, figure: str) -> int:
+        """How many times ``figure`` was forgotten: a fast-path entry made before is stale."""
+        return self._generations.get(figure, 0)
 
     async def render(self, job: RenderJob) -> Rendered:
         media_type = MEDIA_TYPES[job.format]
@@ -185,7 +199,7 @@ class Renderer:
             data = self._cache.get(job.key)
             if data is not None:
                 self._count("cache_hits", job)
-                self._log(job, "hit", t0, len(data))
+                self._log(job, "hit", t0, len(data), "off")
                 return Rendered(data, media_type, job.etag, "hit")
             self._count("cache_misses", job)
         flight = self._flights.get(job.key) if job.key is not None else None
@@ -202,7 +216,7 @@ class Renderer:
         cache = "off" if job.key is None else ("shared" if joined else flight.source)
         if not drawn.current:
             cache = "off"  # another code version: never tagged or kept
-        self._log(job, cache, t0, len(drawn.data))
+        self._log(job, cache, t0, len(drawn.data), drawn.warm)
         return Rendered(drawn.data, media_type, job.etag if drawn.current else None, cache)
 
     async def run_background(self, task: Task, deadline: float | None = None) -> Any:
@@ -306,12 +320,13 @@ class Renderer:
         try:
             outcome = self.pool.run(job, self.settings.png_compress_level, on_start=on_start)
             self.observer.rendered(job, outcome.cpu_seconds)
-            version = outcome.meta.get("version")
-            warm = outcome.meta.get("warm")
+            meta = outcome.meta
+            warm, failed = meta.get("warm"), meta.get("update_failed")
             return Drawn(
                 outcome.value,
-                current=job.spec is None or version == job.version,
+                current=job.spec is None or meta.get("version") == job.version,
                 warm=warm if warm in {"hit", "miss"} else "off",
+                update_failed=failed if isinstance(failed, str) else "",
             )
         finally:
             if started:
@@ -342,6 +357,7 @@ class Renderer:
             return
         self._count("finished", job)
         drawn = work.result()
+        self._count_warm(job, drawn)
         if not drawn.current:
             self._mismatch(job)
         elif job.key is not None and len(drawn.data) <= self._cache.maxsize:
@@ -349,6 +365,20 @@ class Renderer:
             self._cache[job.key] = drawn.data
         if not future.done():
             future.set_result(drawn)
+
+    def _count_warm(self, job: RenderJob, drawn: Drawn) -> None:
+        if drawn.warm != "off":
+            self._count("warm_hits" if drawn.warm == "hit" else "warm_misses", job)
+        if drawn.update_failed:
+            self._count("warm_update_failures", job)
+            if job.label not in self._update_failed:
+                self._update_failed.add(job.label)
+                log.warning(
+                    "figure %s: its update function raised (%s); the kept figure was dropped "
+                    "and the image drawn fresh (fix the update function, or remove update=)",
+                    job.label,
+                    drawn.update_failed.splitlines()[-1][:300],
+                )
 
     def _mismatch(self, job: RenderJob) -> None:
         """A render process ran other code than this worker made the job for (a figure module
@@ -414,15 +444,16 @@ class Renderer:
                 flight.future.cancel()
                 flight.abandon()
 
-    def _log(self, job: RenderJob, cache: str, t0: float, size: int) -> None:
+    def _log(self, job: RenderJob, cache: str, t0: float, size: int, warm: str) -> None:
         if log.isEnabledFor(logging.INFO):
             log.info(
-                "render figure=%s format=%s px=%dx%d cache=%s bytes=%d ms=%.1f",
+                "render figure=%s format=%s px=%dx%d cache=%s warm=%s bytes=%d ms=%.1f",
                 job.label,
                 job.format,
                 job.canvas.width_px,
                 job.canvas.height_px,
                 cache,
+                warm,
                 size,
                 (time.perf_counter() - t0) * 1000,
             )

@@ -14,11 +14,17 @@ idle process that holds its figure.
 
 from __future__ import annotations
 
+import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from .encode import RenderJob
+
+ERROR_CHARS = 2000
 
 
 @dataclass
@@ -78,3 +84,43 @@ def held() -> list[str]:
 
 def warm_key(name: str, version: str | None, width_px: int, height_px: int, dpi: float) -> str:
     return f"{name}/{version}/{width_px}x{height_px}@{dpi:.6g}"
+
+
+def render_warm(job: RenderJob, png_level: int, meta: dict[str, Any]) -> bytes:
+    """The job's bytes, drawn on a kept figure where this process keeps one.
+
+    ``meta`` gets ``warm``: ``hit`` (a kept figure was updated), ``miss`` (drawn fresh, and
+    kept) or ``off`` (not kept: no update function, or this process keeps none), and
+    ``update_failed`` (the error, when an update raised: the figure was dropped and drawn
+    fresh)."""
+    from .encode import draw, encode, fit_margins, save
+
+    kept, key = _installed, job.warm_key
+    if kept is None or key is None or job.spec is None or job.spec.update is None:
+        meta["warm"] = "off"
+        return encode(job, png_level)
+    entry = kept.take(key)
+    if entry is not None:
+        try:
+            handles = job.spec.update(entry.fig, entry.handles, *job.drawing.args)
+            fit_margins(entry.fig)
+            data = save(entry.fig, job, png_level)
+        except Exception as exc:  # the figure's update function: drop the figure, draw anew
+            meta["update_failed"] = _describe(exc)
+        else:
+            kept.give(key, Kept(entry.fig, handles))
+            meta["warm"] = "hit"
+            return data
+    fig, handles = draw(job)
+    data = save(fig, job, png_level)
+    kept.give(key, Kept(fig, handles))
+    meta["warm"] = "miss"
+    return data
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    except Exception:
+        text = type(exc).__name__
+    return text[:ERROR_CHARS]

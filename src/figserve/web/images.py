@@ -25,6 +25,7 @@ from ..render import (
     job_for,
 )
 from ..validation import FieldError, Invalid, RenderRequest, parse_flat
+from . import fastpath
 from .errors import SVG_CSP, Problem
 from .openapi import image_responses, responds
 from .params import parse_mean_var, single_values, spec_or_404
@@ -80,6 +81,11 @@ async def serve_figure(
         # The figure fails for its new data: keep showing the last image that drew.
         live.render_failed(job.key, spec.refresh)
         return await _last_good(spec, params, opts, job)
+    if result.etag is not None and job.key is not None and version is not None and not stale:
+        # Its next requests may be answered below Quart while the bytes stay cached and the
+        # data version is fresh (a change drops them at once: ``Renderer.forget``).
+        fresh = version.fresh_until
+        fastpath.offer(key=job.key, figure=spec.name, fmt=opts.format, fresh_until=fresh)
     resp = image_response(result, filename=f"{spec.name}.{opts.format}", caching=caching)
     _mark_stale(resp, spec, stale)
     return resp

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from quart import current_app
 
@@ -14,6 +15,9 @@ from ..live.streams import StreamHub
 from ..metrics import Metrics
 from ..render import Renderer
 from .errors import Problem
+
+if TYPE_CHECKING:
+    from .fastpath import FastPath
 
 
 @dataclass
@@ -28,6 +32,12 @@ class AppState:
     jobs: JobService | None = None
     versions: Versions | None = None
     streams: StreamHub | None = None  # live pages' streams
+    fast: FastPath | None = None  # the fast path of cached images (web/fastpath.py)
+
+    def page_generation(self) -> int:
+        """Moves whenever a figure's data changes: cached pages key on it (the version pins in
+        their image URLs change with it). 0 while no data versions are followed."""
+        return 0 if self.versions is None else self.versions.generation
 
 
 def app_state() -> AppState:
@@ -51,10 +61,3 @@ def versions() -> Versions:
             503, "Not ready", "Data versions are not running.", headers={"Retry-After": "1"}
         )
     return v
-
-
-def page_generation() -> int:
-    """Grows whenever a page may show something else (a figure's data version changed): pages
-    cached under one generation are drawn again under the next."""
-    v = app_state().versions
-    return 0 if v is None else v.generation

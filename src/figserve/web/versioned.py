@@ -17,7 +17,7 @@ import time
 
 from ..figures import FigureParams, FigureSpec
 from ..live import PIN_PARAM, DataVersion
-from ..live.entries import PIN_PATTERN, static_version
+from ..live.entries import NOT_KNOWN, PIN_PATTERN, static_version
 from ..render import ImageOptions, RenderJob, job_for
 from ..validation import FieldError
 from .errors import Problem
@@ -51,11 +51,15 @@ async def data_version(spec: FigureSpec, params: FigureParams) -> DataVersion | 
         # Nothing good to show yet: its source fails, hangs or is being checked by a busy server.
         wait = version.fresh_until - time.monotonic()
         retry = max(1, min(math.ceil(wait), 60)) if math.isfinite(wait) else 1
+        why = (
+            "its data source has not answered yet"
+            if version.error == NOT_KNOWN
+            else "its data source failed; this was logged"
+        )
         raise Problem(
             503,
             "Data not available",
-            f"The data of figure {spec.name!r} cannot be read now (its version check failed; "
-            "this was logged). Try again shortly.",
+            f"The data of figure {spec.name!r} cannot be shown now ({why}). Try again shortly.",
             headers={"Retry-After": str(retry)},
         )
     return version
