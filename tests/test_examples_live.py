@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 import pytest
@@ -58,7 +60,8 @@ def test_the_readme_commands_serve_the_example_figure_and_page(
         # Every image of the page, at every density, decodes at its size.
         for url in image_urls(html):
             status, kind, data = fetch(server.url + url.replace("&amp;", "&"), "image/*")
-            assert (status, kind) == (200, "image/png"), url
+            webp = ".webp?" in url  # the WebP beside each PNG
+            assert (status, kind) == (200, "image/webp" if webp else "image/png"), url
             dpr = float(re.search(r"dpr=([0-9.]+)", url).group(1)) if "dpr=" in url else 1
             assert decode(data).size == (round(400 * dpr), round(300 * dpr))
         catalog = json.loads(fetch(f"{server.url}/api/figures")[2])
@@ -103,6 +106,80 @@ def test_reload_picks_up_an_edited_figure_module(tmp_path: Path) -> None:
         until_sync(lambda: _quietly(title) == "Second title", "the edited title", timeout=30)
         status, kind, _ = fetch(f"{server.url}/figures/minespiral.png?seed=1", "image/*")
         assert (status, kind) == (200, "image/png")
+
+
+def _touch_later(path: Path, text: str) -> None:
+    """Write ``text`` with a later modification time than before, even on a file system of
+    coarse timestamps (the reloader compares them)."""
+    before = path.stat().st_mtime_ns
+    path.write_text(text)
+    os.utime(path, ns=(before + 2_000_000_000, before + 2_000_000_000))
+
+
+def _status(url: str, accept: str) -> tuple[int, str, str]:
+    """Status, media type and text of an answer, errors included."""
+    try:
+        status, kind, body = fetch(url, accept)
+    except HTTPError as exc:
+        status, kind, body = exc.code, exc.headers.get_content_type(), exc.read()
+    except OSError:
+        return 0, "", ""  # between two workers
+    return status, kind, body.decode(errors="replace")
+
+
+def _reload_command(folder: Path) -> str:
+    """The README's command, run in a copy of examples/ (the test edits its files)."""
+    commands = readme_commands()
+    assert commands.startswith("cd examples && ") and "--reload" in commands
+    command = commands.removeprefix("cd examples && ").replace("127.0.0.1:8001", "127.0.0.1:{port}")
+    return command.replace("../.venv/bin/hypercorn", f"{sys.executable} -m hypercorn")
+
+
+def test_under_reload_a_broken_module_shows_its_error_and_recovers(tmp_path: Path) -> None:
+    folder = tmp_path / "examples"
+    shutil.copytree(ROOT / "examples", folder)
+    module = folder / "spirals.py"
+    good = module.read_text()
+    env = {"FIGSERVE_JOBS_DIR": str(tmp_path / "jobs")}
+    with live_server(shell=_reload_command(folder), workers=1, env=env, cwd=folder) as server:
+        page, image = f"{server.url}/pages/spirals", f"{server.url}/figures/spiral.png?seed=1"
+        assert _status(page, "text/html")[0] == 200
+        # A save with a typo: the server stays up and every page names the file and the line.
+        broken = good.replace("def spiral(fig: Figure, p: SpiralParams) -> None:", "def spiral(")
+        line = 1 + good.splitlines().index("def spiral(fig: Figure, p: SpiralParams) -> None:")
+        _touch_later(module, broken)
+        until_sync(lambda: _status(page, "text/html")[0] == 503, "the error page", timeout=60)
+        status, kind, html = _status(page, "text/html")
+        assert kind == "text/html" and f"{module}, line {line}" in html
+        status, kind, svg = _status(image, "image/webp,image/svg+xml,image/*,*/*;q=0.8")
+        assert (status, kind) == (503, "image/svg+xml") and f"line {line}" in svg
+        # The fix is picked up by itself: nothing restarted by hand.
+        _touch_later(module, good)
+        until_sync(lambda: _status(page, "text/html")[0] == 200, "the page again", timeout=60)
+        assert _status(image, "image/png")[:2] == (200, "image/png")
+
+
+def test_a_server_started_with_a_broken_helper_recovers_when_it_is_fixed(tmp_path: Path) -> None:
+    # The module imports a helper of the user's that has a syntax error: Hypercorn's master
+    # never imported either file, yet both are watched.
+    (tmp_path / "dash.py").write_text(spiral_module("dash") + "\nimport dashhelper\n")
+    helper = tmp_path / "dashhelper.py"
+    helper.write_text("SCALE = (\n")
+    env = {"FIGSERVE_FIGURES": "dash", "FIGSERVE_JOBS_DIR": str(tmp_path / "jobs")}
+    app = "'figserve.app:create_app()'"
+    shell = f"{sys.executable} -m hypercorn --reload --bind 127.0.0.1:{{port}} {app}"
+    with live_server(shell=shell, workers=1, env=env, cwd=tmp_path) as server:
+        catalog = f"{server.url}/api/figures"
+        status, kind, text = _status(catalog, "application/json")
+        assert (status, kind) == (503, "application/problem+json")
+        assert f"{helper}, line 1 (SCALE = ()" in json.loads(text)["detail"]
+        _touch_later(helper, "SCALE = 2\n")
+        until_sync(lambda: _status(catalog, "*/*")[0] == 200, "the catalog", timeout=60)
+        assert "dash" in _status(catalog, "*/*")[2]
+        # Edits go on being picked up: the module itself, which the master never imported.
+        module = tmp_path / "dash.py"
+        _touch_later(module, module.read_text().replace("My spiral", "Renamed"))
+        until_sync(lambda: "Renamed" in _status(catalog, "*/*")[2], "the edit", timeout=60)
 
 
 def _quietly(get):

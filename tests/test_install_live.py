@@ -4,7 +4,6 @@ every kind of page: templates and static files travel in the package."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import site
 import subprocess
@@ -80,9 +79,11 @@ def test_a_plain_install_serves_every_page(tmp_path: Path) -> None:
             status, kind, body = fetch(server.url + path, "text/html")
             assert (status, kind) == (200, "text/html"), path
             html[path] = body.decode()
-        style = re.search(r'href="(/static/style\.css\?v=[0-9a-f]+)"', html["/"])
-        assert style is not None
-        status, kind, body = fetch(server.url + style.group(1))
+        # The stylesheet travels too: in each page, and at its own URL.
+        assert all("--accent" in page for page in html.values())
+        status, kind, body = fetch(server.url + "/static/style.css")
         assert (status, kind) == (200, "text/css") and b"--accent" in body
+        status, kind, body = fetch(server.url + "/static/jobs.js")
+        assert (status, kind) == (200, "text/javascript")
         status, kind, body = fetch(server.url + "/figures/waves.png?w=200&h=150", "image/*")
         assert (status, kind) == (200, "image/png") and body[:4] == b"\x89PNG"

@@ -119,3 +119,57 @@ def test_a_canvas_past_the_pixel_limit_is_drawn_at_the_limit() -> None:
     params, opts = flat(spec, {"w": "3000", "h": "3000", "dpr": "3"})
     canvas = RenderRequest.of(spec, params, opts, 6_000_000).job.canvas
     assert canvas.pixels <= 6_000_000 < (canvas.width_px + 1) * (canvas.height_px + 1)
+
+
+def _integer_fields(spec) -> list[tuple[str, int, int]]:
+    """(key in a spec, least, greatest) of every integer a JSON spec of ``spec`` may give."""
+    out = []
+    for prefix, model in (("params.", spec.params), ("", ImageOptions)):
+        for name, prop in model.model_json_schema()["properties"].items():
+            kinds = prop.get("anyOf", [prop])
+            whole = [k for k in kinds if k.get("type") == "integer"]
+            if whole:
+                low = whole[0].get("minimum", 0)
+                high = whole[0].get("maximum", low + 1000)
+                out.append((prefix + name, low, high))
+    return out
+
+
+def _spec_with(spec, key: str, value) -> dict:
+    raw: dict = {"figure": spec.name, "params": {"seed": 1} if spec.random else {}}
+    if key.startswith("params."):
+        raw["params"][key.removeprefix("params.")] = value
+    else:
+        raw[key] = value
+    return raw
+
+
+integer_cases = [(spec, *field) for spec in SPECS for field in _integer_fields(spec)]
+
+
+@FAST
+@given(st.sampled_from(integer_cases), st.data())
+def test_a_json_integer_may_be_written_with_a_zero_fraction(case, data) -> None:
+    """JSON Schema's integer is a number without a fraction: 136 and 136.0 are the same
+    render; 136.5, true and "136" are refused, naming the parameter."""
+    spec, key, low, high = case
+    value = data.draw(st.integers(low, min(high, low + 10**6)), label="value")
+    try:
+        expected = from_spec(FIGURES, _spec_with(spec, key, value), 6_000_000)
+    except Invalid:
+        assume(False)  # refused for another reason (a canvas past the limit)
+    same = from_spec(FIGURES, _spec_with(spec, key, float(value)), 6_000_000)
+    assert same.job.key == expected.job.key
+    assert (same.params, same.options) == (expected.params, expected.options)
+    for wrong in (value + 0.5, True, str(value), [value]):
+        with pytest.raises(Invalid) as info:
+            from_spec(FIGURES, _spec_with(spec, key, wrong), 6_000_000, prefix="items.0.")
+        assert f"items.0.{key}" in [e.param for e in info.value.errors], wrong
+
+
+def test_a_whole_float_past_an_integer_bound_names_the_bound() -> None:
+    with pytest.raises(Invalid) as info:
+        from_spec(FIGURES, {"figure": "histogram", "w": 1e20, "params": {"bins": 0.0}}, 6_000_000)
+    messages = {e.param: e.message for e in info.value.errors}
+    assert messages["w"].startswith("Input should be less than or equal to 3000")
+    assert messages["params.bins"].startswith("Input should be greater than or equal to 1")

@@ -25,7 +25,7 @@ from . import __version__
 from . import metrics as metrics_module
 from .config import Settings
 from .figures import FIGURES, Registry
-from .figures.loading import load_figure_modules
+from .figures.loading import FigureModuleError, load_figure_modules
 from .jobs import JobRunner
 from .live.serving import serving_versions
 from .metrics import Metrics
@@ -50,6 +50,7 @@ from .web.errors import register_error_handlers
 from .web.fastpath import FastPath
 from .web.images import create_images_blueprint
 from .web.openapi import FigserveOpenAPI
+from .web.reload import serve_the_error, under_reloader
 from .web.state import AppState
 
 PACKAGE = Path(__file__).resolve().parent
@@ -61,8 +62,6 @@ TEMPLATES = next(
 STATIC = PACKAGE / "static"
 VERSION = __version__
 
-HTML_CSP = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
-
 
 def create_app(config: dict[str, Any] | None = None) -> Quart:
     """Build the app. ``config`` overrides settings by name (see ``figserve/config.py``); the key
@@ -72,11 +71,16 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     settings = Settings.from_env(config)
     _configure_logging(settings.log_level)
     _check_package_data()
-    registry = _with_user_figures(custom, settings)
+    try:
+        registry = _with_user_figures(custom, settings)
+    except FigureModuleError as exc:
+        if not under_reloader(settings.reload):
+            raise
+        return serve_the_error(exc, TEMPLATES, STATIC)  # until the file is fixed
 
     app = Quart(__name__, template_folder=str(TEMPLATES), static_folder=None)
     transfer.install(app)  # first installed, so it runs last: validators, compression, 304s
-    static.install(app, STATIC)  # fingerprinted, long-cached static files
+    static_files = static.install(app, STATIC)  # fingerprinted static files, inline CSS
     body.install(app, settings)  # body, form and time limits of every request
     embed.install(app)  # figure(name, **params) in every page
     state = AppState(settings=settings, registry=registry)
@@ -189,7 +193,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
         if response.mimetype == "text/html":
-            response.headers.setdefault("Content-Security-Policy", HTML_CSP)
+            response.headers.setdefault("Content-Security-Policy", static_files.html_csp())
         return response
 
     return app

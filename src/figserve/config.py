@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     figures: str = ""
     # A folder of the user's own Jinja pages, served at /pages/<name>; empty: none.
     pages: str = ""
+    # Whether a reloader (hypercorn --reload) runs the server: a figure module that fails to
+    # import then leaves a server that shows the error and recovers once the file is fixed,
+    # instead of stopping the start. Unset: read from Hypercorn's command line.
+    reload: bool | None = None
     # Live pages (figure(..., live=True)): Server-Sent Events streams open at once per worker;
     # past it a new stream answers 503 with Retry-After. Each needs a file descriptor.
     live_max_streams: int = Field(1000, ge=1)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .figures import FigureParams, FigureSpec, Registry
+from .json_numbers import strict_json
 from .render import Format, ImageOptions, LimitExceeded, RenderJob, job_for
 
 OPTION_NAMES = frozenset(ImageOptions.model_fields)
@@ -169,7 +170,9 @@ def _validate(
 
 
 def _model_of(model: type[ModelT], values: dict[str, Any], json_types: bool) -> ModelT:
-    return model.model_validate(values, strict=json_types)
+    if json_types:
+        return strict_json(model, values)
+    return model.model_validate(values)
 
 
 def parse_flat(
@@ -313,14 +316,14 @@ def from_spec(
     values = {**(defaults or {}), **raw}
     errors: list[FieldError] = []
     try:
-        spec_in = RenderSpec.model_validate(values, strict=True)
+        spec_in = strict_json(RenderSpec, values)
     except ValidationError as exc:
         errors = pydantic_errors(exc, prefix)
         if any(e["type"] != "extra_forbidden" for e in exc.errors()):
             raise Invalid(errors) from None
         # Only unknown keys: check the rest too, so every error is listed at once.
-        spec_in = RenderSpec.model_validate(
-            {k: values[k] for k in RenderSpec.model_fields & values.keys()}, strict=True
+        spec_in = strict_json(
+            RenderSpec, {k: values[k] for k in RenderSpec.model_fields & values.keys()}
         )
     spec = registry.get(spec_in.figure)
     if spec is None:

@@ -194,3 +194,19 @@ async def test_docs_page_lists_the_routes(client):
     assert resp.status_code == 200
     html = await resp.get_data(as_text=True)
     assert "/figures/histogram.{fmt}" in html and "/api/plot" in html
+
+
+async def test_a_whole_number_written_as_a_float_is_an_integer(client):
+    # JSON Schema's integer: 136.0 is 136. The same image, the same ETag.
+    spec = {"figure": "histogram", "params": {"bins": 136, "seed": 4}, "w": 300}
+    plain = await client.post("/api/render", json=spec)
+    floats = {"figure": "histogram", "params": {"bins": 136.0, "seed": 4.0}, "w": 300.0}
+    written = await client.post("/api/render", json=floats)
+    assert (plain.status_code, written.status_code) == (200, 200)
+    assert written.headers["ETag"] == plain.headers["ETag"]
+    for wrong in (136.5, True, "136"):
+        resp = await client.post(
+            "/api/render", json={"figure": "histogram", "params": {"bins": wrong}}
+        )
+        assert resp.status_code == 400
+        assert (await resp.get_json())["param"] == "params.bins"

@@ -551,3 +551,15 @@ async def test_a_result_is_streamed_with_ranges_and_validators(app):
     assert same.status_code == 304
     beyond = await client.get(f"/jobs/{job_id}/result", headers={"Range": f"bytes={len(data)}-"})
     assert beyond.status_code == 416
+
+
+async def test_job_items_take_whole_numbers_written_as_floats(app):
+    client = app.test_client()
+    items = [{"figure": "histogram", "params": {"bins": 136.0, "seed": 2.0}, "w": 320.0}]
+    resp = await client.post("/jobs", json={"items": items, "output": "zip"})
+    assert resp.status_code == 202, await resp.get_data(as_text=True)
+    for wrong in (136.5, True, "136"):
+        items = [{"figure": "histogram", "params": {"bins": wrong}}]
+        resp = await client.post("/jobs", json={"items": items, "output": "zip"})
+        assert resp.status_code == 400
+        assert (await resp.get_json())["param"] == "items.0.params.bins"

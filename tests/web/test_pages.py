@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from figserve.web.embed import DENSITIES
 from tests.support.html import parse
 from tests.web.test_errors import BROWSER_PAGE_ACCEPT
 
@@ -20,10 +21,14 @@ async def test_figure_page_shows_the_image_and_its_permalink(client):
     assert re.fullmatch(r"_v=[0-9a-f]{16}", pin)  # pinned to the version this page shows
     # A candidate for each density screens have, each the same URL with its dpr.
     densities = [c.rsplit(" ", 1) for c in img["srcset"].split(", ")]
-    assert [d for _, d in densities] == ["1x", "1.5x", "2x", "3x"]
+    assert [d for _, d in densities] == [f"{d:g}x" for d in DENSITIES]
     assert [u for u, _ in densities] == [img["src"]] + [
-        f"{img['src']}&dpr={d}" for d in ("1.5", "2", "3")
+        f"{img['src']}&dpr={d:g}" for d in DENSITIES[1:]
     ]
+    # Beside it the same figure in WebP, which browsers take first: the same candidates.
+    (source,) = parse(html).sources
+    assert source["type"] == "image/webp"
+    assert source["srcset"] == img["srcset"].replace("/histogram.png?", "/histogram.webp?")
     assert img["fetchpriority"] == "high"  # the page's one figure comes first
     assert (img["width"], img["height"]) == ("500", "300")
     # The permalink is relative: nothing taken from the Host header (see tests/web/test_pages.py).
@@ -89,8 +94,12 @@ async def test_normal_page_embeds_sized_described_images(client):
     for img in page.images:
         assert img["width"] == "400" and img["height"] == "300"
         assert img["alt"].startswith("Scatter of 100 random-normal points")
-        assert re.fullmatch(
-            r"(\S+) 1x, \1\?dpr=1.5 1.5x, \1\?dpr=2 2x, \1\?dpr=3 3x", img["srcset"]
+        path = img["src"]
+        expected = [f"{path} 1x"] + [f"{path}?dpr={d:g} {d:g}x" for d in DENSITIES[1:]]
+        assert img["srcset"].split(", ") == expected
+    for img, source in zip(page.images, page.sources, strict=True):
+        assert source["srcset"] == img["srcset"].replace("?", "?format=webp&").replace(
+            " 1x", "?format=webp 1x"
         )
     # The first is fetched first; all six load at once (none waits to be scrolled to).
     assert [img.get("fetchpriority") for img in page.images] == ["high"] + [None] * 5

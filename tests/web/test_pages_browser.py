@@ -10,6 +10,9 @@ from playwright.sync_api import Browser, Page
 from tests.support.browser import ALL_IMAGES_LOADED
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
+CUT_BLOCKS = """() => Array.from(document.querySelectorAll('pre'))
+    .filter(p => p.scrollWidth > p.clientWidth).map(p => p.textContent.slice(0, 40))"""
+HEADER_BACKGROUND = "() => getComputedStyle(document.querySelector('header.site')).backgroundColor"
 
 
 def open_page(browser: Browser, url: str, **context) -> Page:
@@ -68,6 +71,10 @@ def test_gallery_form_draws_the_figure(browser, server, artifacts):
     image = page.locator(".result img")
     assert image.evaluate("i => i.complete && i.naturalWidth > 0")
     assert "seed=5" in image.get_attribute("src")
+    # The browser took the WebP beside the PNG; the card is as wide as the image it shows.
+    assert ".webp?" in image.evaluate("i => i.currentSrc")
+    card = page.locator(".result").evaluate("c => c.clientWidth - 32")  # less its padding
+    assert image.evaluate("i => i.clientWidth") == 400 == card
     # The page shows the version it was drawn with; the permalink shows the figure as it is
     # when opened (see tests/live/test_versions.py).
     permalink = page.locator(".permalink a").get_attribute("href")
@@ -117,6 +124,8 @@ def test_pages_fit_the_screen(browser, server, artifacts, name: str, path: str, 
         is_mobile=phone,
     )
     page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
     # A report of this browser's own, so the list of reports has a row to lay out.
     created = page.request.post(
         f"{server.url}/jobs", data={"items": [{"figure": "waves"}], "output": "zip"}
@@ -124,8 +133,13 @@ def test_pages_fit_the_screen(browser, server, artifacts, name: str, path: str, 
     assert created.status == 202
     page.goto(f"{server.url}{path}", wait_until="load")
     assert page.evaluate(ALL_IMAGES_LOADED)
-    # Nothing wider than the screen: no sideways scrolling.
+    # Nothing wider than the screen: no sideways scrolling, no example cut off in its box.
     assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+    assert page.evaluate(CUT_BLOCKS) == []
+    # The page's own stylesheet applies (its Content-Security-Policy allows it), and the
+    # browser reports nothing wrong (a refused style or script would show here).
+    assert page.evaluate(HEADER_BACKGROUND) == "rgb(255, 255, 255)"
+    assert console == [] or name == "invalid", console
     page.screenshot(path=artifacts / f"{name}_{width}.png", full_page=True)
     if name == "invalid":
         summary = page.locator(".errors-summary").inner_text()
@@ -144,3 +158,19 @@ def test_the_first_figure_comes_first_and_far_ones_wait(browser, server):
     # Chromium reads the attributes as the page gives them (loading "auto" is eager).
     assert priorities[0] == ["high", "auto"]
     assert all(p == ["auto", "auto"] for p in priorities[1:6])
+
+
+@pytest.mark.parametrize(("w", "beside"), [(400, True), (800, True), (1100, False)])
+def test_a_result_keeps_its_width_and_the_form_moves_below_when_needed(
+    browser, server, w: int, beside: bool
+):
+    page = open_page(
+        browser, f"{server.url}/gallery/waves?w={w}&h=300", viewport={"width": 1280, "height": 900}
+    )
+    image = page.locator(".result img")
+    assert image.evaluate("i => i.clientWidth") == w  # never squeezed, text and all
+    assert page.locator(".result").evaluate("c => c.clientWidth - 32") == w  # its card fits it
+    card = page.locator(".result").bounding_box()
+    form = page.locator("form.params").bounding_box()
+    assert (form["y"] == card["y"]) is beside
+    assert (form["y"] >= card["y"] + card["height"]) is not beside

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
+import hashlib
 import http.client
 import re
 
 import brotli
 import pytest
+from quart import url_for
 
 from tests.support.html import parse
 from tests.web.test_errors import BROWSER_IMG_ACCEPT
@@ -127,9 +130,10 @@ async def test_small_bodies_are_not_compressed(client) -> None:
     assert "Content-Encoding" not in resp.headers
 
 
-async def test_static_files_have_fingerprinted_urls(client) -> None:
-    html = await (await client.get("/")).get_data(as_text=True)
-    (href,) = re.findall(r'href="(/static/style\.css\?v=[0-9a-f]{12})"', html)
+async def test_static_files_have_fingerprinted_urls(app, client) -> None:
+    async with app.test_request_context("/"):
+        href = url_for("static", filename="style.css")
+    assert re.fullmatch(r"/static/style\.css\?v=[0-9a-f]{12}", href)
     resp = await client.get(href, headers={"Accept-Encoding": "gzip"})
     assert resp.status_code == 200 and resp.mimetype == "text/css"
     assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
@@ -195,3 +199,18 @@ def test_the_gallery_on_the_wire_is_compressed_and_its_images_are_not(web_server
     src = parse(html).images[0]["src"].replace("&amp;", "&")
     image = _raw_get(web_server.port, src, {"Accept-Encoding": "gzip, br"})
     assert image.status == 200 and "Content-Encoding" not in image.headers
+
+
+@pytest.mark.parametrize("path", ["/", "/normal/5_3", "/gallery/waves", "/docs", "/jobs", "/nope"])
+async def test_pages_carry_their_stylesheet_allowed_by_its_hash(client, path) -> None:
+    # No stylesheet to fetch before the first paint: it is in the page, and the page's
+    # Content-Security-Policy allows exactly that style (by its SHA-256) and no other inline one.
+    resp = await client.get(path, headers={"Accept": "text/html"})
+    html = await resp.get_data(as_text=True)
+    (css,) = re.findall(r"<style>(.*?)</style>", html, re.S)
+    assert "--accent" in css and "/*" not in css
+    assert 'rel="stylesheet"' not in html
+    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    policy = resp.headers["Content-Security-Policy"]
+    assert f"style-src 'self' 'sha256-{digest}'" in policy
+    assert "unsafe-inline" not in policy

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from quart import Quart
 
 from figserve.app import create_app
-from figserve.web.embed import EAGER, figure
+from figserve.web.embed import DENSITIES, EAGER, figure
 from tests.conftest import decode
 from tests.support.html import parse
 from tests.support.usercode import UserFolder, spiral_module
@@ -77,7 +77,7 @@ async def test_a_user_page_extends_the_base_and_embeds_figures(pages_app: Quart)
 
 async def test_a_standalone_page_needs_no_base(pages_app: Quart) -> None:
     html = await (await pages_app.test_client().get("/pages/alone")).get_data(as_text=True)
-    assert html.startswith("<!doctype html><title>Alone</title><img src=")
+    assert html.startswith("<!doctype html><title>Alone</title><picture><source ")
     assert "figserve</a>" not in html
 
 
@@ -95,10 +95,7 @@ async def test_many_figures_load_the_first_first_and_the_far_ones_lazily(
     # With sizes, the candidates are width descriptors: the same figure at 400, 600, 800...
     assert images[0]["sizes"] == "50vw"
     assert [c.rsplit(" ", 1)[1] for c in images[0]["srcset"].split(", ")] == [
-        "400w",
-        "600w",
-        "800w",
-        "1200w",
+        f"{round(400 * d)}w" for d in DENSITIES
     ]
 
 
@@ -154,15 +151,27 @@ async def test_any_figure_call_gives_an_image_or_its_error_image(
     # Whatever a page asks, the helper never fails, and its <img> answers with an image: the
     # figure when the call is valid, the error drawn as an image when it is not.
     async with pages_app.test_request_context("/pages/x"):
-        (img,) = parse(str(figure(name, **keywords))).images
+        page = parse(str(figure(name, **keywords)))
+    (img,) = page.images
     answer = await pages_app.test_client().get(img["src"], headers={"Accept": BROWSER_IMG_ACCEPT})
     if "data-figure-error" in img:
         assert 400 <= answer.status_code < 500 and answer.mimetype == "image/svg+xml", img
+        assert not page.sources  # an error image stands alone
     else:
         assert answer.status_code == 200, (img, await answer.get_data(as_text=True))
         if answer.mimetype != "image/svg+xml":
             image = decode(await answer.get_data())
-            assert image.size[0] >= int(img["width"]) - 1
+            if "dpi" not in keywords:  # below 100 dpi an image has fewer pixels than its box
+                assert image.size[0] >= int(img["width"]) - 1
+        # A PNG not asked for by format has its WebP beside it: the same figure and size.
+        offered = answer.mimetype == "image/png" and "format" not in keywords
+        assert len(page.sources) == (1 if offered else 0), (img, page.sources)
+        for source in page.sources:
+            first = source["srcset"].split(", ")[0].rsplit(" ", 1)[0]
+            assert first == img["src"].replace(".png?", ".webp?", 1)
+            webp = await pages_app.test_client().get(first, headers={"Accept": BROWSER_IMG_ACCEPT})
+            assert (webp.status_code, webp.mimetype) == (200, "image/webp")
+            assert decode(await webp.get_data()).size == image.size
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,13 @@ likely registered into a registry of its own).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import re
+import sys
 import traceback
+from collections.abc import Iterable
+from pathlib import Path
 
 from .catalog import FIGURES
 from .identity import is_users_file
@@ -23,7 +27,16 @@ _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 
 
 class FigureModuleError(RuntimeError):
-    """A module of ``FIGSERVE_FIGURES`` that cannot serve figures; the message says why."""
+    """A module of ``FIGSERVE_FIGURES`` that cannot serve figures; the message says why.
+
+    ``files`` are the user's files that a fix would touch: the module's own, the one where the
+    error is, and those its traceback passed through (some may not exist yet: a module that
+    is not found is looked for there). A reloader watches them (see ``web/reload.py``)."""
+
+    def __init__(self, message: str, module: str = "", files: Iterable[Path] = ()) -> None:
+        super().__init__(message)
+        self.module = module
+        self.files = tuple(dict.fromkeys(files))
 
 
 def module_names(setting: str) -> list[str]:
@@ -59,8 +72,12 @@ def _load(name: str, registry: Registry) -> list[FigureSpec]:
         for spec in _new(registry, before):
             registry.discard(spec.name)
         where = f"{exc.filename}, line {exc.lineno}" if exc.filename else f"line {exc.lineno}"
+        code = f" ({exc.text.strip()})" if exc.text and exc.text.strip() else ""
+        files = _files(name, exc, [exc.filename] if exc.filename else [])
+        own = not exc.filename or (files and files[0] == Path(exc.filename).resolve())
+        what = "has a syntax error" if own else "failed while importing: a syntax error"
         raise FigureModuleError(
-            f"{SETTING}: module {name!r} has a syntax error at {where}: {exc.msg}"
+            f"{SETTING}: module {name!r} {what} at {where}{code}: {exc.msg}", name, files
         ) from None
     except Exception as exc:
         for spec in _new(registry, before):
@@ -69,17 +86,23 @@ def _load(name: str, registry: Registry) -> list[FigureSpec]:
             raise FigureModuleError(
                 f"{SETTING}: module {name!r} imports {exc.name!r}, figserve's old package name, "
                 f"{_where(exc)}; write `from figserve import FIGURES, FigureParams, "
-                "SeededParams, rng_for, title_field` instead (see CHANGELOG.md)"
+                "SeededParams, rng_for, title_field` instead (see CHANGELOG.md)",
+                name,
+                _files(name, exc),
             ) from None
         if isinstance(exc, ModuleNotFoundError) and exc.name and _names_it(name, exc.name):
             raise FigureModuleError(
                 f"{SETTING}: no module {exc.name!r} in the current directory ({os.getcwd()}) "
                 "or PYTHONPATH; run the server from the folder that holds it, or add that "
-                "folder to PYTHONPATH"
+                "folder to PYTHONPATH",
+                name,
+                _files(name, exc, _candidates(exc.name)),
             ) from None
         raise FigureModuleError(
             f"{SETTING}: module {name!r} failed while importing, {_where(exc)}: "
-            f"{type(exc).__name__}: {exc}"
+            f"{type(exc).__name__}: {exc}",
+            name,
+            _files(name, exc),
         ) from exc
     # A module imported before (a second app in one process) registered its figures then.
     figures = _new(registry, before) or [s for s in registry if _names_it(name, _module(s))]
@@ -89,6 +112,32 @@ def _load(name: str, registry: Registry) -> list[FigureSpec]:
             "@FIGURES.figure(...), importing FIGURES from figserve"
         )
     return figures
+
+
+def _files(name: str, exc: BaseException, more: Iterable[str | Path] = ()) -> list[Path]:
+    """The user's files a fix of this failure would touch (see ``FigureModuleError``)."""
+    found = [Path(p) for p in more]
+    try:
+        spec = importlib.util.find_spec(name)
+    except Exception:  # a parent package that fails itself, or none
+        spec = None
+    if spec is not None and spec.origin and spec.has_location:
+        found.insert(0, Path(spec.origin))
+    found += [Path(f.filename) for f in traceback.extract_tb(exc.__traceback__)]
+    return [p.resolve() for p in found if is_users_file(str(p))]
+
+
+def _candidates(missing: str) -> list[Path]:
+    """Where a module that was not found would be: ``<folder>/<name>.py`` or a package, in
+    each of the user's own folders of the import path."""
+    top = missing.split(".")[0]
+    folders = [Path(entry or os.getcwd()) for entry in sys.path]
+    return [
+        path
+        for folder in folders
+        if is_users_file(str(folder / top)) and folder.is_dir()
+        for path in (folder / f"{top}.py", folder / top / "__init__.py")
+    ]
 
 
 def _old_package(module: str) -> bool:

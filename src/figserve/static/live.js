@@ -73,22 +73,35 @@
     }
   }
 
+  // Every candidate of an image: its src and srcset, and the srcset of each <source> of its
+  // <picture> (figserve offers PNGs with the same figure in WebP beside them).
+  function sources(img) {
+    var out = [img];
+    var parent = img.parentElement;
+    if (parent && parent.tagName === "PICTURE") {
+      Array.prototype.forEach.call(parent.querySelectorAll("source"), function (s) { out.push(s); });
+    }
+    return out;
+  }
+
   function swap(img, pin) {
-    var src = withPin(img.getAttribute("src"), pin);
-    var srcset = img.getAttribute("srcset");
-    var newSrcset = srcset ? srcsetWithPin(srcset, pin) : null;
     var turn = (turns.get(img) || 0) + 1;
     turns.set(img, turn);
-    // Load the candidate the browser will choose, out of sight, before the image changes.
+    var change = function () {
+      if (turns.get(img) !== turn) return; // a newer one is on its way
+      sources(img).forEach(function (el) {
+        var srcset = el.getAttribute("srcset");
+        if (srcset) el.setAttribute("srcset", srcsetWithPin(srcset, pin));
+      });
+      img.src = withPin(img.getAttribute("src"), pin);
+    };
+    var shownNow = img.currentSrc;
+    if (!shownNow) { change(); return; } // not loaded yet (a lazy image): nothing to flash
+    // Load the candidate the browser shows (this format, this density), out of sight; the
+    // image changes once it is ready, and then finds it in the browser's memory.
     var ahead = new Image();
-    if (img.getAttribute("sizes")) ahead.sizes = img.getAttribute("sizes");
-    if (newSrcset) ahead.srcset = newSrcset;
-    ahead.src = src;
-    ahead.decode().then(function () {
-      if (turns.get(img) !== turn) return;
-      if (newSrcset) img.srcset = newSrcset;
-      img.src = src;
-    }, function () {
+    ahead.src = withPin(shownNow, pin);
+    ahead.decode().then(change, function () {
       // Not loadable now; the next message or reconnect tries again.
     });
   }

@@ -15,6 +15,7 @@ from ..config import Settings
 from ..figures import Registry
 from ..figures.registry import drawable_pattern
 from ..render import MEDIA_TYPES, ImageOptions
+from .owner import COOKIE
 from .params import MEAN_VAR_MAX, MEAN_VAR_PATTERN
 
 T = TypeVar("T", bound=Callable[..., Any])
@@ -90,7 +91,12 @@ def responds(responses: dict[str, Any]) -> Callable[[T], T]:
 
 # Path parameters that routes parse themselves, described so clients (and fuzzers) know them.
 PATH_SCHEMAS: dict[str, dict[str, Any]] = {
-    "fmt": {"type": "string", "enum": list(MEDIA_TYPES)},
+    "fmt": {"type": "string", "enum": list(MEDIA_TYPES), "description": "The image format."},
+    "job_id": {
+        "type": "string",
+        "description": "The job's id, 32 hex digits: the id (and the Location header) in the "
+        "answer of POST /jobs. Another client's job answers 404, as an unknown one.",
+    },
     "mean_var": {
         "type": "string",
         "pattern": MEAN_VAR_PATTERN,
@@ -116,10 +122,11 @@ class FigserveOpenAPI(OpenAPIProvider):
         for operations in paths.values():
             for operation in operations.values():
                 if responses is not None:
-                    operation["responses"] = responses
+                    operation["responses"] = dict(sorted(responses.items()))
                 for param in operation["parameters"]:
                     if param.get("in") == "path" and param["name"] in PATH_SCHEMAS:
                         param["schema"] = PATH_SCHEMAS[param["name"]]
+                        param["description"] = param["schema"]["description"]
                     elif param.get("in") == "query" and not _takes_blank(param["schema"]):
                         # A blank value is "not given" (an HTML form sends empty fields).
                         param["schema"] = {"anyOf": [param["schema"], BLANK]}
@@ -188,9 +195,68 @@ def render_spec_schema(registry: Registry) -> dict[str, Any]:
     }
 
 
+# Who a job belongs to: the owner cookie its submission set, or the operator's token.
+SECURITY_SCHEMES: dict[str, Any] = {
+    "ownerCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": COOKIE,
+        "description": "The owner cookie that the answer of POST /jobs sets (HttpOnly, "
+        "Path=/jobs). A client's jobs are seen and acted on with it only; keep it in a "
+        "cookie jar (curl -c jar -b jar).",
+    },
+    "adminToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The operator's token (FIGSERVE_ADMIN_TOKEN), when one is configured: "
+        "every client's jobs. A wrong token answers 401.",
+    },
+}
+# Starting or listing jobs works without the cookie (a start sets one; the list is empty);
+# one job needs the cookie that started it, or the operator's token.
+_OPTIONAL_OWNER = [{}, {"ownerCookie": []}, {"adminToken": []}]
+_OWNER = [{"ownerCookie": []}, {"adminToken": []}]
+_EXAMPLE_FIGURES = ("histogram", "waves")  # the README's, when the catalog has them
+
+
+def examples(registry: Registry) -> dict[str, Any]:
+    """A request body for each route that takes one, made of this server's own figures."""
+    specs = sorted(registry, key=lambda s: s.name not in _EXAMPLE_FIGURES)  # stable
+    seeded = next((s for s in specs if s.random), specs[0])
+    fixed = next((s for s in specs if not s.random), specs[0])
+    item: dict[str, Any] = {"figure": seeded.name, "params": {"seed": 1} if seeded.random else {}}
+    return {
+        "render": {**item, "format": "svg", "w": 600, "h": 400},
+        "job": {
+            "output": "pdf",
+            "items": [item, {"figure": fixed.name}],
+        },
+        "plot": {
+            "file": "day,sales,returns\n1,12,2\n2,15,1\n3,11,3\n",
+            "kind": "line",
+            "x": "day",
+            "y": "sales,returns",
+            "title": "Sales",
+        },
+    }
+
+
 def truthful(doc: dict[str, Any], registry: Registry, settings: Settings) -> dict[str, Any]:
     components = doc.setdefault("components", {}).setdefault("schemas", {})
     components["RenderSpec"] = render_spec_schema(registry)
+    doc["components"]["securitySchemes"] = SECURITY_SCHEMES
+    sample = examples(registry)
+    render = doc["paths"].get("/api/render", {}).get("post")
+    if render is not None:
+        # The body is a spec of one figure: the same schema as a job's item.
+        render["requestBody"]["content"]["application/json"] = {
+            "schema": {"$ref": "#/components/schemas/RenderSpec"},
+            "example": sample["render"],
+        }
+    for path, operations in doc["paths"].items():
+        if path == "/jobs" or path.startswith("/jobs/"):
+            for operation in operations.values():
+                operation["security"] = _OPTIONAL_OWNER if path == "/jobs" else _OWNER
     components[DRAWABLE] = {
         "type": "string",
         "pattern": drawable_pattern(),
@@ -213,6 +279,7 @@ def truthful(doc: dict[str, Any], registry: Registry, settings: Settings) -> dic
             f"{settings.job_max_pixels:,}, and at most {settings.job_max_pdf_pixels:,} for a "
             "PDF; past either, 400."
         )
+        jobs["requestBody"]["content"]["application/json"]["example"] = sample["job"]
     plot = doc["paths"].get("/api/plot", {}).get("post")
     if plot is not None:
         form = plot["requestBody"]["content"]["multipart/form-data"]["schema"]
@@ -227,14 +294,9 @@ def truthful(doc: dict[str, Any], registry: Registry, settings: Settings) -> dic
             "Whether an upload can be plotted depends on its file: x and y must name its "
             "columns, and the file must parse; otherwise 400 naming the field."
         )
+        plot["requestBody"]["content"]["multipart/form-data"]["example"] = sample["plot"]
     changed = doc["paths"].get("/api/figures/{name}/changed", {}).get("post")
     if changed is not None:
-        schemes = doc["components"].setdefault("securitySchemes", {})
-        schemes["adminToken"] = {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "The operator's token, FIGSERVE_ADMIN_TOKEN.",
-        }
         changed["security"] = [{"adminToken": []}]
         changed["requestBody"]["required"] = False
     _rewrite(doc, components)

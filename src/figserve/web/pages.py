@@ -15,7 +15,8 @@ from ..live import PIN_PARAM
 from ..live.streams import live_key
 from ..render import MEDIA_TYPES, ImageOptions
 from ..validation import Invalid, parse_flat, pydantic_errors
-from .embed import densities_for, img_tag
+from .apidocs import endpoints, schema_type
+from .embed import densities_for, img_tag, webp_of
 from .errors import Problem
 from .params import (
     format_number,
@@ -30,6 +31,8 @@ from .versioned import page_pin
 bp = Blueprint("pages", __name__)
 
 PREVIEW_W, PREVIEW_H = 320, 240
+# The address examples on /docs name when no public URL is set: the quick start's.
+QUICK_START_ORIGIN = "http://127.0.0.1:8000"
 # The figure page's "live" switch: a form field of its own, never a figure parameter (the name
 # is reserved), and never part of the image's URL.
 LIVE = "live"
@@ -81,7 +84,12 @@ async def normal_page(mean_var: str) -> str:
         images.append(
             {
                 "img": img_tag(
-                    href, query, width=spec.width, height=spec.height, alt=spec.alt_text(params)
+                    href,
+                    query,
+                    width=spec.width,
+                    height=spec.height,
+                    alt=spec.alt_text(params),
+                    webp=(href, {"format": "webp"}),
                 ),
                 "caption": f"mean {format_number(m)}, spread {format_number(v)}",
                 "href": href,
@@ -178,6 +186,7 @@ def _result(
             height=opts.h,
             alt=alt,
             densities=densities_for(opts, app_state().settings.max_pixels),
+            webp=webp_of(url_for(f"images.figure_{spec.name}", fmt="webp"), opts.format),
             live=live_key(spec.name, params) if live and spec.deterministic(params) else None,
             stale=note is not None,
         ),
@@ -237,35 +246,6 @@ def form_fields(
     return out
 
 
-def schema_type(schema: dict[str, Any]) -> str:
-    """A parameter's schema in a few words: ``integer 1 to 200``, ``one of png, svg``."""
-    kinds = [k for k in schema.get("anyOf", [schema]) if k.get("type") != "null"]
-    words = []
-    for kind in kinds:
-        if kind.get("maxLength") == 0 and kind.get("type") == "string":
-            continue  # blank: not given
-        if "anyOf" in kind:
-            words.append(schema_type(kind))
-        elif "enum" in kind:
-            words.append("one of " + ", ".join(str(v) for v in kind["enum"]))
-        elif kind.get("format") == "date":
-            words.append("date")
-        else:
-            word = str(kind.get("type", "text"))
-            low = kind.get("minimum", kind.get("exclusiveMinimum"))
-            high = kind.get("maximum", kind.get("exclusiveMaximum"))
-            if low is not None and high is not None:
-                word += f" {_number(low)} to {_number(high)}"
-            elif kind.get("maxLength") is not None:
-                word = f"text, at most {kind['maxLength']}"
-            words.append(word)
-    return " or ".join(words) or "text"
-
-
-def _number(value: float) -> str:
-    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
-
-
 @bp.app_template_filter("schema_type")
 def _schema_type_filter(schema: dict[str, Any]) -> str:
     return schema_type(schema)
@@ -275,7 +255,10 @@ def _schema_type_filter(schema: dict[str, Any]) -> str:
 @hide
 async def docs() -> str:
     schema = current_app.extensions["QUART_SCHEMA"].openapi_provider.schema()
-    return await render_template("pages/docs.html", schema=schema)
+    base = app_state().settings.public_url.rstrip("/") or QUICK_START_ORIGIN
+    return await render_template(
+        "pages/docs.html", schema=schema, endpoints=endpoints(schema, base), base=base
+    )
 
 
 @bp.get("/favicon.ico")
