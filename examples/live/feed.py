@@ -1,6 +1,6 @@
 """Your data, changing: appends an order to orders.db every second, as a shop's system would.
 
-Run ``python feed.py`` (until Ctrl-C), or ``python feed.py --count 5`` (five orders, then stop).
+Run ``python feed.py`` (ten minutes of orders, or until Ctrl-C), or ``python feed.py --count 5``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def order(rng: random.Random, ts: float) -> tuple[float, str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between orders")
-    parser.add_argument("--count", type=int, default=0, help="orders to add (0: forever)")
+    parser.add_argument("--count", type=int, default=600, help="orders to add (0: forever)")
     args = parser.parse_args()
     rng = random.Random()
     db = sqlite3.connect(DB, timeout=5)
