@@ -85,8 +85,6 @@ def test_settings_from_env_convert_or_name_the_variable(environ: dict[str, str])
             field = name.removeprefix("FIGSERVE_").lower()
             value = getattr(parsed, field)
             # Of the field's declared type (strictly: no further conversion needed).
-            TypeAdapter(Settings.model_fields[field].annotation).validate_python(
-                value, strict=True
-            )
+            TypeAdapter(Settings.model_fields[field].annotation).validate_python(value, strict=True)
             if isinstance(value, str):
                 assert value == raw
