@@ -66,6 +66,16 @@ def _layouts(text: str) -> list[Layout]:
     return layouts
 
 
+def _viewers(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if not 1 <= len(sizes) <= 5 or not all(1 <= n <= 5000 for n in sizes):
+        raise argparse.ArgumentTypeError("give 1-5 numbers of viewers from 1 to 5000")
+    return sizes
+
+
 def _bounded(low: float, high: float, kind: type = float) -> Callable[[str], float]:
     def parse(text: str) -> float:
         value = kind(text)
@@ -112,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget", type=_bounded(30, MAX_BUDGET),
         help="seconds the suite may take; no server start begins past it",
+    )  # fmt: skip
+    parser.add_argument(
+        "--viewers", type=_viewers, metavar="N,...",
+        help="--live: the numbers of viewers to run (default 100,1000,5000)",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, help="results directory")
     args = parser.parse_args(argv)
@@ -188,6 +202,8 @@ def _run(name: str, args: argparse.Namespace, out: Path, budget: Budget, command
         from . import live
 
         plan = live.Plan.quick() if args.quick else live.Plan()
+        if args.viewers:
+            plan = replace(plan, viewers=args.viewers)
         live.write(live.run(out, plan, budget), out, command)
     elif name == "wire":
         from . import wire
