@@ -22,6 +22,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 import figserve.app
+import figserve.services
 from figserve.figures import FIGURES
 from tests.support.live import free_port
 from tests.support.prometheus import metric
@@ -60,7 +61,7 @@ async def test_a_viewer_that_stops_reading_holds_up_nobody(monkeypatch, tmp_path
     async def stand_in(*args: object, **kwargs: object) -> AsyncIterator[FakeVersions]:
         yield versions
 
-    monkeypatch.setattr(figserve.app, "serving_versions", stand_in)
+    monkeypatch.setattr(figserve.services, "serving_versions", stand_in)
     app = figserve.app.create_app(
         {
             "warm_up": False,
