@@ -8,6 +8,7 @@ root. One suite per run:
     python -m bench --jobs                 # page latency with a report job running: jobs.md
     python -m bench --profile              # where a live worker's time goes (py-spy): profile.md
     python -m bench --scaleout             # 2 instances against 1 behind nginx, Redis: scaleout.md
+    python -m bench --live                 # 100/1,000/5,000 live viewers on one worker: live.md
     python -m bench --wire                 # cached images / bare Hypercorn; renders / plain loop
     python -m bench --render               # CPU per image of each shipped figure: render.md
 
@@ -43,6 +44,7 @@ BUDGETS = {  # seconds: (full, --quick)
     "jobs": (300, 120),
     "profile": (120, 60),
     "scaleout": (300, 120),
+    "live": (540, 150),
     "wire": (240, 90),
     "render": (600, 180),
 }
@@ -64,6 +66,16 @@ def _layouts(text: str) -> list[Layout]:
     if not 1 <= len(layouts) <= 8:
         raise argparse.ArgumentTypeError("give 1-8 layouts, e.g. 1x2x2,2x2x4,4x1x1")
     return layouts
+
+
+def _viewers(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if not 1 <= len(sizes) <= 5 or not all(1 <= n <= 5000 for n in sizes):
+        raise argparse.ArgumentTypeError("give 1-5 numbers of viewers from 1 to 5000")
+    return sizes
 
 
 def _bounded(low: float, high: float, kind: type = float) -> Callable[[str], float]:
@@ -95,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         "--scaleout", action="store_true", help="2 instances against 1 behind nginx, with Redis"
     )
     suite.add_argument(
+        "--live", action="store_true", help="100/1,000/5,000 live page viewers on one worker"
+    )
+    suite.add_argument(
         "--wire", action="store_true", help="cached images against bare Hypercorn; /fig/5_3 "
         "against the plain matplotlib loop",
     )  # fmt: skip
@@ -114,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         "--budget", type=_bounded(30, MAX_BUDGET),
         help="seconds the suite may take; no server start begins past it",
     )  # fmt: skip
+    parser.add_argument(
+        "--viewers", type=_viewers, metavar="N,...",
+        help="--live: the numbers of viewers to run (default 100,1000,5000)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="results directory")
     args = parser.parse_args(argv)
 
@@ -124,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "jobs" if args.jobs else
         "profile" if args.profile else
         "scaleout" if args.scaleout else
+        "live" if args.live else
         "wire" if args.wire else
         "render" if args.render else
         "main"
@@ -185,6 +205,13 @@ def _run(name: str, args: argparse.Namespace, out: Path, budget: Budget, command
         if args.seconds:
             plan = replace(plan, seconds=args.seconds)
         scaleout.write(scaleout.run(out, plan, budget), out, command)
+    elif name == "live":
+        from . import live
+
+        plan = live.Plan.quick() if args.quick else live.Plan()
+        if args.viewers:
+            plan = replace(plan, viewers=args.viewers)
+        live.write(live.run(out, plan, budget), out, command)
     elif name == "wire":
         from . import wire
 

@@ -20,6 +20,7 @@ LAYERS = [
     "client",  # the standard library only: what a user's script imports to say data changed
     "config",
     "system",
+    "stopping",
     "scaleout",
     "figures",
     "figserve",  # the package itself: what a figure module imports, and the version

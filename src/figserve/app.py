@@ -24,7 +24,20 @@ from .figures import FIGURES, Registry
 from .figures.loading import FigureModuleError, load_figure_modules
 from .services import SERVICES
 from .state import AppState
-from .web import api, body, changes, embed, jobs, ops, pages, security, static, transfer, userpages
+from .web import (
+    api,
+    body,
+    changes,
+    embed,
+    jobs,
+    live,
+    ops,
+    pages,
+    security,
+    static,
+    transfer,
+    userpages,
+)
 from .web.asgi import guard
 from .web.errors import register_error_handlers
 from .web.fastpath import FastPath
@@ -90,7 +103,7 @@ def _install_web(app: Quart, state: AppState) -> None:
         openapi_provider_class=FigserveOpenAPI,
     )
     images = create_images_blueprint(state.registry)
-    for blueprint in (pages.bp, images, api.bp, changes.bp, ops.bp, jobs.bp):
+    for blueprint in (pages.bp, images, api.bp, changes.bp, ops.bp, jobs.bp, live.bp):
         app.register_blueprint(blueprint)
     if settings.pages:
         userpages.install(app, settings.pages)

@@ -9,6 +9,7 @@ A new service is one such function (in its own module, taking ``AppState``) and 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import os
@@ -19,9 +20,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from .jobs import serving_jobs
 from .live.serving import serving_versions
+from .live.streams import StreamHub
 from .metrics import Metrics
 from .render.serving import serving_renderer
 from .state import AppState
+from .stopping import server_stopping
+
+log = logging.getLogger("figserve")
 
 Service = Callable[[AppState], AbstractAsyncContextManager[None]]
 
@@ -78,7 +83,30 @@ async def jobs(state: AppState) -> AsyncIterator[None]:
             state.jobs = None
 
 
-SERVICES: list[Service] = [signals, metrics, renderer, versions, jobs]
+@asynccontextmanager
+async def streams(state: AppState) -> AsyncIterator[None]:
+    """Live pages' streams (after the renderer and the versions service; stopped first)."""
+    if state.versions is None or state.renderer is None:
+        log.warning("live streams are off: no data versions service")
+        yield
+        return
+    observer = state.metrics.live if state.metrics is not None else None
+    hub = StreamHub(state.settings, state.registry, state.versions, state.renderer.render, observer)
+    await hub.start()
+    # A stopping server ends streams at once (clients reconnect elsewhere) rather than
+    # letting them hold the grace time.
+    stop = asyncio.ensure_future(server_stopping())
+    stop.add_done_callback(lambda t: t.cancelled() or hub.shutdown())
+    state.streams = hub
+    try:
+        yield
+    finally:
+        state.streams = None
+        stop.cancel()
+        await hub.close()
+
+
+SERVICES: list[Service] = [signals, metrics, renderer, versions, jobs, streams]
 
 
 def _sigterm_stops_the_server() -> None:

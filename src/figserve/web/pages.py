@@ -12,6 +12,7 @@ from quart_schema import hide
 from ..figures import FigureParams, FigureSpec
 from ..figures.catalog import NormalParams, shared_window
 from ..live import PIN_PARAM
+from ..live.streams import live_key
 from ..render import MEDIA_TYPES, ImageOptions
 from ..validation import Invalid, parse_flat, pydantic_errors
 from .apidocs import endpoints, schema_type
@@ -33,6 +34,10 @@ bp = Blueprint("pages", __name__)
 PREVIEW_W, PREVIEW_H = 320, 240
 # The address examples on /docs name when no public URL is set: the quick start's.
 QUICK_START_ORIGIN = "http://127.0.0.1:8000"
+# The figure page's "live" switch: a form field of its own, never a figure parameter (the name
+# is reserved), and never part of the image's URL.
+LIVE = "live"
+LIVE_ON = frozenset({"1", "on", "true"})
 
 
 def _non_default(model: BaseModel) -> dict[str, Any]:
@@ -50,6 +55,8 @@ async def index() -> str:
                 "spec": spec,
                 # Previews are fixed samples, so browsers cache them.
                 "preview": {"seed": 1} if spec.random else {},
+                # Figures of changing data keep their preview current.
+                "live": spec.version is not None,
                 "fields": form_fields(spec.params, {}),
                 "options": form_fields(ImageOptions, {}, skip={"dpi", "dpr"}),
             }
@@ -139,6 +146,7 @@ async def figure_page(name: str) -> tuple[str, int]:
     state = app_state()
     spec = spec_or_404(state.registry, name)
     values = single_values(request.args)
+    live = values.pop(LIVE, "") in LIVE_ON
     errors: dict[str, str] = {}
     result = None
     try:
@@ -146,7 +154,7 @@ async def figure_page(name: str) -> tuple[str, int]:
     except Invalid as exc:
         errors = {e.param: e.message for e in exc.errors}
     else:
-        result = _result(spec, params, opts)
+        result = _result(spec, params, opts, live)
     shown = set(spec.params.model_fields) | (set(ImageOptions.model_fields) - {"dpi", "dpr"})
     html = await render_template(
         "pages/figure.html",
@@ -158,11 +166,14 @@ async def figure_page(name: str) -> tuple[str, int]:
         known=[*spec.params.model_fields, *ImageOptions.model_fields],
         fields=form_fields(spec.params, values, errors),
         options=form_fields(ImageOptions, values, errors, skip={"dpi", "dpr"}),
+        live=live,
     )
     return html, 400 if errors else 200
 
 
-def _result(spec: FigureSpec, params: FigureParams, opts: ImageOptions) -> dict[str, Any]:
+def _result(
+    spec: FigureSpec, params: FigureParams, opts: ImageOptions, live: bool = False
+) -> dict[str, Any]:
     query = {**_non_default(params), **_non_default(opts)}
     query.pop("format", None)
     query.setdefault("w", opts.w)
@@ -186,6 +197,8 @@ def _result(spec: FigureSpec, params: FigureParams, opts: ImageOptions) -> dict[
             alt=alt,
             densities=densities_for(opts, app_state().settings.max_pixels),
             webp=webp_of(url_for(f"images.figure_{spec.name}", fmt="webp"), opts.format),
+            live=live_key(spec.name, params) if live and spec.deterministic(params) else None,
+            stale=note is not None,
         ),
         # Never from the Host header, which the client chooses: the operator's public address,
         # or a link relative to this page.
