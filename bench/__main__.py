@@ -10,6 +10,7 @@ root. One suite per run:
     python -m bench --scaleout             # 2 instances against 1 behind nginx, Redis: scaleout.md
     python -m bench --live                 # 100/1,000/5,000 live viewers on one worker: live.md
     python -m bench --wire                 # cached images / bare Hypercorn; renders / plain loop
+    python -m bench --render               # CPU per image of each shipped figure: render.md
 
 ``--quick`` makes any suite a short smoke run that writes to ``results/quick/`` (git-ignored).
 Everything is on 127.0.0.1, every load has a fixed duration, every server is stopped at the end
@@ -45,6 +46,7 @@ BUDGETS = {  # seconds: (full, --quick)
     "scaleout": (300, 120),
     "live": (540, 150),
     "wire": (240, 90),
+    "render": (600, 180),
 }
 
 
@@ -111,10 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         "--wire", action="store_true", help="cached images against bare Hypercorn; /fig/5_3 "
         "against the plain matplotlib loop",
     )  # fmt: skip
+    suite.add_argument(
+        "--render", action="store_true",
+        help="CPU per image of each shipped figure: fresh, update path, plain matplotlib",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="short smoke run into results/quick")
     parser.add_argument(
         "--starts", type=_bounded(1, 10, int),
-        help="fresh server starts (rounds, for --layouts and --levers)",
+        help="fresh server starts (rounds, for --layouts and --levers; processes for --render)",
     )  # fmt: skip
     parser.add_argument(
         "--seconds", type=_bounded(1, 60), help="seconds of each load (default per suite)"
@@ -139,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "scaleout" if args.scaleout else
         "live" if args.live else
         "wire" if args.wire else
+        "render" if args.render else
         "main"
     )  # fmt: skip
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
@@ -214,6 +221,13 @@ def _run(name: str, args: argparse.Namespace, out: Path, budget: Budget, command
         if args.seconds:
             plan = replace(plan, seconds=args.seconds, fig_seconds=args.seconds)
         wire.write(wire.run(out, plan, budget), out, command)
+    elif name == "render":
+        from . import render
+
+        plan = render.Plan.quick() if args.quick else render.Plan()
+        if args.starts:
+            plan = replace(plan, starts=args.starts)
+        render.write(render.run(out, plan, budget), out, command)
     elif name == "jobs":
         from . import jobs
 

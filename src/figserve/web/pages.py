@@ -10,7 +10,7 @@ from quart import Blueprint, Response, current_app, render_template, request, ur
 from quart_schema import hide
 
 from ..figures import FigureParams, FigureSpec
-from ..figures.catalog import NormalParams
+from ..figures.catalog import NormalParams, shared_window
 from ..live import PIN_PARAM
 from ..live.streams import live_key
 from ..render import MEDIA_TYPES, ImageOptions
@@ -78,13 +78,17 @@ async def normal_page(mean_var: str) -> str:
     spec = app_state().registry.get("normal")
     if spec is None:
         raise Problem(404, "Not Found", "The normal figure is not registered.")
+    variants = _variants(mean, var)
+    # One window for every variant, so the six can be compared.
+    lo, hi = shared_window(variants)
+    window = {"lo": format_number(lo), "hi": format_number(hi)}
     images = []
-    for m, v in _variants(mean, var):
-        params = NormalParams(mean=m, var=v)
+    for m, v in variants:
+        params = NormalParams(mean=m, var=v, lo=lo, hi=hi)
         path = f"{format_number(m)}_{format_number(v)}"
         href = url_for("images.seed_figure", mean_var=path)
         pin, _ = page_pin(spec, params)
-        query = {} if pin is None else {PIN_PARAM: pin}
+        query = window if pin is None else {**window, PIN_PARAM: pin}
         images.append(
             {
                 "img": img_tag(
@@ -96,13 +100,15 @@ async def normal_page(mean_var: str) -> str:
                     webp=(href, {"format": "webp"}),
                 ),
                 "caption": f"mean {format_number(m)}, spread {format_number(v)}",
-                "href": href,
+                "href": f"{href}?{urlencode(window)}",
             }
         )
     return await render_template(
         "pages/normal.html",
         mean=format_number(mean),
         var=format_number(var),
+        lo=window["lo"],
+        hi=window["hi"],
         images=images,
         width=spec.width,
         height=spec.height,
