@@ -8,7 +8,9 @@ root. One suite per run:
     python -m bench --jobs                 # page latency with a report job running: jobs.md
     python -m bench --profile              # where a live worker's time goes (py-spy): profile.md
     python -m bench --scaleout             # 2 instances against 1 behind nginx, Redis: scaleout.md
+    python -m bench --live                 # 100/1,000/5,000 live viewers on one worker: live.md
     python -m bench --wire                 # cached images / bare Hypercorn; renders / plain loop
+    python -m bench --render               # CPU per image of each shipped figure: render.md
 
 ``--quick`` makes any suite a short smoke run that writes to ``results/quick/`` (git-ignored).
 Everything is on 127.0.0.1, every load has a fixed duration, every server is stopped at the end
@@ -42,7 +44,9 @@ BUDGETS = {  # seconds: (full, --quick)
     "jobs": (300, 120),
     "profile": (120, 60),
     "scaleout": (300, 120),
+    "live": (540, 150),
     "wire": (240, 90),
+    "render": (600, 180),
 }
 
 
@@ -62,6 +66,16 @@ def _layouts(text: str) -> list[Layout]:
     if not 1 <= len(layouts) <= 8:
         raise argparse.ArgumentTypeError("give 1-8 layouts, e.g. 1x2x2,2x2x4,4x1x1")
     return layouts
+
+
+def _viewers(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if not 1 <= len(sizes) <= 5 or not all(1 <= n <= 5000 for n in sizes):
+        raise argparse.ArgumentTypeError("give 1-5 numbers of viewers from 1 to 5000")
+    return sizes
 
 
 def _bounded(low: float, high: float, kind: type = float) -> Callable[[str], float]:
@@ -93,13 +107,20 @@ def main(argv: list[str] | None = None) -> int:
         "--scaleout", action="store_true", help="2 instances against 1 behind nginx, with Redis"
     )
     suite.add_argument(
+        "--live", action="store_true", help="100/1,000/5,000 live page viewers on one worker"
+    )
+    suite.add_argument(
         "--wire", action="store_true", help="cached images against bare Hypercorn; /fig/5_3 "
         "against the plain matplotlib loop",
+    )  # fmt: skip
+    suite.add_argument(
+        "--render", action="store_true",
+        help="CPU per image of each shipped figure: fresh, update path, plain matplotlib",
     )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="short smoke run into results/quick")
     parser.add_argument(
         "--starts", type=_bounded(1, 10, int),
-        help="fresh server starts (rounds, for --layouts and --levers)",
+        help="fresh server starts (rounds, for --layouts and --levers; processes for --render)",
     )  # fmt: skip
     parser.add_argument(
         "--seconds", type=_bounded(1, 60), help="seconds of each load (default per suite)"
@@ -107,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget", type=_bounded(30, MAX_BUDGET),
         help="seconds the suite may take; no server start begins past it",
+    )  # fmt: skip
+    parser.add_argument(
+        "--viewers", type=_viewers, metavar="N,...",
+        help="--live: the numbers of viewers to run (default 100,1000,5000)",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, help="results directory")
     args = parser.parse_args(argv)
@@ -118,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         "jobs" if args.jobs else
         "profile" if args.profile else
         "scaleout" if args.scaleout else
+        "live" if args.live else
         "wire" if args.wire else
+        "render" if args.render else
         "main"
     )  # fmt: skip
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
@@ -178,6 +205,13 @@ def _run(name: str, args: argparse.Namespace, out: Path, budget: Budget, command
         if args.seconds:
             plan = replace(plan, seconds=args.seconds)
         scaleout.write(scaleout.run(out, plan, budget), out, command)
+    elif name == "live":
+        from . import live
+
+        plan = live.Plan.quick() if args.quick else live.Plan()
+        if args.viewers:
+            plan = replace(plan, viewers=args.viewers)
+        live.write(live.run(out, plan, budget), out, command)
     elif name == "wire":
         from . import wire
 
@@ -187,6 +221,13 @@ def _run(name: str, args: argparse.Namespace, out: Path, budget: Budget, command
         if args.seconds:
             plan = replace(plan, seconds=args.seconds, fig_seconds=args.seconds)
         wire.write(wire.run(out, plan, budget), out, command)
+    elif name == "render":
+        from . import render
+
+        plan = render.Plan.quick() if args.quick else render.Plan()
+        if args.starts:
+            plan = replace(plan, starts=args.starts)
+        render.write(render.run(out, plan, budget), out, command)
     elif name == "jobs":
         from . import jobs
 

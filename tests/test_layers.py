@@ -19,9 +19,9 @@ PACKAGE = ROOT / "src" / "figserve"
 LAYERS = [
     "client",  # the standard library only: what a user's script imports to say data changed
     "logsafe",  # the standard library only: log records that client input cannot break
-    "stopping",  # a stopping worker's watchdog
     "config",
     "system",
+    "stopping",  # a stopping worker: learning that its server stops, ending by a deadline
     "scaleout",
     "figures",
     "figserve",  # the package itself: what a figure module imports, and the version

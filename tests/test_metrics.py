@@ -50,7 +50,10 @@ async def test_junk_methods_do_not_grow_the_metrics(app):
         st.tuples(
             st.text(alphabet=TOKEN, min_size=1, max_size=12)
             | st.sampled_from(sorted(HTTP_METHODS)),
-            st.text(alphabet=st.characters(codec="utf-8", exclude_characters="?#"), max_size=30),
+            # Not starting with "/": the test client would read "//x" as a host name.
+            st.text(
+                alphabet=st.characters(codec="utf-8", exclude_characters="?#"), max_size=30
+            ).filter(lambda p: not p.startswith("/")),
         ),
         min_size=1,
         max_size=12,

@@ -30,6 +30,7 @@ from .web import (
     changes,
     embed,
     jobs,
+    live,
     ops,
     pagecache,
     pages,
@@ -120,7 +121,7 @@ def _install_web(app: Quart, state: AppState) -> None:
         openapi_provider_class=FigserveOpenAPI,
     )
     images = create_images_blueprint(state.registry)
-    for blueprint in (pages.bp, images, api.bp, changes.bp, ops.bp, jobs.bp):
+    for blueprint in (pages.bp, images, api.bp, changes.bp, ops.bp, jobs.bp, live.bp):
         app.register_blueprint(blueprint)
     if settings.pages:
         userpages.install(app, settings.pages)

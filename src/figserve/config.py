@@ -8,6 +8,7 @@ A value of the wrong type or out of range is refused at start, naming the variab
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -139,6 +140,10 @@ class Settings(BaseSettings):
     # scheme: absolute links use it, and requests from it count as same-origin. Empty: links
     # are relative, and only the request's own origin is trusted.
     public_url: str = ""
+    # Addresses or networks (comma-separated, e.g. 127.0.0.1 or 10.0.0.0/8) of the reverse
+    # proxies in front: a request from one of them is counted for the client its
+    # X-Forwarded-For names (per-client limits). Empty: the connection's address is the client.
+    trusted_proxies: str = ""
     # The user's own figure modules, comma-separated dotted names imported at start from the
     # current directory or PYTHONPATH (see figserve/figures/loading.py).
     figures: str = ""
@@ -156,6 +161,19 @@ class Settings(BaseSettings):
     # import then leaves a server that shows the error and recovers once the file is fixed,
     # instead of stopping the start. Unset: read from Hypercorn's command line.
     reload: bool | None = None
+    # Live pages (figure(..., live=True)): Server-Sent Events streams open at once per worker;
+    # past it a new stream answers 503 with Retry-After. Each needs a file descriptor.
+    live_max_streams: int = Field(1000, ge=1)
+    # Live streams open at once per client (see trusted_proxies); past it 429. A browser shares
+    # one stream among its tabs, so this counts browsers (and tabs without that support).
+    live_max_client_streams: int = Field(32, ge=1)
+    # Live figures one stream may follow (the live figures of a page, or of a browser's tabs).
+    live_max_figures: int = Field(64, ge=1)
+    # Seconds between keep-alive comments on an idle stream (proxies close silent connections).
+    live_heartbeat: float = Field(15 * SECONDS, ge=0.05)
+    # A stream whose client has not taken a message for this long is closed (it reconnects
+    # once it reads again), so a stalled viewer holds no slot.
+    live_send_timeout: float = Field(30 * SECONDS, ge=0.1)
     # Scale-out mode: redis://host:port/db of the Redis that every instance and job worker
     # shares (render cache, jobs, results). Empty: embedded, no server needed.
     redis_url: str = ""
@@ -193,6 +211,7 @@ class Settings(BaseSettings):
                 "FIGSERVE_REDIS_URL must be redis://[[user]:password@]host[:port][/db] or "
                 f"rediss://... (got {redact(self.redis_url)!r})"
             )
+        proxy_networks(self.trusted_proxies)  # raises ValueError naming a wrong entry
         if self.public_url and not _PUBLIC_URL.match(self.public_url):
             raise ValueError(
                 "FIGSERVE_PUBLIC_URL must be an origin, http(s)://host[:port] "
@@ -250,6 +269,23 @@ def _describe(exc: ValidationError, overrides: Mapping[str, Any]) -> str:
         shown = f"={given!r}" if isinstance(given, str | int | float | bool) else ""
         lines.append(f"{where}{shown}: {error['msg']}")
     return "; ".join(lines)
+
+
+def proxy_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``FIGSERVE_TRUSTED_PROXIES`` as networks: addresses (a network of one) or CIDR blocks."""
+    networks = []
+    for part in text.split(","):
+        entry = part.strip()
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"FIGSERVE_TRUSTED_PROXIES: {entry[:60]!r} is not an IP address or network "
+                "(e.g. 127.0.0.1, 10.0.0.0/8, ::1)"
+            ) from None
+    return tuple(networks)
 
 
 def usable_cores() -> int:

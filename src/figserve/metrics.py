@@ -37,6 +37,7 @@ from prometheus_client import (
 from quart import Quart, Response, request
 
 from .live import VersionObserver
+from .live.streams import HubObserver
 from .render import RenderJob, RenderObserver
 from .system import pid_alive, private_dir, start_time
 
@@ -219,6 +220,8 @@ class Metrics(RenderObserver, VersionObserver):
             registry=reg,
         )
 
+        self.live = LiveMetrics(reg)
+
     # RenderObserver
     def count(self, event: str, job: RenderJob) -> None:
         self.counters[event].labels(job.label, job.format).inc()
@@ -273,6 +276,64 @@ class Metrics(RenderObserver, VersionObserver):
         if self.directory is not None:
             with contextlib.suppress(OSError):
                 multiprocess.mark_process_dead(os.getpid(), self.directory)
+
+
+class LiveMetrics(HubObserver):
+    """The live streams' metrics (``figserve/live/streams.py``)."""
+
+    def __init__(self, reg: CollectorRegistry) -> None:
+        self.open = Gauge(
+            "figserve_live_streams",
+            "Live page streams open now.",
+            multiprocess_mode="livesum",
+            registry=reg,
+        )
+        self.refusals = Counter(
+            "figserve_live_streams_refused",
+            "Live streams refused: busy (worker cap, 503), client (client cap, 429), stopping.",
+            ["reason"],
+            registry=reg,
+        )
+        self.ends = Counter(
+            "figserve_live_streams_ended",
+            "Live streams ended: client (it left), stop (the server stopped), stalled (it "
+            "took nothing for FIGSERVE_LIVE_SEND_TIMEOUT).",
+            ["reason"],
+            registry=reg,
+        )
+        self.changes = Counter(
+            "figserve_live_changes",
+            "Version changes announced to live viewers, by figure.",
+            ["figure"],
+            registry=reg,
+        )
+        self.notices = Counter(
+            "figserve_live_notices",
+            "Streams told of a version change (one per stream and change).",
+            registry=reg,
+        )
+        self.renders_ahead = Counter(
+            "figserve_live_renders_ahead",
+            "Images of a new version rendered (or found cached) before viewers were told.",
+            ["figure", "outcome"],
+            registry=reg,
+        )
+
+    def streams(self, delta: int) -> None:
+        self.open.inc(delta)
+
+    def refused(self, reason: str) -> None:
+        self.refusals.labels(reason).inc()
+
+    def ended(self, reason: str) -> None:
+        self.ends.labels(reason).inc()
+
+    def announced(self, figure: str, streams: int) -> None:
+        self.changes.labels(figure).inc()
+        self.notices.inc(streams)
+
+    def ahead(self, figure: str, outcome: str) -> None:
+        self.renders_ahead.labels(figure, outcome).inc()
 
 
 def install(app: Quart, current: Callable[[], Metrics | None]) -> None:

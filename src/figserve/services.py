@@ -9,6 +9,7 @@ A new service is one such function (in its own module, taking ``AppState``) and 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import os
@@ -20,9 +21,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from . import stopping
 from .jobs import serving_jobs
 from .live.serving import serving_versions
+from .live.streams import StreamHub
 from .metrics import Metrics
 from .render.serving import serving_renderer
 from .state import AppState
+from .stopping import server_stopping
+
+log = logging.getLogger("figserve")
 
 Service = Callable[[AppState], AbstractAsyncContextManager[None]]
 
@@ -30,7 +35,21 @@ Service = Callable[[AppState], AbstractAsyncContextManager[None]]
 @asynccontextmanager
 async def signals(state: AppState) -> AsyncIterator[None]:
     _sigterm_stops_the_server()
-    yield
+    watch = asyncio.ensure_future(_end_by_the_deadline())
+    try:
+        yield
+    finally:
+        watch.cancel()
+
+
+async def _end_by_the_deadline() -> None:
+    """In a worker of Hypercorn's own master: once the server begins to stop (its master got
+    SIGTERM, even if this worker did not), end by the grace time and a margin whatever hangs.
+    (A worker of ``python -m figserve serve`` arms its own deadline from its configuration.)"""
+    if stopping.hypercorn_shutdown_event() is None:
+        return
+    await server_stopping()
+    stopping.arm(stopping.graceful_timeout() + stopping.MARGIN, "its server began to stop")
 
 
 @asynccontextmanager
@@ -79,7 +98,30 @@ async def jobs(state: AppState) -> AsyncIterator[None]:
             state.jobs = None
 
 
-SERVICES: list[Service] = [signals, metrics, renderer, versions, jobs]
+@asynccontextmanager
+async def streams(state: AppState) -> AsyncIterator[None]:
+    """Live pages' streams (after the renderer and the versions service; stopped first)."""
+    if state.versions is None or state.renderer is None:
+        log.warning("live streams are off: no data versions service")
+        yield
+        return
+    observer = state.metrics.live if state.metrics is not None else None
+    hub = StreamHub(state.settings, state.registry, state.versions, state.renderer.render, observer)
+    await hub.start()
+    # A stopping server ends streams at once (clients reconnect elsewhere) rather than
+    # letting them hold the grace time.
+    stop = asyncio.ensure_future(server_stopping())
+    stop.add_done_callback(lambda t: t.cancelled() or hub.shutdown())
+    state.streams = hub
+    try:
+        yield
+    finally:
+        state.streams = None
+        stop.cancel()
+        await hub.close()
+
+
+SERVICES: list[Service] = [signals, metrics, renderer, versions, jobs, streams]
 
 
 def _sigterm_stops_the_server() -> None:

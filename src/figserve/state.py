@@ -11,6 +11,7 @@ from .config import Settings
 from .figures import Registry
 from .jobs import JobService
 from .live import Versions
+from .live.streams import StreamHub
 from .metrics import Metrics
 from .render import Renderer
 
@@ -23,6 +24,7 @@ class AppState:
     renderer: Renderer | None = None
     jobs: JobService | None = None
     versions: Versions | None = None
+    streams: StreamHub | None = None  # live pages' streams
     # The fast path of cached images (an ASGI layer of the web app, figserve/web/fastpath.py).
     fast: Any = None
     # Rendered pages: the page thread and its cache (figserve/web/pagecache.py).

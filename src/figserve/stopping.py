@@ -1,18 +1,30 @@
-"""A worker that has begun to stop ends by a deadline, whatever hangs in it.
+"""A stopping worker: learning that the server has begun to stop, and ending by a deadline.
 
-A stop can wedge: a flood of HTTP/2 streams whose clients never read, tasks that ignore their
-cancellation, an event loop busy with queued work. Once a worker knows its stop has begun (it
-got SIGTERM, its requests were cut short at the end of the grace time, or its app began to
-shut down) it arms a watchdog thread; past the deadline the watchdog kills the worker and
-every process it started (fork server, render processes) with SIGKILL.
+**Learning.** A stopping Hypercorn closes its listening sockets and then waits up to
+``graceful_timeout`` for the requests in flight; the app hears of the stop (the ASGI lifespan's
+shutdown) only after that wait. Requests that never end by themselves (live streams) would hold
+the whole grace time. So a worker watches what its master uses to tell it to stop: the shutdown
+event Hypercorn passes to every worker process (``hypercorn.run``; set on SIGTERM, SIGINT, a
+reload and SIGHUP). That event is not part of Hypercorn's public API: it is found among the
+worker process's arguments, and a worker without one (a single process, another server) learns
+of the stop at the lifespan's shutdown, as any app does. ``tests/web/test_live_server.py``
+checks that a stop still ends streams at once with the installed Hypercorn. A worker of
+``python -m figserve serve`` is told by its own master (``began()``).
 
-Armed only in server workers (``enable()``), never in a test's process or a script's.
+**Ending.** A stop can wedge: a flood of HTTP/2 streams whose clients never read, tasks that
+ignore their cancellation, an event loop busy with queued work. Once a worker knows its stop
+has begun (the event above, a SIGTERM of its own, its app beginning to shut down) it arms a
+watchdog thread; past the deadline the watchdog kills the worker and every process it started
+(fork server, render processes) with SIGKILL. Armed only in server workers (``enable()``),
+never in a test's process or a script's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
+import multiprocessing
 import os
 import signal
 import sys
@@ -20,14 +32,40 @@ import threading
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
+POLL_SECONDS = 0.1  # as often as Hypercorn's own worker looks
 MARGIN = 4.0  # seconds a worker may take past its deadline's reason before it is killed
+
 # Re-entrant: ``arm`` runs in signal handlers, and a second signal may arrive while the first
 # handler holds it (a plain lock would then wedge the worker for good).
 _lock = threading.RLock()
 _enabled = False
 _deadline = math.inf
 _timer: threading.Timer | None = None
+_began = threading.Event()
+
+
+def hypercorn_shutdown_event() -> Any | None:
+    """The shutdown event of this Hypercorn worker process, or None outside one."""
+    process = multiprocessing.current_process()
+    arguments = getattr(process, "_kwargs", None)  # what the master started this worker with
+    event = arguments.get("shutdown_event") if isinstance(arguments, dict) else None
+    return event if callable(getattr(event, "is_set", None)) else None
+
+
+def began() -> None:
+    """This worker's stop has begun (its own master, ``python -m figserve serve``, says so)."""
+    _began.set()
+
+
+async def server_stopping(event: Any | None = None) -> None:
+    """Return once this worker's server begins to stop; never outside a server's worker."""
+    event = event if event is not None else hypercorn_shutdown_event()
+    if event is None and not _enabled:
+        await asyncio.Event().wait()  # not a server's worker: nobody will say
+    while not (_began.is_set() or (event is not None and event.is_set())):
+        await asyncio.sleep(POLL_SECONDS)
 
 
 def enable() -> None:

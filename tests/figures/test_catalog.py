@@ -26,7 +26,10 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from figserve.figures import FIGURES, FigureParams
+from figserve.figures.catalog import NormalParams, shared_window
+from figserve.figures.layout import fit_unless_laid_out
 from figserve.figures.registry import FigureSpec
+from figserve.figures.scatter import least_window
 
 SPECS = list(FIGURES)
 FORMATS = ["png", "svg", "pdf", "webp", "jpeg"]
@@ -44,6 +47,7 @@ def draw(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         spec.draw(fig, params)
+        fit_unless_laid_out(fig)  # as the renderer does
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt)
     return buf.getvalue()
@@ -103,9 +107,21 @@ def field_values(info: FieldInfo) -> st.SearchStrategy[Any]:
 
 
 def params_for(model: type[BaseModel]) -> st.SearchStrategy[dict[str, Any]]:
-    return st.fixed_dictionaries(
+    values = st.fixed_dictionaries(
         {name: field_values(info) for name, info in model.model_fields.items()}
     )
+    if {"lo", "hi"} <= set(model.model_fields):
+        # Ends of a range are given together, the lower first: mostly draw such pairs (the
+        # model refuses the others, which the tests then set aside).
+        values = values.map(_ordered_ends) | values
+    return values
+
+
+def _ordered_ends(values: dict[str, Any]) -> dict[str, Any]:
+    lo, hi = values["lo"], values["hi"]
+    if lo is None or hi is None:
+        return {**values, "lo": None, "hi": None}
+    return {**values, "lo": min(lo, hi), "hi": max(lo, hi)}
 
 
 def accepted(spec: FigureSpec, values: dict[str, Any]) -> FigureParams:
@@ -171,6 +187,14 @@ def test_whatever_validation_accepts_draws_in_every_format(
         ("waves", {"title": "\u4e2d\u6587"}, "title"),
         ("histogram", {"title": "\ue000"}, "title"),
         ("histogram", {"title": "a\u2028b"}, "title"),
+        # The ends of the scatter's window: together, in order, far enough apart for floats.
+        ("normal", {"lo": 1}, "hi"),
+        ("normal", {"hi": 1}, "hi"),
+        ("normal", {"lo": 2, "hi": 1}, "hi"),
+        ("normal", {"lo": 1, "hi": 1}, "hi"),
+        ("normal", {"lo": 1e6, "hi": 1e6 + 1e-6}, "hi"),
+        ("normal", {"lo": -1e-201, "hi": 1e-201}, "hi"),
+        ("normal", {"lo": -2e7, "hi": 1}, "lo"),
     ],
 )
 def test_what_cannot_draw_is_refused_naming_the_parameter(name, values, param) -> None:
@@ -224,7 +248,8 @@ def _laid_out(name: str, size: tuple[float, float], **values: Any) -> Figure:
     spec = FIGURES.get(name)
     fig = Figure(figsize=size, dpi=100)
     spec.draw(fig, spec.params(**values))
-    fig.savefig(io.BytesIO(), format="png")  # runs the layout
+    fit_unless_laid_out(fig)
+    fig.savefig(io.BytesIO(), format="png")  # places the texts
     return fig
 
 
@@ -305,3 +330,20 @@ def test_user_text_is_not_parsed_as_math() -> None:
     # A malformed math expression would raise if mathtext parsed it.
     spec = FIGURES.get("histogram")
     assert draw(spec, spec.params(title=r"$\frac{", seed=1), "pdf")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(st.floats(-1e6, 1e6), st.floats(1e-300, 1e6, exclude_min=False)),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_shared_window_is_one_the_scatter_takes(pairs) -> None:
+    # Whatever means and spreads a page shows, their window is a valid lo and hi.
+    lo, hi = shared_window(pairs)
+    params = NormalParams(lo=lo, hi=hi)
+    assert params.lo < params.hi
+    for mean, _ in pairs:  # it holds every mean, unless floats could not split the window
+        assert lo <= mean <= hi or hi - lo <= 4 * least_window(lo, hi)

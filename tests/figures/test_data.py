@@ -36,6 +36,7 @@ from figserve.figures.data import (
     parse_table,
     resolve_columns,
 )
+from figserve.figures.layout import fit_unless_laid_out
 
 from .test_catalog import FONT_CHARS
 
@@ -70,6 +71,7 @@ def draw(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         draw_table(fig, table, params, limits)
+        fit_unless_laid_out(fig)  # as the renderer does
         fig.savefig(io.BytesIO(), format=fmt)
     return fig
 

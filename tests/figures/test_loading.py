@@ -85,9 +85,9 @@ def test_a_clash_with_a_shipped_figure_names_both(user_folder: UserFolder) -> No
         load_figure_modules("clash")
     message = str(caught.value)
     assert "figure 'histogram' of module clash clashes with the figure 'histogram' of " in (message)
-    assert "figserve.figures.catalog (shipped with figserve)" in message
+    assert "figserve.figures.samples (shipped with figserve)" in message
     assert f"at {path}, line " in message
-    assert FIGURES.get("histogram").draw.__module__ == "figserve.figures.catalog"
+    assert FIGURES.get("histogram").draw.__module__ == "figserve.figures.samples"
 
 
 def test_a_failed_module_leaves_no_figure_behind(user_folder: UserFolder) -> None:

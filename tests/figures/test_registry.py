@@ -113,7 +113,7 @@ def test_registry_rejects_reserved_and_duplicate_names() -> None:
     # Both figures are named, each with where it was declared.
     assert str(caught.value) == (
         f"figure 'normal' of module {__name__} clashes with the figure 'normal' of "
-        "figserve.figures.catalog (shipped with figserve): give one of them another name"
+        "figserve.figures.scatter (shipped with figserve): give one of them another name"
     )
 
 

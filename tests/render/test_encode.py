@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from figserve.figures import FIGURES
+from figserve.figures.layout import fit_unless_laid_out
 from figserve.render import (
     Canvas,
     Drawing,
@@ -36,6 +37,7 @@ def reference_png(job: RenderJob, level: int = 6) -> bytes:
     """The straightforward path: a fresh Figure and matplotlib's PNG writer (Pillow)."""
     fig = Figure(figsize=job.canvas.figsize, dpi=job.canvas.dpi)
     job.drawing(fig)
+    fit_unless_laid_out(fig)  # the margins the renderer sets
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=job.canvas.dpi, **_save_options("png", level))
     return buf.getvalue()

@@ -41,27 +41,46 @@ http {
 """
 
 
-def site_config(upstreams: Sequence[str], port: int, cache_dir: Path) -> str:
-    """The shipped site configuration for these instances, this port and this cache."""
+def site_config(
+    upstreams: Sequence[str], port: int, cache_dir: Path, tls_port: int, tls_dir: Path
+) -> str:
+    """The shipped site configuration for these instances, these ports (plain HTTP, and
+    HTTP/2 over TLS with a certificate in ``tls_dir``) and this cache."""
     text = SHIPPED.read_text()
     servers = "".join(f"    server {u} max_fails=3 fail_timeout=10s;\n" for u in upstreams)
     text, count = re.subn(r"(?m)^    server 127\.0\.0\.1:\d+ [^\n]*\n", "", text)
     assert count >= 1, "deploy/nginx.conf lists no instance"
     text = text.replace("    least_conn;\n", "    least_conn;\n" + servers, 1)
     text = text.replace("    listen 80;", f"    listen 127.0.0.1:{port};", 1)
+    text = text.replace("    listen 443 ", f"    listen 127.0.0.1:{tls_port} ", 1)
+    text = text.replace("/etc/ssl/figserve", str(tls_dir))
     return text.replace("/var/cache/nginx/figserve", str(cache_dir), 1)
+
+
+def self_signed(folder: Path) -> None:
+    """A certificate for 127.0.0.1 (browsers in tests are told to accept it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(folder / "privkey.pem"), "-out", str(folder / "fullchain.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
 
 
 class Nginx:
     def __init__(self, upstreams: Sequence[str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.tls_port = free_port()
+        self.tls_url = f"https://127.0.0.1:{self.tls_port}"  # HTTP/2
         self.dir = Path(tempfile.mkdtemp(prefix="figserve-nginx-"))
         self.dir.chmod(0o755)  # nginx's workers run as another user when started as root
         (self.dir / "tmp").mkdir()
         (self.dir / "nginx.conf").write_text(_MAIN)
+        self_signed(self.dir / "tls")
         (self.dir / "figserve.conf").write_text(
-            site_config(upstreams, self.port, self.dir / "cache")
+            site_config(upstreams, self.port, self.dir / "cache", self.tls_port, self.dir / "tls")
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

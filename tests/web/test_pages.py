@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from figserve.web.embed import DENSITIES
 from tests.support.html import parse
 from tests.web.test_errors import BROWSER_PAGE_ACCEPT
@@ -90,17 +92,20 @@ async def test_normal_page_embeds_sized_described_images(client):
     page = parse(await resp.get_data(as_text=True))
     assert "5" in page.title and "3" in page.title
     assert len(page.images) >= 4
-    assert page.images[0]["src"] == "/fig/5_3"
+    # One window for all: the variants around 5_3 reach from -5 - 3.5 * 3 to 5 + 3.5 * 6,
+    # rounded out to steps of 8.
+    assert page.images[0]["src"] == "/fig/5_3?lo=-16&hi=32"
     for img in page.images:
         assert img["width"] == "400" and img["height"] == "300"
         assert img["alt"].startswith("Scatter of 100 random-normal points")
         path = img["src"]
-        expected = [f"{path} 1x"] + [f"{path}?dpr={d:g} {d:g}x" for d in DENSITIES[1:]]
+        assert path.endswith("?lo=-16&hi=32")
+        expected = [f"{path} 1x"] + [f"{path}&dpr={d:g} {d:g}x" for d in DENSITIES[1:]]
         assert img["srcset"].split(", ") == expected
     for img, source in zip(page.images, page.sources, strict=True):
-        assert source["srcset"] == img["srcset"].replace("?", "?format=webp&").replace(
-            " 1x", "?format=webp 1x"
-        )
+        webp = f"{img['src']}&format=webp"
+        expected = [f"{webp} 1x"] + [f"{webp}&dpr={d:g} {d:g}x" for d in DENSITIES[1:]]
+        assert source["srcset"].split(", ") == expected
     # The first is fetched first; all six load at once (none waits to be scrolled to).
     assert [img.get("fetchpriority") for img in page.images] == ["high"] + [None] * 5
     assert not any("loading" in img for img in page.images)
@@ -109,11 +114,23 @@ async def test_normal_page_embeds_sized_described_images(client):
         assert (await client.get(img["src"])).status_code == 200
 
 
-async def test_normal_page_variants_stay_within_limits(client):
-    resp = await client.get("/normal/1000000_1000000")
+@pytest.mark.parametrize(
+    "mean_var",
+    [
+        "1000000_1000000",
+        "-1000000_0.001",
+        "0_0.0000001",
+        "999999.5_1000000",
+        "0_" + "0" * 300 + "1",
+    ],
+)
+async def test_normal_page_variants_stay_within_limits(client, mean_var):
+    resp = await client.get(f"/normal/{mean_var}")
     assert resp.status_code == 200
     page = parse(await resp.get_data(as_text=True))
     assert len(page.images) >= 4
+    windows = {img["src"].split("?")[1] for img in page.images}
+    assert len(windows) == 1  # every variant on the same axes
     for img in page.images:
         assert (await client.get(img["src"])).status_code == 200
 

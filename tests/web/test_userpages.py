@@ -163,8 +163,8 @@ async def test_any_figure_call_gives_an_image_or_its_error_image(
             image = decode(await answer.get_data())
             if "dpi" not in keywords:  # below 100 dpi an image has fewer pixels than its box
                 assert image.size[0] >= int(img["width"]) - 1
-        # A PNG not asked for by format (None is not given) has its WebP beside it: the same
-        # figure and size.
+        # A PNG not asked for by format has its WebP beside it: the same figure and size.
+        # (format=None is "not given", as every keyword whose value is None.)
         offered = answer.mimetype == "image/png" and keywords.get("format") is None
         assert len(page.sources) == (1 if offered else 0), (img, page.sources)
         for source in page.sources:

@@ -399,7 +399,7 @@ def _number_label(value: float) -> str:
 
 def draw_table(fig: Figure, table: Table, p: PlotParams, limits: Limits = LIMITS) -> None:
     x_name, y_names = resolve_columns(table, p, limits)
-    fig.set_layout_engine("constrained")
+    # No layout engine: the renderer fits the margins to the texts without a second draw.
     ax = fig.add_subplot()
     xs = table.columns[x_name] if x_name else np.arange(table.rows, dtype=float)
     if p.kind == "hist":

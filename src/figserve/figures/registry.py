@@ -27,7 +27,9 @@ from .declaration import ALT_MAX, check_declaration
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 # Query keys the image routes use for size and format, and the keywords of the pages'
 # ``figure()`` helper: figure parameters may not take them.
-RESERVED_NAMES = frozenset({"w", "h", "dpr", "dpi", "format", "alt", "sizes", "loading", "class_"})
+RESERVED_NAMES = frozenset(
+    {"w", "h", "dpr", "dpi", "format", "alt", "sizes", "loading", "class_", "live"}
+)
 MAX_SEED = 2**32 - 1
 TEXT_MAX = 80
 

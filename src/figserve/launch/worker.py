@@ -85,6 +85,7 @@ async def _serve(app: Any, config: Config, lifeline: int) -> None:
 
     def begin_stop() -> None:
         stopping.arm(config.graceful_timeout + STOP_MARGIN, "its stop began")
+        stopping.began()  # what waits for the server to stop (live streams) learns it now
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,4 +1,5 @@
-"""Live figures: data versions of figures that read changing data (``version=``)."""
+"""Live figures: data versions of figures that read changing data (``version=``), and the
+streams that tell live pages of new ones (``streams.py``)."""
 
 from ..figures.dataset import Dataset, FilesVersion, files_version
 from .entries import PIN_PARAM, Change, DataVersion, VersionObserver

@@ -14,8 +14,6 @@ ran, and the renderer never caches or tags bytes whose version differs from the 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import io
 import json
 import struct
@@ -31,18 +29,13 @@ from PIL import Image
 
 from ..figures import FigureParams, FigureSpec
 from ..figures.identity import figure_version
+from ..figures.layout import fit_unless_laid_out
 from .options import Canvas, ImageOptions, canvas_for
 from .process import Result
 from .warm import warm_key
 
 # SVG element ids come from this salt instead of random numbers: same figure, same bytes.
 SVG_HASHSALT = "figserve"
-# The margin fitter of figures.layout, where this build ships it.
-_fit: Callable[[Figure], Any] | None = (
-    importlib.import_module("figserve.figures.layout").fit
-    if importlib.util.find_spec("figserve.figures.layout") is not None
-    else None
-)
 
 
 @dataclass(frozen=True)
@@ -156,10 +149,9 @@ def draw(job: RenderJob) -> tuple[Figure, Any]:
 
 
 def fit_margins(fig: Figure) -> None:
-    """Margins that fit the labels, for a figure that set no layout engine (see the figure
-    guide); the shipped helper's one call site."""
-    if _fit is not None and fig.get_layout_engine() is None:
-        _fit(fig)
+    """Margins that fit the labels, measured without drawing (``figures.layout.fit``), for a
+    figure that set no layout engine (see the figure guide); the renderer's one call site."""
+    fit_unless_laid_out(fig)
 
 
 def save(fig: Figure, job: RenderJob, png_level: int) -> bytes:

@@ -90,6 +90,10 @@ class Lane:
             if proc in self.live and not self.closed:
                 self.idle.append(proc)
                 self.cond.notify()
+                return
+        # A task that ended as the lane closed: nobody else will close its process.
+        proc.kill()
+        proc.close()
 
     def drop(self, proc: RenderProcess) -> None:
         with self.cond:

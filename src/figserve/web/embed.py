@@ -14,6 +14,11 @@ A PNG comes with the same figure in WebP beside it, which every current browser 
 the bytes or less for a plot, the same pixels to the eye (a figure asked for with an explicit
 ``format`` is given as asked, alone).
 
+``live=True`` makes the page keep that image at its figure's current version: the ``<img>``
+gets ``data-live`` (the figure and parameters it follows) and the page, once, the script
+``static/live.js``, which listens to the page's stream (``web/live.py``) and swaps the image when
+its version changes.
+
 The first figure of a page is fetched first (``fetchpriority="high"``); the next few load at
 once beside it, the rest when they come near the screen (``loading="lazy"``). Parameters are
 checked as the image route will check them: a wrong one gives an ``<img>`` whose URL answers
@@ -32,11 +37,12 @@ from markupsafe import Markup, escape
 from quart import Quart, g, has_request_context, url_for
 
 from ..live import PIN_PARAM
+from ..live.streams import live_key
 from ..render import MEDIA_TYPES, ImageOptions, canvas_for
 from ..render.options import LimitExceeded
 from ..validation import FieldError, Invalid, RenderRequest, parse_flat
 from .state import app_state
-from .versioned import page_pin
+from .versioned import STALE_NOTE, page_pin
 
 log = logging.getLogger("figserve.web")
 
@@ -87,12 +93,15 @@ def img_tag(
     css_class: str | None = None,
     error: bool = False,
     webp: tuple[str, Mapping[str, str]] | None = None,
+    live: str | None = None,
+    stale: bool = False,
 ) -> Markup:
     """The ``<img>`` of a figure at ``base`` (a path) with ``query``; a candidate per density
     (``dpr`` added), as density descriptors or, given ``sizes``, as width descriptors.
 
     ``webp``: the same figure in WebP (a path, and what to add to the query), offered first in
-    a ``<picture>``."""
+    a ``<picture>``. ``live``: the key of the figure and parameters a live page keeps current
+    (``live_script`` follows); ``stale``: its alt text says its data source fails."""
     src = f"{base}?{urlencode(query)}" if query else base
     attrs: list[tuple[str, str]] = [("src", src)]
     if len(densities) > 1:
@@ -104,6 +113,10 @@ def img_tag(
         attrs.append(("class", css_class))
     if error:
         attrs.append(("data-figure-error", ""))
+    if live is not None:
+        attrs.append(("data-live", live))
+        if stale:  # its alt text ends with STALE_NOTE
+            attrs.append(("data-live-stale", ""))
     attrs.append(("decoding", "async"))
     position = _position()
     if loading in _LOADING:
@@ -113,15 +126,33 @@ def img_tag(
     if position == 1 and loading != "lazy":
         attrs.append(("fetchpriority", "high"))
     html = " ".join(f'{name}="{escape(value)}"' for name, value in attrs)
-    if webp is None:
-        return Markup(f"<img {html}>")
-    webp_base, extra = webp
-    source = [("type", "image/webp")]
-    source.append(("srcset", _srcset(webp_base, {**query, **extra}, densities, width, sizes)))
-    if sizes:
-        source.append(("sizes", sizes))
-    source_html = " ".join(f'{name}="{escape(value)}"' for name, value in source)
-    return Markup(f"<picture><source {source_html}><img {html}></picture>")
+    tag = Markup(f"<img {html}>")
+    if webp is not None:
+        webp_base, extra = webp
+        source = [("type", "image/webp")]
+        candidates = _srcset(webp_base, {**query, **extra}, densities, width, sizes)
+        source.append(("srcset", candidates))
+        if sizes:
+            source.append(("sizes", sizes))
+        source_html = " ".join(f'{name}="{escape(value)}"' for name, value in source)
+        tag = Markup(f"<picture><source {source_html}>{tag}</picture>")
+    return tag + live_script() if live is not None else tag
+
+
+def live_script() -> Markup:
+    """The script of live pages, the first time a page asks for it (nothing after that)."""
+    if has_request_context():
+        if g.get("_figserve_live_script"):
+            return Markup("")
+        g._figserve_live_script = True
+    state = app_state()
+    src = url_for("static", filename="live.js")
+    stream = url_for("live.stream")
+    return Markup(
+        f'<script src="{escape(src)}" data-stream="{escape(stream)}" '
+        f'data-max="{state.settings.live_max_figures}" data-stale-note="{escape(STALE_NOTE)}" '
+        "defer></script>"
+    )
 
 
 def _srcset(
@@ -153,9 +184,11 @@ def figure(name: str, /, **keywords: Any) -> Markup:
     """The Jinja global ``figure(name, **params)``: see the module's docstring.
 
     Besides the figure's parameters it takes the image options (``w``, ``h``, ``format``,
-    ``dpr``, ``dpi``) and, for the tag itself, ``alt``, ``sizes``, ``loading`` and ``class_``.
+    ``dpr``, ``dpi``), ``live`` and, for the tag itself, ``alt``, ``sizes``, ``loading`` and
+    ``class_``.
     """
     state = app_state()
+    live = bool(keywords.pop("live", False))
     alt = keywords.pop("alt", None)
     sizes = keywords.pop("sizes", None)
     loading = keywords.pop("loading", None)
@@ -195,6 +228,9 @@ def figure(name: str, /, **keywords: Any) -> Markup:
         loading=None if loading is None else str(loading),
         css_class=None if css_class is None else str(css_class),
         webp=None if asked else webp_of(url_for(f"images.figure_{spec.name}", fmt="webp"), fmt),
+        # A random figure without a seed has no versions: every load is a new sample.
+        live=live_key(spec.name, params) if live and spec.deterministic(params) else None,
+        stale=note is not None,
     )
 
 

@@ -10,8 +10,9 @@ from quart import Blueprint, Response, current_app, request, url_for
 from quart_schema import hide
 
 from ..figures import FigureParams, FigureSpec
-from ..figures.catalog import NormalParams
+from ..figures.catalog import NormalParams, shared_window
 from ..live import PIN_PARAM
+from ..live.streams import live_key
 from ..render import MEDIA_TYPES, ImageOptions
 from ..validation import Invalid, parse_flat, pydantic_errors
 from .apidocs import endpoints, schema_type
@@ -34,6 +35,10 @@ bp = Blueprint("pages", __name__)
 PREVIEW_W, PREVIEW_H = 320, 240
 # The address examples on /docs name when no public URL is set: the quick start's.
 QUICK_START_ORIGIN = "http://127.0.0.1:8000"
+# The figure page's "live" switch: a form field of its own, never a figure parameter (the name
+# is reserved), and never part of the image's URL.
+LIVE = "live"
+LIVE_ON = frozenset({"1", "on", "true"})
 
 
 def _non_default(model: BaseModel) -> dict[str, Any]:
@@ -53,6 +58,8 @@ async def index() -> Response:
                     "spec": spec,
                     # Previews are fixed samples, so browsers cache them.
                     "preview": {"seed": 1} if spec.random else {},
+                    # Figures of changing data keep their preview current.
+                    "live": spec.version is not None,
                     "fields": form_fields(spec.params, {}),
                     "options": form_fields(ImageOptions, {}, skip={"dpi", "dpr"}),
                 }
@@ -76,13 +83,17 @@ async def normal_page(mean_var: str) -> Response:
         raise Problem(404, "Not Found", "The normal figure is not registered.")
 
     def build() -> tuple[dict[str, Any], int]:
+        variants = _variants(mean, var)
+        # One window for every variant, so the six can be compared.
+        lo, hi = shared_window(variants)
+        window = {"lo": format_number(lo), "hi": format_number(hi)}
         images = []
-        for m, v in _variants(mean, var):
-            params = NormalParams(mean=m, var=v)
+        for m, v in variants:
+            params = NormalParams(mean=m, var=v, lo=lo, hi=hi)
             path = f"{format_number(m)}_{format_number(v)}"
             href = url_for("images.seed_figure", mean_var=path)
             pin, _ = page_pin(spec, params)
-            query = {} if pin is None else {PIN_PARAM: pin}
+            query = window if pin is None else {**window, PIN_PARAM: pin}
             images.append(
                 {
                     "img": img_tag(
@@ -94,12 +105,14 @@ async def normal_page(mean_var: str) -> Response:
                         webp=(href, {"format": "webp"}),
                     ),
                     "caption": f"mean {format_number(m)}, spread {format_number(v)}",
-                    "href": href,
+                    "href": f"{href}?{urlencode(window)}",
                 }
             )
         context = {
             "mean": format_number(mean),
             "var": format_number(var),
+            "lo": window["lo"],
+            "hi": window["hi"],
             "images": images,
             "width": spec.width,
             "height": spec.height,
@@ -140,6 +153,7 @@ async def figure_page(name: str) -> Response:
     state = app_state()
     spec = spec_or_404(state.registry, name)
     values = single_values(request.args)
+    live = values.pop(LIVE, "") in LIVE_ON
 
     def build() -> tuple[dict[str, Any], int]:
         errors: dict[str, str] = {}
@@ -149,7 +163,7 @@ async def figure_page(name: str) -> Response:
         except Invalid as exc:
             errors = {e.param: e.message for e in exc.errors}
         else:
-            result = _result(spec, params, opts)
+            result = _result(spec, params, opts, live)
         shown = set(spec.params.model_fields) | (set(ImageOptions.model_fields) - {"dpi", "dpr"})
         context = {
             "spec": spec,
@@ -160,14 +174,17 @@ async def figure_page(name: str) -> Response:
             "known": [*spec.params.model_fields, *ImageOptions.model_fields],
             "fields": form_fields(spec.params, values, errors),
             "options": form_fields(ImageOptions, values, errors, skip={"dpi", "dpr"}),
+            "live": live,
         }
         return context, 400 if errors else 200
 
-    key = ("gallery", spec.name, tuple(sorted(values.items())))
+    key = ("gallery", spec.name, live, tuple(sorted(values.items())))
     return await own_page("pages/figure.html", key, build)
 
 
-def _result(spec: FigureSpec, params: FigureParams, opts: ImageOptions) -> dict[str, Any]:
+def _result(
+    spec: FigureSpec, params: FigureParams, opts: ImageOptions, live: bool = False
+) -> dict[str, Any]:
     query = {**_non_default(params), **_non_default(opts)}
     query.pop("format", None)
     query.setdefault("w", opts.w)
@@ -191,6 +208,8 @@ def _result(spec: FigureSpec, params: FigureParams, opts: ImageOptions) -> dict[
             alt=alt,
             densities=densities_for(opts, app_state().settings.max_pixels),
             webp=webp_of(url_for(f"images.figure_{spec.name}", fmt="webp"), opts.format),
+            live=live_key(spec.name, params) if live and spec.deterministic(params) else None,
+            stale=note is not None,
         ),
         # Never from the Host header, which the client chooses: the operator's public address,
         # or a link relative to this page.
