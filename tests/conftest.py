@@ -91,12 +91,16 @@ def decode(data: bytes) -> Image.Image:
 @pytest.fixture
 def figserve_logs(caplog: pytest.LogCaptureFixture):
     logger = logging.getLogger("figserve")  # has its own handler and does not propagate
+    propagates = logger.propagate
+    # Records reach caplog once: through this handler, not also through the root logger's.
+    logger.propagate = False
     logger.addHandler(caplog.handler)
     caplog.set_level(logging.INFO, logger="figserve")
     try:
         yield caplog
     finally:
         logger.removeHandler(caplog.handler)
+        logger.propagate = propagates
 
 
 @pytest.fixture

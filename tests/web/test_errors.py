@@ -109,8 +109,9 @@ async def test_one_log_line_per_render_and_per_error_at_filterable_levels(figser
     renders = [r for r in figserve_logs.records if r.name == "figserve.render"]
     lines = [r.getMessage() for r in renders if r.getMessage().startswith("render figure=")]
     assert len(lines) == 2
+    # The first render of a figure that has an update path is drawn fresh and kept.
     assert lines[0].startswith(
-        "render figure=normal format=webp px=120x90 cache=miss warm=off bytes="
+        "render figure=normal format=webp px=120x90 cache=miss warm=miss bytes="
     )
     assert " cache=hit " in lines[1] and " ms=" in lines[1]
     assert all(r.levelno == logging.INFO for r in renders if r.getMessage() in lines)
