@@ -4,6 +4,7 @@ every kind of page: templates and static files travel in the package."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import site
 import subprocess
@@ -87,3 +88,19 @@ def test_a_plain_install_serves_every_page(tmp_path: Path) -> None:
         assert (status, kind) == (200, "text/javascript")
         status, kind, body = fetch(server.url + "/figures/waves.png?w=200&h=150", "image/*")
         assert (status, kind) == (200, "image/png") and body[:4] == b"\x89PNG"
+    # The console script: figserve's own master, from a folder without hypercorn.toml (its
+    # defaults), and its check.
+    figserve = venv / "bin" / "figserve"
+    check = subprocess.run(
+        [str(figserve), "check"],
+        cwd=elsewhere,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0 and "figserve check: ok: 5 figures" in check.stdout, check
+    assert "no hypercorn.toml in" in check.stdout
+    shell = f"{figserve} serve --bind 127.0.0.1:{{port}}"
+    with live_server(shell=shell, workers=1, env=env, cwd=elsewhere) as server:
+        status, kind, _ = fetch(server.url + "/", "text/html")
+        assert (status, kind) == (200, "text/html")

@@ -18,9 +18,10 @@ PACKAGE = ROOT / "src" / "figserve"
 # package gets its place here.
 LAYERS = [
     "client",  # the standard library only: what a user's script imports to say data changed
+    "logsafe",  # the standard library only: log records that client input cannot break
     "config",
     "system",
-    "stopping",
+    "stopping",  # a stopping worker: learning that its server stops, ending by a deadline
     "scaleout",
     "figures",
     "figserve",  # the package itself: what a figure module imports, and the version
@@ -33,7 +34,10 @@ LAYERS = [
     "state",
     "services",
     "web",
+    "startup",  # how a failed start is told: knows the errors of the parts below
     "app",
+    "launch",  # figserve serve and check: run apps (named as text) under a master
+    "__main__",
 ]
 
 

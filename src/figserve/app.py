@@ -7,8 +7,8 @@ Nothing here builds an app at import: the checkout's thin ``src/app.py`` does, f
 
 from __future__ import annotations
 
+import gc
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any
 from quart import Quart, Response
 from quart_schema import QuartSchema
 
-from . import __version__
+from . import __version__, logsafe, startup, stopping
 from . import metrics as metrics_module
 from .config import Settings
 from .figures import FIGURES, Registry
@@ -32,6 +32,7 @@ from .web import (
     jobs,
     live,
     ops,
+    pagecache,
     pages,
     security,
     static,
@@ -53,8 +54,12 @@ TEMPLATES = next(
 )
 STATIC = PACKAGE / "static"
 VERSION = __version__
+# Seconds the app's services may take to stop (jobs hand their items back, render processes
+# are killed) before a stopping worker is killed.
+SHUTDOWN_SECONDS = 10.0
 
 
+@startup.reported
 def create_app(config: dict[str, Any] | None = None) -> Quart:
     """Build the app. ``config`` overrides settings by name (see ``figserve/config.py``); the key
     ``registry`` replaces the figure catalog (tests register extra figures that way)."""
@@ -71,6 +76,7 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
         return serve_the_error(exc, TEMPLATES, STATIC)  # until the file is fixed
     state = AppState(settings=settings, registry=registry)
     app = Quart(__name__, template_folder=str(TEMPLATES), static_folder=None)
+    app.logger.addFilter(startup.ALREADY_REPORTED)  # a failed start is said once, last
     app.extensions["figserve"] = state
     _install_web(app, state)
 
@@ -78,12 +84,23 @@ def create_app(config: dict[str, Any] | None = None) -> Quart:
     async def _serve() -> AsyncIterator[None]:
         # The services start in order and stop in the reverse one (a failed start stops those
         # already started). An app serves once: tests and workers each build their own.
-        async with AsyncExitStack() as services:
-            for service in SERVICES:
-                await services.enter_async_context(service(state))
+        async with await _start_services(state):
+            # What the start built lives as long as the worker: keep it out of the
+            # collector's full passes, which would pause the event loop for a long time.
+            gc.freeze()
             yield
+            stopping.arm(SHUTDOWN_SECONDS + stopping.MARGIN, "its app began to stop")
 
     return app
+
+
+@startup.reported
+async def _start_services(state: AppState) -> AsyncExitStack:
+    """Every service started; a failure stops those already started, then is reported."""
+    async with AsyncExitStack() as services:
+        for service in SERVICES:
+            await services.enter_async_context(service(state))
+        return services.pop_all()
 
 
 def _install_web(app: Quart, state: AppState) -> None:
@@ -93,6 +110,7 @@ def _install_web(app: Quart, state: AppState) -> None:
     static_files = static.install(app, STATIC)  # fingerprinted static files, inline CSS
     body.install(app, settings)  # body, form and time limits of every request
     embed.install(app)  # figure(name, **params) in every page
+    pagecache.install(app, state)  # pages built in a page thread, and cached
     QuartSchema(
         app,
         openapi_path="/openapi.json",
@@ -132,7 +150,7 @@ def _check_package_data() -> None:
     """Templates and static files travel with the package; say so plainly if they did not."""
     for folder, needed in ((TEMPLATES, "base.html"), (STATIC, "style.css")):
         if not (folder / needed).is_file():
-            raise RuntimeError(
+            raise startup.StartError(
                 f"figserve's {folder.name} folder is missing ({folder}): install figserve with "
                 "its package data (pip install . from a checkout), or run it from a checkout"
             )
@@ -154,7 +172,6 @@ def _configure_logging(level: str) -> None:
     logger = logging.getLogger("figserve")
     logger.setLevel(level.upper())
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        logger.addHandler(handler)
+        logger.addHandler(logsafe.handler())  # one escaped, bounded line per record
         logger.propagate = False
+    logsafe.install()  # Hypercorn's access and error logs too

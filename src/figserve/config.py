@@ -149,6 +149,14 @@ class Settings(BaseSettings):
     figures: str = ""
     # A folder of the user's own Jinja pages, served at /pages/<name>; empty: none.
     pages: str = ""
+    # Seconds one page may take to render (in a page thread, never on the event loop); past it
+    # the page answers 503. Pages also have a step budget (see docs/operations.md).
+    page_timeout: float = Field(2 * SECONDS, ge=0.05)
+    # Characters one page may have; a page also may build at most four times this in values.
+    page_max_bytes: int = Field(4 * MIB, ge=64 * KIB)
+    # Byte budget of the cache of rendered pages (gallery, figure pages, user pages), kept per
+    # worker and dropped when a figure's data changes; 0: pages are rendered for every request.
+    page_cache_bytes: int = Field(16 * MIB, ge=0)
     # Whether a reloader (hypercorn --reload) runs the server: a figure module that fails to
     # import then leaves a server that shows the error and recovers once the file is fixed,
     # instead of stopping the start. Unset: read from Hypercorn's command line.

@@ -18,6 +18,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+from . import stopping
 from .jobs import serving_jobs
 from .live.serving import serving_versions
 from .live.streams import StreamHub
@@ -34,7 +35,21 @@ Service = Callable[[AppState], AbstractAsyncContextManager[None]]
 @asynccontextmanager
 async def signals(state: AppState) -> AsyncIterator[None]:
     _sigterm_stops_the_server()
-    yield
+    watch = asyncio.ensure_future(_end_by_the_deadline())
+    try:
+        yield
+    finally:
+        watch.cancel()
+
+
+async def _end_by_the_deadline() -> None:
+    """In a worker of Hypercorn's own master: once the server begins to stop (its master got
+    SIGTERM, even if this worker did not), end by the grace time and a margin whatever hangs.
+    (A worker of ``python -m figserve serve`` arms its own deadline from its configuration.)"""
+    if stopping.hypercorn_shutdown_event() is None:
+        return
+    await server_stopping()
+    stopping.arm(stopping.graceful_timeout() + stopping.MARGIN, "its server began to stop")
 
 
 @asynccontextmanager
@@ -125,6 +140,7 @@ def _sigterm_stops_the_server() -> None:
     if parent is None or threading.current_thread() is not threading.main_thread():
         return  # not a spawned worker: Hypercorn (or the caller) handles signals itself
     master = parent.pid
+    stopping.enable()  # a worker of Hypercorn's own master: its stops are watched
 
     def on_sigterm(signum: int, frame: object) -> None:
         if os.getppid() == master:
@@ -133,6 +149,8 @@ def _sigterm_stops_the_server() -> None:
                 os.getpid(),
                 master,
             )
+            # Whatever wedges the stop, this worker ends by the grace time and a margin.
+            stopping.arm(stopping.graceful_timeout() + stopping.MARGIN, "a stop began")
         else:  # orphaned: nobody will tell this worker to stop, so stop now
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)

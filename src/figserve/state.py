@@ -27,6 +27,8 @@ class AppState:
     streams: StreamHub | None = None  # live pages' streams
     # The fast path of cached images (an ASGI layer of the web app, figserve/web/fastpath.py).
     fast: Any = None
+    # Rendered pages: the page thread and its cache (figserve/web/pagecache.py).
+    pages: Any = None
 
     def page_generation(self) -> int:
         """Moves whenever a figure's data changes: cached pages key on it (the version pins in

@@ -35,14 +35,29 @@ class LiveServer:
         app: str = "src.app:app",
         shell: str | None = None,
         cwd: Path = ROOT,
+        launcher: bool = False,
     ) -> None:
         """``shell``: a command line run by bash instead (a README's, say), with ``{port}``
-        standing for the free port; stop it with ``stop(group=True)``."""
+        standing for the free port; stop it with ``stop(group=True)``. ``launcher``: run
+        ``python -m figserve serve`` (figserve's master) instead of Hypercorn's."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         if shell is not None:
             cmd = ["bash", "-c", shell.replace("{port}", str(self.port))]
+        elif launcher:
+            cmd = [
+                sys.executable,
+                "-m",
+                "figserve",
+                "serve",
+                "--config",
+                str(ROOT / "hypercorn.toml"),
+            ]
+            cmd += ["--bind", f"127.0.0.1:{self.port}", "--app", app]
+            if workers is not None:
+                cmd += ["--workers", str(workers)]
+            cmd += list(args)
         else:
             cmd = [sys.executable, "-m", "hypercorn", "--config", "hypercorn.toml"]
             cmd += ["--bind", f"127.0.0.1:{self.port}"]

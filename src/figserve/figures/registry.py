@@ -22,6 +22,8 @@ from matplotlib.ft2font import FT2Font
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from .declaration import ALT_MAX, check_declaration
+
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 # Query keys the image routes use for size and format, and the keywords of the pages'
 # ``figure()`` helper: figure parameters may not take them.
@@ -226,7 +228,13 @@ class FigureSpec:
         return not self.random or getattr(params, "seed", None) is not None
 
     def alt_text(self, params: FigureParams) -> str:
-        return self.alt.format(**params.model_dump())
+        """The alt text for ``params``: the template filled in (checked at registration), or the
+        description should it fail all the same; never longer than ``ALT_MAX`` characters."""
+        try:
+            text = self.alt.format(**params.model_dump())
+        except Exception:
+            text = self.description
+        return text if len(text) <= ALT_MAX else text[: ALT_MAX - 1] + "\u2026"
 
 
 def origin(spec: FigureSpec) -> str:
@@ -254,9 +262,7 @@ class Registry:
                 f"figure {spec.name!r} of {origin(spec)} clashes with the figure "
                 f"{taken.name!r} of {origin(taken)}: give one of them another name"
             )
-        clash = RESERVED_NAMES & set(spec.params.model_fields)
-        if clash:
-            raise ValueError(f"figure {spec.name!r} uses reserved parameter names {sorted(clash)}")
+        check_declaration(spec, RESERVED_NAMES)
         self._specs[spec.name] = spec
         return spec
 

@@ -16,6 +16,7 @@
   read. Quart never sees a byte past the limit.
 - A request the server cuts short (its graceful stop time ran out) answers 503, instead of the
   500 Hypercorn sends for a request the app never answered.
+- Past liveness, every HTTP request goes through the gate (``gate.py``): a few start at once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import json
 from collections.abc import Awaitable, Callable
 from html import escape
 from typing import Any
+
+from .gate import GATE_LEASE, GATE_SLOTS, Gate
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -113,9 +116,18 @@ async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], b
     await send({"type": "http.response.body", "body": body})
 
 
-def guard(app: ASGIApp, *, body_timeout: float, max_body_bytes: int) -> ASGIApp:
-    """Wrap ``app``: liveness first, WebSocket handshakes refused, HTTP bodies read within a
-    size limit and against a deadline, and a request cut short by a stop answered."""
+def guard(
+    app: ASGIApp,
+    *,
+    body_timeout: float,
+    max_body_bytes: int,
+    gate_slots: int = GATE_SLOTS,
+    gate_lease: float = GATE_LEASE,
+) -> ASGIApp:
+    """Wrap ``app``: liveness first, the gate (``gate.py``), WebSocket handshakes refused, HTTP
+    bodies read within a size limit and against a deadline, and a request cut short by a stop
+    answered."""
+    gates: dict[asyncio.AbstractEventLoop, Gate] = {}  # one per event loop (tests run several)
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -132,7 +144,24 @@ def guard(app: ASGIApp, *, body_timeout: float, max_body_bytes: int) -> ASGIApp:
         if declared is not None and declared > max_body_bytes:
             await _refuse(send, scope, 413, "Request Entity Too Large", _too_large(max_body_bytes))
             return
-        await _guarded_http(app, scope, receive, send, body_timeout, max_body_bytes)
+        loop = asyncio.get_running_loop()
+        gate = gates.get(loop)
+        if gate is None:
+            gate = gates[loop] = Gate(gate_slots, gate_lease)
+        try:
+            release = await gate.enter()
+        except asyncio.CancelledError:
+            await _stopping(send)  # the stop's grace time ran out while it waited its turn
+            raise
+        if release is None:
+            headers, body = _problem(503, "Busy", "Too many requests wait; try again shortly.")
+            headers.append((b"retry-after", b"1"))
+            await _answer(send, 503, headers, body)
+            return
+        try:
+            await _guarded_http(app, scope, receive, send, body_timeout, max_body_bytes)
+        finally:
+            release()
 
     return guarded
 
@@ -181,11 +210,15 @@ async def _guarded_http(
     except asyncio.CancelledError:
         # The server stopped waiting for this request (its stop's grace time ran out).
         if not started:
-            headers, body = _problem(503, "Stopping", "The server is stopping.")
-            headers.append((b"retry-after", b"1"))
-            with contextlib.suppress(Exception):
-                await _answer(send, 503, headers, body)
+            await _stopping(send)
         raise
+
+
+async def _stopping(send: Send) -> None:
+    headers, body = _problem(503, "Stopping", "The server is stopping.")
+    headers.append((b"retry-after", b"1"))
+    with contextlib.suppress(Exception):
+        await _answer(send, 503, headers, body)
 
 
 async def _refuse(send: Send, scope: Scope, status: int, title: str, detail: str) -> None:

@@ -9,6 +9,7 @@ person sent, and the errors of each field.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -193,6 +194,12 @@ def report_form(
     }
 
 
+@functools.cache
+def _properties(model: type[BaseModel]) -> dict[str, Any]:
+    # A model's schema is fixed, and generating it is most of what a form costs.
+    return model.model_json_schema()["properties"]
+
+
 def form_fields(
     model: type[BaseModel],
     values: dict[str, str],
@@ -202,7 +209,7 @@ def form_fields(
     """Describe each field of ``model`` as an HTML form control, from its JSON schema."""
     errors = errors or {}
     out = []
-    for name, prop in model.model_json_schema()["properties"].items():
+    for name, prop in _properties(model).items():
         if name in skip:
             continue
         optional = "anyOf" in prop

@@ -27,6 +27,7 @@ from ..render import (
 from ..validation import FieldError, Invalid, RenderRequest, parse_flat
 from . import fastpath
 from .errors import SVG_CSP, Problem
+from .gate import step_aside
 from .openapi import image_responses, responds
 from .params import parse_mean_var, single_values, spec_or_404
 from .state import app_state, renderer
@@ -69,10 +70,12 @@ async def serve_figure(
     live = state.versions
     if job.key is not None and live is not None and live.failed_render(job.key):
         return await _last_good(spec, params, opts, job)
-    if job.etag is not None and matches(job.etag):
-        # The client has exactly these bytes already: no render needed. The 304 says what
-        # the 200 would about caching, in the coding the 200 would have.
+    if matches(job.etag):
+        # The client has exactly these bytes already (or, with ``If-None-Match: *``, any current
+        # image of this URL, RFC 9110 13.1.2): no render needed. The 304 says what the 200
+        # would about caching, in the coding the 200 would have.
         return _not_modified(job, caching, stale)
+    step_aside()  # the render is a render process's work: let other requests start
     try:
         result = await renderer().render(job)
     except (RenderFailed, TooComplex):
@@ -92,10 +95,10 @@ async def serve_figure(
 
 
 def _not_modified(job: RenderJob, caching: str, stale: str | None) -> Response:
-    assert job.etag is not None
     media_type = MEDIA_TYPES[job.format]
     vary = ["Accept-Encoding"] if media_type in COMPRESSIBLE else []
-    resp = not_modified(variant_tag(job.etag, encoding_for(media_type)), caching, vary)
+    tag = None if job.etag is None else variant_tag(job.etag, encoding_for(media_type))
+    resp = not_modified(tag, caching, vary)
     if stale is not None:
         resp.headers[STALE_HEADER] = stale
     return resp

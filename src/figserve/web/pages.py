@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ValidationError
-from quart import Blueprint, Response, current_app, render_template, request, url_for
+from quart import Blueprint, Response, current_app, request, url_for
 from quart_schema import hide
 
 from ..figures import FigureParams, FigureSpec
@@ -19,6 +19,7 @@ from .apidocs import endpoints, schema_type
 from .embed import densities_for, img_tag, webp_of
 from .errors import Problem
 from .forms import form_fields, report_form
+from .pagecache import own_page
 from .params import (
     format_number,
     mean_var_in_range,
@@ -46,30 +47,32 @@ def _non_default(model: BaseModel) -> dict[str, Any]:
 
 @bp.get("/")
 @hide
-async def index() -> str:
+async def index() -> Response:
     state = app_state()
-    cards = []
-    for spec in state.registry:
-        cards.append(
-            {
-                "spec": spec,
-                # Previews are fixed samples, so browsers cache them.
-                "preview": {"seed": 1} if spec.random else {},
-                # Figures of changing data keep their preview current.
-                "live": spec.version is not None,
-                "fields": form_fields(spec.params, {}),
-                "options": form_fields(ImageOptions, {}, skip={"dpi", "dpr"}),
-            }
-        )
-    report = report_form(state.registry, state.settings)
-    return await render_template(
-        "pages/index.html", cards=cards, width=PREVIEW_W, height=PREVIEW_H, report=report
-    )
+
+    def build() -> tuple[dict[str, Any], int]:
+        cards = []
+        for spec in state.registry:
+            cards.append(
+                {
+                    "spec": spec,
+                    # Previews are fixed samples, so browsers cache them.
+                    "preview": {"seed": 1} if spec.random else {},
+                    # Figures of changing data keep their preview current.
+                    "live": spec.version is not None,
+                    "fields": form_fields(spec.params, {}),
+                    "options": form_fields(ImageOptions, {}, skip={"dpi", "dpr"}),
+                }
+            )
+        report = report_form(state.registry, state.settings)
+        return {"cards": cards, "width": PREVIEW_W, "height": PREVIEW_H, "report": report}, 200
+
+    return await own_page("pages/index.html", "index", build)
 
 
 @bp.get("/normal/<mean_var>")
 @hide
-async def normal_page(mean_var: str) -> str:
+async def normal_page(mean_var: str) -> Response:
     mean, var = parse_mean_var(mean_var)
     try:
         NormalParams(mean=mean, var=var)
@@ -78,41 +81,45 @@ async def normal_page(mean_var: str) -> str:
     spec = app_state().registry.get("normal")
     if spec is None:
         raise Problem(404, "Not Found", "The normal figure is not registered.")
-    variants = _variants(mean, var)
-    # One window for every variant, so the six can be compared.
-    lo, hi = shared_window(variants)
-    window = {"lo": format_number(lo), "hi": format_number(hi)}
-    images = []
-    for m, v in variants:
-        params = NormalParams(mean=m, var=v, lo=lo, hi=hi)
-        path = f"{format_number(m)}_{format_number(v)}"
-        href = url_for("images.seed_figure", mean_var=path)
-        pin, _ = page_pin(spec, params)
-        query = window if pin is None else {**window, PIN_PARAM: pin}
-        images.append(
-            {
-                "img": img_tag(
-                    href,
-                    query,
-                    width=spec.width,
-                    height=spec.height,
-                    alt=spec.alt_text(params),
-                    webp=(href, {"format": "webp"}),
-                ),
-                "caption": f"mean {format_number(m)}, spread {format_number(v)}",
-                "href": f"{href}?{urlencode(window)}",
-            }
-        )
-    return await render_template(
-        "pages/normal.html",
-        mean=format_number(mean),
-        var=format_number(var),
-        lo=window["lo"],
-        hi=window["hi"],
-        images=images,
-        width=spec.width,
-        height=spec.height,
-    )
+
+    def build() -> tuple[dict[str, Any], int]:
+        variants = _variants(mean, var)
+        # One window for every variant, so the six can be compared.
+        lo, hi = shared_window(variants)
+        window = {"lo": format_number(lo), "hi": format_number(hi)}
+        images = []
+        for m, v in variants:
+            params = NormalParams(mean=m, var=v, lo=lo, hi=hi)
+            path = f"{format_number(m)}_{format_number(v)}"
+            href = url_for("images.seed_figure", mean_var=path)
+            pin, _ = page_pin(spec, params)
+            query = window if pin is None else {**window, PIN_PARAM: pin}
+            images.append(
+                {
+                    "img": img_tag(
+                        href,
+                        query,
+                        width=spec.width,
+                        height=spec.height,
+                        alt=spec.alt_text(params),
+                        webp=(href, {"format": "webp"}),
+                    ),
+                    "caption": f"mean {format_number(m)}, spread {format_number(v)}",
+                    "href": f"{href}?{urlencode(window)}",
+                }
+            )
+        context = {
+            "mean": format_number(mean),
+            "var": format_number(var),
+            "lo": window["lo"],
+            "hi": window["hi"],
+            "images": images,
+            "width": spec.width,
+            "height": spec.height,
+        }
+        return context, 200
+
+    return await own_page("pages/normal.html", ("normal", mean, var), build)
 
 
 def _variants(mean: float, var: float, count: int = 6) -> list[tuple[float, float]]:
@@ -142,33 +149,37 @@ def _variants(mean: float, var: float, count: int = 6) -> list[tuple[float, floa
 
 @bp.get("/gallery/<name>")
 @hide
-async def figure_page(name: str) -> tuple[str, int]:
+async def figure_page(name: str) -> Response:
     state = app_state()
     spec = spec_or_404(state.registry, name)
     values = single_values(request.args)
     live = values.pop(LIVE, "") in LIVE_ON
-    errors: dict[str, str] = {}
-    result = None
-    try:
-        params, opts = parse_flat(spec.params, values, default_size=(spec.width, spec.height))
-    except Invalid as exc:
-        errors = {e.param: e.message for e in exc.errors}
-    else:
-        result = _result(spec, params, opts, live)
-    shown = set(spec.params.model_fields) | (set(ImageOptions.model_fields) - {"dpi", "dpr"})
-    html = await render_template(
-        "pages/figure.html",
-        spec=spec,
-        result=result,
-        errors=errors,
-        # Errors of keys that have no field in the form (unknown ones, dpi, dpr): listed apart.
-        other_errors={k: v for k, v in errors.items() if k not in shown},
-        known=[*spec.params.model_fields, *ImageOptions.model_fields],
-        fields=form_fields(spec.params, values, errors),
-        options=form_fields(ImageOptions, values, errors, skip={"dpi", "dpr"}),
-        live=live,
-    )
-    return html, 400 if errors else 200
+
+    def build() -> tuple[dict[str, Any], int]:
+        errors: dict[str, str] = {}
+        result = None
+        try:
+            params, opts = parse_flat(spec.params, values, default_size=(spec.width, spec.height))
+        except Invalid as exc:
+            errors = {e.param: e.message for e in exc.errors}
+        else:
+            result = _result(spec, params, opts, live)
+        shown = set(spec.params.model_fields) | (set(ImageOptions.model_fields) - {"dpi", "dpr"})
+        context = {
+            "spec": spec,
+            "result": result,
+            "errors": errors,
+            # Errors of keys that have no field in the form (unknown ones, dpi, dpr): apart.
+            "other_errors": {k: v for k, v in errors.items() if k not in shown},
+            "known": [*spec.params.model_fields, *ImageOptions.model_fields],
+            "fields": form_fields(spec.params, values, errors),
+            "options": form_fields(ImageOptions, values, errors, skip={"dpi", "dpr"}),
+            "live": live,
+        }
+        return context, 400 if errors else 200
+
+    key = ("gallery", spec.name, live, tuple(sorted(values.items())))
+    return await own_page("pages/figure.html", key, build)
 
 
 def _result(
@@ -221,12 +232,15 @@ def _schema_type_filter(schema: dict[str, Any]) -> str:
 
 @bp.get("/docs")
 @hide
-async def docs() -> str:
-    schema = current_app.extensions["QUART_SCHEMA"].openapi_provider.schema()
+async def docs() -> Response:
+    provider = current_app.extensions["QUART_SCHEMA"].openapi_provider
     base = app_state().settings.public_url.rstrip("/") or QUICK_START_ORIGIN
-    return await render_template(
-        "pages/docs.html", schema=schema, endpoints=endpoints(schema, base), base=base
-    )
+
+    def build() -> tuple[dict[str, Any], int]:
+        schema = provider.schema()
+        return {"schema": schema, "endpoints": endpoints(schema, base), "base": base}, 200
+
+    return await own_page("pages/docs.html", "docs", build)
 
 
 @bp.get("/favicon.ico")

@@ -91,20 +91,24 @@ def _base(tag: str) -> str:
     return tag
 
 
-def matches(tag: str) -> bool:
-    """Whether the request's ``If-None-Match`` names ``tag`` in any of its codings."""
+def matches(tag: str | None) -> bool:
+    """Whether the request's ``If-None-Match`` names ``tag`` in any of its codings, or is
+    ``*`` (any current representation; a resource without a tag has one too)."""
     given = request.if_none_match
     if not given:
         return False
     if given.star_tag:
         return True
+    if tag is None:
+        return False
     wanted = _base(tag.removeprefix("W/").strip('"'))
     return any(_base(t) == wanted for t in given.as_set(include_weak=True))
 
 
-def not_modified(tag: str, cache_control: str, vary: Iterable[str] = ()) -> Response:
+def not_modified(tag: str | None, cache_control: str, vary: Iterable[str] = ()) -> Response:
     resp = Response(b"", status=304)
-    resp.headers["ETag"] = tag
+    if tag is not None:
+        resp.headers["ETag"] = tag
     resp.headers["Cache-Control"] = cache_control
     for value in vary:
         resp.vary.add(value)
