@@ -29,7 +29,7 @@ class SpiralParams(SeededParams):  # SeededParams adds `seed`
 def spiral(fig: Figure, p: SpiralParams) -> None:
     t = np.linspace(0, 2 * np.pi * p.turns, 400)
     r = t + rng_for(p).normal(0, p.noise, t.size)
-    fig.set_layout_engine("constrained")
+    fig.set_layout_engine("constrained")  # fit leaves polar axes alone: a layout engine fits them
     ax = fig.add_subplot(projection="polar")
     ax.scatter(t, r, s=6, color="#2f5fb3", alpha=0.7)
     ax.set_yticklabels([])

@@ -24,7 +24,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 status=0
-.venv/bin/python -m pytest -p no:cacheprovider "$@" || status=$?
+# Three test processes on two cores: most live tests wait on servers they started, so a third
+# keeps the cores busy. `bash tests/run.sh -n 0` runs in one process.
+.venv/bin/python -m pytest -p no:cacheprovider -n 3 --dist loadfile "$@" || status=$?
 if [ "$status" -eq 5 ]; then
     echo "pytest collected no tests: treating that as a failure" >&2
     exit 1

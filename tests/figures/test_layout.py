@@ -180,7 +180,7 @@ def user_figure(recipe: dict[str, Any]) -> Figure:
 
 
 @pytest.mark.property
-@settings(PROPERTY, max_examples=120, phases=NO_SHRINK)
+@settings(PROPERTY, max_examples=80, phases=NO_SHRINK)
 @given(recipe=recipes())
 def test_fit_never_leaves_a_text_cut(recipe: dict[str, Any]) -> None:
     fig = user_figure(recipe)

@@ -151,7 +151,7 @@ FORGED = [
 ]
 
 
-@pytest.mark.parametrize("bad", FORGED)
+@pytest.mark.parametrize("bad", FORGED, ids=range(len(FORGED)))  # ids stable across workers
 async def test_a_cookie_the_server_did_not_issue_counts_as_none(app, bad):
     resp = await with_cookie(app, bad).post("/jobs", json=WAVES)
     assert resp.status_code == 202

@@ -19,7 +19,7 @@ from tests.support.live import ROOT, live_server
 
 pytestmark = pytest.mark.live
 HERE = Path(__file__).resolve().parent
-MAX_TIME = 75  # seconds of generated requests (the suite stays within its 10 minutes)
+MAX_TIME = 35  # seconds of generated requests (the suite stays within its 10 minutes)
 SECRET = "a secret that signs the owner cookies of this run"
 
 
