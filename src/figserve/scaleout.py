@@ -14,6 +14,8 @@ reported with the URL (password hidden) and what to do, instead of a server that
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -23,6 +25,7 @@ from redis.exceptions import RedisError
 from .config import Settings, redact
 
 START_TIMEOUT = 5.0  # seconds a starting instance tries to reach Redis
+BREAKER_SECONDS = 5.0  # how long a part that can do without Redis stops asking it after an error
 JOBS_SOCKET_TIMEOUT = 5.0
 
 
@@ -71,3 +74,23 @@ async def check(client: Redis, settings: Settings, what: str) -> None:
         f"{what} ({type(error).__name__}: {error}). Start Redis there (see docs/scale-out.md), "
         "correct FIGSERVE_REDIS_URL, or unset it to run embedded without Redis."
     ) from None
+
+
+class Breaker:
+    """For a part that can do without Redis: after an error it is not asked for ``seconds``.
+    ``message`` is logged once per opening, with what was being done, the error and the seconds."""
+
+    def __init__(self, log: logging.Logger, message: str, seconds: float = BREAKER_SECONDS) -> None:
+        self._log = log
+        self._message = message
+        self.seconds = seconds
+        self._closed_until = 0.0
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._closed_until
+
+    def trip(self, exc: BaseException, doing: str) -> None:
+        if self.available:
+            self._log.warning(self._message, doing, type(exc).__name__, exc, self.seconds)
+        self._closed_until = time.monotonic() + self.seconds

@@ -25,18 +25,15 @@ from pydantic import ValidationError
 
 from figserve.figures.data import (
     LIMITS,
-    MAX_MAGNITUDE,
-    DataError,
     Limits,
     PlotParams,
-    Table,
     auto_bins,
     bin_edges,
     draw_table,
-    parse_table,
     resolve_columns,
 )
 from figserve.figures.layout import fit_unless_laid_out
+from figserve.figures.tables import MAX_MAGNITUDE, DataError, Table, parse_table
 
 from .test_catalog import FONT_CHARS
 

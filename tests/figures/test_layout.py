@@ -23,8 +23,9 @@ from matplotlib.legend import Legend
 from matplotlib.text import Text
 
 from figserve.figures import FIGURES
-from figserve.figures.data import PlotParams, Table, draw_table
+from figserve.figures.data import PlotParams, draw_table
 from figserve.figures.layout import fit, fit_unless_laid_out
+from figserve.figures.tables import Table
 from figserve.figures.testing import new_figure
 from figserve.render import MEDIA_TYPES, ImageOptions, encode, job_for
 from figserve.render.encode import Drawing, RenderJob

@@ -22,7 +22,7 @@ from figserve.figures import FIGURES, FigureParams, title_field
 from figserve.figures.registry import FigureSpec, Registry
 from figserve.figures.testing import assert_update_matches
 from figserve.render import ImageOptions, encode, job_for, warm
-from figserve.render.encode import draw, fit_margins, save
+from figserve.render.encode import draw, fit_margins, render_warm, save
 
 from .test_catalog import PROPERTY, accepted, params_for
 
@@ -45,7 +45,7 @@ def test_every_shipped_figure_has_an_update_path() -> None:
     steps=st.integers(2, 5),
 )
 def test_updates_give_the_bytes_of_a_fresh_draw(spec: FigureSpec, data, size, steps) -> None:
-    # As a render process does it (render/warm.py): draw and keep, then update, fit, save.
+    # As a render process does it (render/encode.py): draw and keep, then update, fit, save.
     kept: Figure | None = None
     handles = None
     for step in range(steps):
@@ -82,7 +82,7 @@ def test_the_renderers_kept_figures_give_fresh_bytes(spec: FigureSpec, warm_proc
     for params, fmt in zip(steps, ["png", "svg", "png"], strict=True):
         job = job_for(spec, params, ImageOptions(format=fmt), 10**8)
         meta: dict[str, object] = {}
-        assert warm.render_warm(job, 6, meta) == encode(job, 6)
+        assert render_warm(job, 6, meta) == encode(job, 6)
         outcomes.append(meta["warm"])
     assert outcomes == ["miss", "hit", "hit"]
 

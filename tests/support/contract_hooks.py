@@ -47,7 +47,6 @@ def filter_body(context: Any, body: Any) -> bool:
     return pixels <= budget
 
 
-
 def _window_allowed(query: Any) -> bool:
     """A scatter's window is lo and hi together, hi above lo by a least width: one rule over
     two parameters, which the document says in words."""

@@ -40,8 +40,9 @@ class FigureDeclarationError(ValueError):
     """A figure whose declaration cannot serve; the message names the figure and the fault."""
 
 
-def check_declaration(spec: FigureSpec, reserved: frozenset[str]) -> None:
-    """Raise ``FigureDeclarationError`` if ``spec`` declares something that cannot work."""
+def check_declaration(spec: FigureSpec, reserved: frozenset[str], base: type[BaseModel]) -> None:
+    """Raise ``FigureDeclarationError`` if ``spec`` declares something that cannot work;
+    ``base`` is the class every parameter model derives from (the registry's)."""
     name = spec.name
 
     def fail(message: str) -> FigureDeclarationError:
@@ -55,9 +56,7 @@ def check_declaration(spec: FigureSpec, reserved: frozenset[str]) -> None:
             raise fail(f"{label}= must be a non-empty text")
         if len(text) > most:
             raise fail(f"{label}= has {len(text)} characters; at most {most}")
-    from .registry import FigureParams  # the module that imports this one
-
-    if not (isinstance(spec.params, type) and issubclass(spec.params, FigureParams)):
+    if not (isinstance(spec.params, type) and issubclass(spec.params, base)):
         raise fail("params= must be a FigureParams (or SeededParams) subclass")
     _check_names(spec, reserved, fail)
     defaults = _defaults(spec, fail)

@@ -262,7 +262,7 @@ class Registry:
                 f"figure {spec.name!r} of {origin(spec)} clashes with the figure "
                 f"{taken.name!r} of {origin(taken)}: give one of them another name"
             )
-        check_declaration(spec, RESERVED_NAMES)
+        check_declaration(spec, RESERVED_NAMES, FigureParams)
         self._specs[spec.name] = spec
         return spec
 

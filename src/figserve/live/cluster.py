@@ -12,7 +12,7 @@ subscription) is made up for by the records, which every instance reads again wh
 checks a pair, and at once for the pairs it watches when it subscribes again.
 
 Like the shared render cache, this level is optional at run time: a Redis error opens a breaker
-for ``BREAKER_SECONDS``, during which each instance checks on its own.
+for 5 s (``scaleout.Breaker``), during which each instance checks on its own.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ..figures.identity import figure_version
+from ..scaleout import Breaker
 from .entries import Entry
 from .probe import Outcome
 
@@ -43,7 +44,6 @@ PREFIX = "fs:ver:"
 RECORD = PREFIX + "r:"
 LEASE = PREFIX + "lease:"
 EVENTS = PREFIX + "events"
-BREAKER_SECONDS = 5.0
 POLL = 0.25  # a waiter reads the record again at least this often (messages may be lost)
 LEASE_SECONDS = 3.0  # a lease lives this long unless its holder renews it while it checks
 MIN_RECORD_TTL = 60  # seconds; a record lives three refresh periods, at least this
@@ -76,7 +76,10 @@ class Cluster:
         self._versions: Versions | None = None
         self._listener: asyncio.Task[None] | None = None
         self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._closed_until = 0.0
+        self._breaker = Breaker(
+            log, "data versions: Redis unavailable while %s (%s: %s); checking on this instance "
+            "alone for %g s",
+        )  # fmt: skip
         self._tasks: set[asyncio.Task[int]] = set()
         self.errors = 0
 
@@ -96,20 +99,11 @@ class Cluster:
 
     @property
     def available(self) -> bool:
-        return time.monotonic() >= self._closed_until
+        return self._breaker.available
 
     def _failed(self, exc: BaseException, doing: str) -> None:
         self.errors += 1
-        if self.available:
-            log.warning(
-                "data versions: Redis unavailable while %s (%s: %s); checking on this instance "
-                "alone for %g s",
-                doing,
-                type(exc).__name__,
-                exc,
-                BREAKER_SECONDS,
-            )
-        self._closed_until = time.monotonic() + BREAKER_SECONDS
+        self._breaker.trip(exc, doing)
 
     # -- one check for the cluster -------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from PIL import Image
 from ..figures import FigureParams, FigureSpec
 from ..figures.identity import figure_version
 from ..figures.layout import fit_unless_laid_out
+from . import warm
 from .options import Canvas, ImageOptions, canvas_for
 from .process import Result
 from .warm import warm_key
@@ -79,8 +80,6 @@ class RenderJob:
     def run(self, png_level: int) -> Result:
         """Draw and encode in a render process, on a kept figure where it may; tells the code
         version it really ran and whether a kept figure was used."""
-        from .warm import render_warm
-
         level = self.png_level if self.png_level is not None else png_level
         meta: dict[str, Any] = {}
         data = render_warm(self, level, meta)
@@ -209,3 +208,33 @@ def _png(rgba: memoryview, width: int, height: int, dpi: float, level: int) -> b
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def render_warm(job: RenderJob, png_level: int, meta: dict[str, Any]) -> bytes:
+    """The job's bytes, drawn on a kept figure where this process keeps one.
+
+    ``meta`` gets ``warm``: ``hit`` (a kept figure was updated), ``miss`` (drawn fresh, and
+    kept) or ``off`` (not kept: no update function, or this process keeps none), and
+    ``update_failed`` (the error, when an update raised: the figure was dropped and drawn
+    fresh)."""
+    kept, key = warm.installed(), job.warm_key
+    if kept is None or key is None or job.spec is None or job.spec.update is None:
+        meta["warm"] = "off"
+        return encode(job, png_level)
+    entry = kept.take(key)
+    if entry is not None:
+        try:
+            handles = job.spec.update(entry.fig, entry.handles, *job.drawing.args)
+            fit_margins(entry.fig)
+            data = save(entry.fig, job, png_level)
+        except Exception as exc:  # the figure's update function: drop the figure, draw anew
+            meta["update_failed"] = warm.describe_error(exc)
+        else:
+            kept.give(key, warm.Kept(entry.fig, handles))
+            meta["warm"] = "hit"
+            return data
+    fig, handles = draw(job)
+    data = save(fig, job, png_level)
+    kept.give(key, warm.Kept(fig, handles))
+    meta["warm"] = "miss"
+    return data

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .protocol import recv_control, send_control
+from .protocol import SpawnOptions, recv_control, send_control
 
 if TYPE_CHECKING:
     from ..figures import FigureSpec
@@ -63,13 +63,6 @@ class ServerInit:
     # The figures whose code versions are computed here, pickled: they can only be read once
     # their modules are importable (after sys_path and preload).
     figures: bytes = b""
-
-
-@dataclass(frozen=True)
-class SpawnOptions:
-    nice: int = 0  # added to the render process's niceness (background work)
-    memory_bytes: int = 0  # address space a render process may add past its start; 0: no cap
-    warm_figures: int = 0  # drawn figures a render process may keep to update (0: none)
 
 
 _children: set[int] = set()  # render processes alive (or not yet reaped)

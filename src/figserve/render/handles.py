@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .forkserver import ServerInit, SpawnOptions, Task
-from .protocol import recv_control, send_control
+from .forkserver import ServerInit, Task
+from .protocol import SpawnOptions, recv_control, send_control
 
 if TYPE_CHECKING:
     from ..figures import FigureSpec

@@ -11,8 +11,8 @@ import threading
 import time
 
 from .errors import RenderUnavailable
-from .forkserver import SpawnOptions
 from .handles import RenderProcess
+from .protocol import SpawnOptions
 
 
 class Lane:

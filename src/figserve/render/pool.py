@@ -41,11 +41,19 @@ from .errors import (
     RenderUnavailable,
     TooComplex,
 )
-from .forkserver import SpawnOptions, Task
+from .forkserver import Task
 from .handles import ForkServer, RenderProcess, fork_server
 from .lanes import Lane
 from .leftovers import Leftovers, StateHook
-from .protocol import ProtocolError, is_plain, recv_plain, reply_for, send_frame, waiting
+from .protocol import (
+    ProtocolError,
+    SpawnOptions,
+    is_plain,
+    recv_plain,
+    reply_for,
+    send_frame,
+    waiting,
+)
 
 log = logging.getLogger("figserve.render")
 

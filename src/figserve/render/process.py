@@ -24,10 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import warm
 from .osstate import kill_descendants, prctl
-from .protocol import is_plain, recv_obj, send_obj
+from .protocol import SpawnOptions, is_plain, recv_obj, send_obj
 
 if TYPE_CHECKING:
-    from .forkserver import SpawnOptions
     from .hygiene import Baseline
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

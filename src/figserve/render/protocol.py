@@ -20,7 +20,18 @@ import select
 import socket
 import struct
 import time
+from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
+
+
+@dataclass(frozen=True)
+class SpawnOptions:
+    """What a render process is started with (sent to the fork server)."""
+
+    nice: int = 0  # added to the render process's niceness (background work)
+    memory_bytes: int = 0  # address space a render process may add past its start; 0: no cap
+    warm_figures: int = 0  # drawn figures a render process may keep to update (0: none)
+
 
 MAGIC = b"FSR1"
 _HEADER = struct.Struct(">4sQ")

@@ -12,7 +12,7 @@ after ``shared_cache_ttl``, and a script keeps the total within ``shared_cache_b
 dropping the least recently used entries (its own accounting, so the cache can share a Redis
 that must never evict, such as the job queue's).
 
-Redis is optional here: any error or timeout opens a breaker for ``BREAKER_SECONDS``, during
+Redis is optional here: any error or timeout opens a breaker (``scaleout.Breaker``, 5 s), during
 which renders happen locally without asking Redis, so a hung Redis costs one request its
 (short) timeout, not every request.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -30,6 +29,8 @@ from typing import Literal
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError
+
+from ..scaleout import Breaker
 
 log = logging.getLogger("figserve.render")
 
@@ -42,7 +43,6 @@ SIZES = PREFIX + "size"  # hash: key -> bytes
 USED = PREFIX + "used"  # bytes of every entry counted in SIZES
 LOCK_SECONDS = 3.0  # a lock lives this long unless its holder extends it
 POLL = 0.25  # a waiter looks again at least this often (announcements may be lost)
-BREAKER_SECONDS = 5.0
 ENTRY_SHARE = 16
 
 # KEYS: value, lru, sizes. ARGV: key. The value, with its last use recorded.
@@ -109,7 +109,9 @@ class SharedCache:
         self.ttl = max(1, int(ttl))
         self.lock_seconds = lock_seconds
         self.stats = SharedStats()
-        self._closed_until = 0.0  # breaker: Redis is skipped until then
+        self._breaker = Breaker(
+            log, "shared render cache unavailable while %s (%s: %s); rendering without it for %g s"
+        )
         self._get = client.register_script(_GET)
         self._put = client.register_script(_PUT)
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -133,19 +135,11 @@ class SharedCache:
 
     @property
     def available(self) -> bool:
-        return time.monotonic() >= self._closed_until
+        return self._breaker.available
 
     def _failed(self, exc: BaseException, doing: str) -> None:
         self.stats.errors += 1
-        if self.available:
-            log.warning(
-                "shared render cache unavailable while %s (%s: %s); rendering without it for %g s",
-                doing,
-                type(exc).__name__,
-                exc,
-                BREAKER_SECONDS,
-            )
-        self._closed_until = time.monotonic() + BREAKER_SECONDS
+        self._breaker.trip(exc, doing)
 
     # -- reading, writing, rendering once -------------------------------------------------------
 

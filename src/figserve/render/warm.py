@@ -2,9 +2,9 @@
 
 A figure that declares ``update=`` (see ``figures/registry.py``) is drawn once with ``draw`` and
 then moved to new parameters with ``update(fig, handles, params) -> handles``, which costs a
-fraction of a fresh draw. A render process keeps a few such figures, least recently used first
-out, keyed by ``warm_key``: figure name, code version, canvas pixels and dpi (the format is not
-part of it: one kept figure is saved as PNG, SVG or PDF alike).
+fraction of a fresh draw (``encode.render_warm``). A render process keeps a few such figures,
+least recently used first out, keyed by ``warm_key``: figure name, code version, canvas pixels
+and dpi (the format is not part of it: one kept figure is saved as PNG, SVG or PDF alike).
 
 Kept figures are this process's own state: they are dropped whenever the process had to put back
 something a figure changed (``hygiene.py``), and with the process when it is recycled. The
@@ -17,12 +17,9 @@ from __future__ import annotations
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from matplotlib.figure import Figure
-
-if TYPE_CHECKING:
-    from .encode import RenderJob
 
 ERROR_CHARS = 2000
 
@@ -86,39 +83,7 @@ def warm_key(name: str, version: str | None, width_px: int, height_px: int, dpi:
     return f"{name}/{version}/{width_px}x{height_px}@{dpi:.6g}"
 
 
-def render_warm(job: RenderJob, png_level: int, meta: dict[str, Any]) -> bytes:
-    """The job's bytes, drawn on a kept figure where this process keeps one.
-
-    ``meta`` gets ``warm``: ``hit`` (a kept figure was updated), ``miss`` (drawn fresh, and
-    kept) or ``off`` (not kept: no update function, or this process keeps none), and
-    ``update_failed`` (the error, when an update raised: the figure was dropped and drawn
-    fresh)."""
-    from .encode import draw, encode, fit_margins, save
-
-    kept, key = _installed, job.warm_key
-    if kept is None or key is None or job.spec is None or job.spec.update is None:
-        meta["warm"] = "off"
-        return encode(job, png_level)
-    entry = kept.take(key)
-    if entry is not None:
-        try:
-            handles = job.spec.update(entry.fig, entry.handles, *job.drawing.args)
-            fit_margins(entry.fig)
-            data = save(entry.fig, job, png_level)
-        except Exception as exc:  # the figure's update function: drop the figure, draw anew
-            meta["update_failed"] = _describe(exc)
-        else:
-            kept.give(key, Kept(entry.fig, handles))
-            meta["warm"] = "hit"
-            return data
-    fig, handles = draw(job)
-    data = save(fig, job, png_level)
-    kept.give(key, Kept(fig, handles))
-    meta["warm"] = "miss"
-    return data
-
-
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     try:
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     except Exception:

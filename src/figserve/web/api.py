@@ -8,7 +8,8 @@ from typing import Any
 from quart import Blueprint, Response, url_for
 from quart_schema import DataSource, document_request, tag
 
-from ..figures.data import DataError, Table, draw_table, parse_table, resolve_columns
+from ..figures.data import draw_table, resolve_columns
+from ..figures.tables import DataError, Table, parse_table
 from ..render import MEDIA_TYPES, Drawing, ImageOptions, RenderJob, canvas_for
 from ..validation import RenderRequest, RenderSpec, from_spec
 from .body import json_object
