@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import fcntl
 import io
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,6 +21,35 @@ from tests.support.redis import RedisServer
 pytest_plugins = ["tests.support.usercode"]
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """In a parallel run, files of live tests (long, mostly waiting on servers) go out first,
+    so the short ones fill the end instead of one long file running last on its own."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("live") is None)
+
+
+@pytest.fixture(autouse=True)
+def _alone_when_marked(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[None]:
+    """Tests marked ``alone`` (they measure latency) run while no other test process of this
+    run is inside a test; the others share. A turnstile lets a waiting ``alone`` test in
+    before new shared ones, so it cannot starve."""
+    folder = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = folder.parent  # shared by the test processes of this run
+    alone = request.node.get_closest_marker("alone") is not None
+    turnstile_path, lock_path = folder / "turnstile.lock", folder / "alone.lock"
+    with open(turnstile_path, "a") as turnstile, open(lock_path, "a") as lock:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.live import ROOT, LiveServer
 
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.live, pytest.mark.alone]
 
 FLOOD_SECONDS = 8
 BOUND_MS = 50.0

@@ -38,7 +38,7 @@ def test_every_shipped_figure_has_an_update_path() -> None:
 
 @pytest.mark.property
 @pytest.mark.parametrize("spec", WARM, ids=lambda s: s.name)
-@settings(PROPERTY, max_examples=8, phases=NO_SHRINK)
+@settings(PROPERTY, max_examples=6, phases=NO_SHRINK)
 @given(
     data=st.data(),
     size=st.sampled_from(SIZES),
