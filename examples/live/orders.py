@@ -59,7 +59,6 @@ def _recent(minutes: int) -> list[tuple[float, str, float]]:
 
 def _frame(fig: Figure, xlabel: str, ylabel: str):
     ax = fig.add_subplot()
-    fig.subplots_adjust(left=0.16, right=0.97, bottom=0.16, top=0.95)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)

@@ -27,10 +27,10 @@ from quart import Quart
 import figserve.web.forms as forms_module
 from figserve.app import create_app
 from figserve.figures import FIGURES
-from figserve.jobs import Admission, JobRecord, JobService, JobState, new_job_id
-from figserve.jobs.local_store import LocalJobStore
+from figserve.jobs import Admission, JobRecord, JobState, new_job_id
 from figserve.render import ImageOptions, canvas_for
 from figserve.web.owner import COOKIE, issued, new_token, token_hash
+from tests.jobs.conftest import runner_of, store_of, token_for
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -50,23 +50,6 @@ def app_config(jobs_dir: Path) -> dict:
         "job_max_pixels": 20_000_000,
         "job_results_quota_bytes": 10**15,
     }
-
-
-def runner_of(app: Quart) -> JobService:
-    runner = app.extensions["figserve"].jobs
-    assert runner is not None
-    return runner
-
-
-def store_of(app: Quart) -> LocalJobStore:
-    store = runner_of(app).store
-    assert isinstance(store, LocalJobStore)
-    return store
-
-
-def token(app: Quart) -> str:
-    """An owner token the app issued."""
-    return new_token(runner_of(app).owner_key)
 
 
 def with_cookie(app: Quart, token: str | None) -> object:
@@ -185,7 +168,7 @@ async def test_cookies_made_up_per_request_do_not_pass_the_per_client_limit(app_
         assert statuses == [202, 202, 429, 429, 429, 429]
         # A cookie the server issued still gets its own share.
         assert (
-            await with_cookie(application, token(application)).post("/jobs", json=WAVES)
+            await with_cookie(application, token_for(application)).post("/jobs", json=WAVES)
         ).status_code == 202
 
 
@@ -215,10 +198,10 @@ async def answer(client, method: str, path: str, accept: str) -> tuple[int, dict
 
 @pytest.mark.parametrize("accept", ["application/json", "text/html"])
 async def test_someone_elses_job_answers_exactly_as_an_unknown_one(app, accept):
-    mine = token(app)
+    mine = token_for(app)
     job_id = store_done(app, token_hash(mine))
     unknown = new_job_id()
-    for stranger in (None, token(app)):
+    for stranger in (None, token_for(app)):
         client = with_cookie(app, stranger)
         for method, suffix in [("GET", ""), ("GET", "/result"), ("DELETE", "")]:
             theirs = await answer(client, method, f"/jobs/{job_id}{suffix}", accept)
@@ -237,7 +220,7 @@ async def test_someone_elses_job_answers_exactly_as_an_unknown_one(app, accept):
 @FAST
 @given(owners=st.lists(st.integers(0, 3), min_size=1, max_size=8), viewer=st.integers(-1, 3))
 async def test_each_client_sees_and_acts_on_its_own_jobs_only(app, owners, viewer):
-    tokens = [token(app) for _ in range(4)]
+    tokens = [token_for(app) for _ in range(4)]
     jobs = [(store_done(app, token_hash(tokens[o])), o) for o in owners]
     client = with_cookie(app, tokens[viewer] if viewer >= 0 else None)
     listed = {j["id"] for j in (await (await client.get("/jobs")).get_json())["jobs"]}
@@ -256,7 +239,7 @@ async def test_each_client_sees_and_acts_on_its_own_jobs_only(app, owners, viewe
 
 async def test_jobs_of_a_previous_version_without_an_owner_are_nobodys(app):
     job_id = store_done(app, None)
-    for cookie in (None, token(app)):
+    for cookie in (None, token_for(app)):
         assert (await with_cookie(app, cookie).get(f"/jobs/{job_id}")).status_code == 404
 
 
@@ -271,7 +254,7 @@ def admin_app_config(app_config: dict) -> dict:
 async def test_the_admin_token_shows_every_clients_jobs(admin_app_config):
     application = create_app(admin_app_config)
     async with application.test_app():
-        ids = [store_done(application, token_hash(token(application))) for _ in range(3)]
+        ids = [store_done(application, token_hash(token_for(application))) for _ in range(3)]
         admin = application.test_client()
         bearer = {"Authorization": f"Bearer {ADMIN}"}
         listed = [
@@ -286,7 +269,7 @@ async def test_the_admin_token_shows_every_clients_jobs(admin_app_config):
             assert resp.status_code == 401
             assert resp.headers["WWW-Authenticate"].startswith("Bearer")
         # Other kinds of credentials (a proxy's basic auth) are not the operator's at all.
-        user = with_cookie(application, token(application))
+        user = with_cookie(application, token_for(application))
         for header in (f"Basic {ADMIN}", "Basic dXNlcjpwYXNz", "Digest x", "Negotiate"):
             resp = await user.post("/jobs", json=WAVES, headers={"Authorization": header})
             assert resp.status_code == 202, header
@@ -302,7 +285,7 @@ async def test_the_admin_token_shows_every_clients_jobs(admin_app_config):
 
 
 async def test_without_an_admin_token_configured_there_is_no_operator_view(app):
-    job_id = store_done(app, token_hash(token(app)))
+    job_id = store_done(app, token_hash(token_for(app)))
     client = app.test_client()
     for header in ("Bearer ", "Bearer anything-at-all-0123456789"):
         resp = await client.get("/jobs", headers={"Authorization": header})
@@ -483,7 +466,7 @@ async def test_each_client_has_a_share_of_the_active_jobs(app_config):
             for _ in range(3)
         ]
         assert statuses == [202, 202, 429]
-        me = with_cookie(application, token(application))
+        me = with_cookie(application, token_for(application))
         for _ in range(2):
             assert (await me.post("/jobs", json=WAVES)).status_code == 202
         resp = await me.post("/jobs", json=WAVES)
@@ -491,7 +474,7 @@ async def test_each_client_has_a_share_of_the_active_jobs(app_config):
         assert resp.headers["Retry-After"]
         assert "limit per client is 2" in (await resp.get_json())["detail"]
         # Another client still gets in.
-        other = with_cookie(application, token(application))
+        other = with_cookie(application, token_for(application))
         assert (await other.post("/jobs", json=WAVES)).status_code == 202
         # A job that ends frees its place.
         first = (await (await me.get("/jobs")).get_json())["jobs"][-1]["id"]
@@ -663,7 +646,7 @@ async def test_jobs_are_in_the_openapi_document(client):
 
 
 async def test_a_result_is_streamed_with_ranges_and_validators(app):
-    issued_token = token(app)
+    issued_token = token_for(app)
     data = bytes(range(256)) * 4096  # 1 MiB: several windows
     job_id = store_done(app, token_hash(issued_token), data)
     client = with_cookie(app, issued_token)
@@ -707,7 +690,7 @@ async def test_a_result_is_streamed_with_ranges_and_validators(app):
 )
 async def test_ranges_follow_rfc_9110(app, header, status, expected):
     data = bytes(range(250)) * 4
-    issued_token = token(app)
+    issued_token = token_for(app)
     job_id = store_done(app, token_hash(issued_token), data)
     resp = await with_cookie(app, issued_token).get(
         f"/jobs/{job_id}/result", headers={"Range": header}
@@ -728,7 +711,7 @@ async def test_ranges_follow_rfc_9110(app, header, status, expected):
 
 async def test_if_range_lets_a_range_apply_only_to_the_same_result(app):
     data = b"0123456789" * 50
-    issued_token = token(app)
+    issued_token = token_for(app)
     job_id = store_done(app, token_hash(issued_token), data)
     client = with_cookie(app, issued_token)
     whole = await client.get(f"/jobs/{job_id}/result")
@@ -788,7 +771,7 @@ def expected_answer(specs: list[tuple], size: int) -> tuple[int, range | None]:
 @given(specs=st.lists(range_spec, min_size=1, max_size=4), size=st.integers(1, 1100))
 async def test_any_range_answers_as_a_reference_slice_of_the_bytes(app, specs, size):
     data = bytes((i * 7) % 256 for i in range(size))
-    issued_token = token(app)
+    issued_token = token_for(app)
     job_id = store_done(app, token_hash(issued_token), data)
     header = "bytes=" + ",".join(spec_text(s) for s in specs)
     resp = await with_cookie(app, issued_token).get(
